@@ -1,0 +1,188 @@
+"""The contract between the router and every channel adapter.
+
+An adapter turns what its platform sends into an :class:`InboundMessage`, hands it to the router
+(:class:`RouterPort`), and sends :class:`OutboundMessage` objects back out, reporting how far each
+got. Adapters never touch the database; capabilities say what a channel can carry, so callers never
+branch on a channel's name (an image becomes a link where a channel has no images).
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from router.settings import Settings
+
+
+class Capability(enum.StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    FILE = "file"
+    VOICE = "voice"
+    LOCATION = "location"
+    BUTTONS = "buttons"
+    TEMPLATE = "template"
+    TYPING = "typing"
+    READ_RECEIPT = "read_receipt"
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    url: str
+    name: str
+    size: int
+    content_type: str
+    file_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """What a resident sent, in the hub's terms.
+
+    ``channel_message_id`` is the platform's own id (WeChat MsgId, the widget's client id, an SMS
+    id): the router stores a message with the same (channel, id) only once, so platform retries and
+    reconnect resends are harmless.
+    """
+
+    channel: str
+    external_id: str
+    channel_message_id: str
+    type: str = "text"
+    text: str | None = None
+    attachment: Attachment | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    display_name: str | None = None
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One message to send to a resident; ``idempotency_key`` stays the same across retries."""
+
+    message_id: int
+    idempotency_key: str
+    conversation_id: int
+    channel: str
+    recipient: str
+    type: str
+    author: str
+    text: str | None = None
+    author_name: str | None = None
+    attachment: Attachment | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+class DeliveryState(enum.StrEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    state: DeliveryState = DeliveryState.SENT
+    provider_message_id: str | None = None
+
+
+class ChannelSendError(Exception):
+    """A send that failed; ``retryable`` tells the outbound queue whether to try again later."""
+
+    def __init__(self, reason: str, *, retryable: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFileInfo:
+    file_id: str
+    name: str
+    content_type: str
+    size: int
+    owner_channel: str
+    owner_external_id: str
+
+
+EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    message: dict[str, Any]
+    conversation: dict[str, Any]
+    duplicate: bool
+
+
+class RouterPort(Protocol):
+    """What the router offers an adapter."""
+
+    settings: Settings
+    secret_key: str
+
+    async def ingest(self, message: InboundMessage) -> IngestResult: ...
+
+    async def report_delivery(
+        self, channel: str, external_id: str, message_ids: list[int], state: DeliveryState
+    ) -> None: ...
+
+    async def history(self, channel: str, external_id: str, limit: int = 100) -> tuple[
+        dict[str, Any] | None, list[dict[str, Any]]
+    ]: ...
+
+    async def resident_typing(self, channel: str, external_id: str) -> None: ...
+
+    async def store_file(
+        self, channel: str, external_id: str, name: str, content_type: str, data: bytes
+    ) -> Attachment: ...
+
+    async def open_file(self, file_id: str) -> tuple[StoredFileInfo, Path] | None: ...
+
+    def subscribe(self, topic: str, handler: EventHandler) -> Callable[[], None]: ...
+
+    async def publish(self, topic: str, event: dict[str, Any]) -> None: ...
+
+
+class ChannelAdapter(ABC):
+    """Base of every channel; one subclass per folder under ``channels/``."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]]
+
+    def __init__(self, router: RouterPort) -> None:
+        self.router = router
+
+    @abstractmethod
+    def routes(self) -> list[web.RouteDef]:
+        """The aiohttp routes through which the platform reaches the hub."""
+
+    @abstractmethod
+    def parse(self, raw: Any, external_id: str) -> InboundMessage:
+        """Validate one raw inbound payload and turn it into an :class:`InboundMessage`.
+
+        Raises ``ValueError`` with a message fit for the sender when the payload is invalid.
+        """
+
+    @abstractmethod
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        """Send one message; raise :class:`ChannelSendError` when it did not go out."""
+
+    async def start(self) -> None:
+        """Open long-lived connections; called once the router is ready."""
+
+    async def stop(self) -> None:
+        """Close connections; called on shutdown after in-flight sends finished."""
+
+    def render_fallback_text(self, message: OutboundMessage) -> str:
+        """Text for a message this channel cannot carry natively (e.g. an image as a link)."""
+        if message.attachment is not None and message.type not in {c.value for c in self.capabilities}:
+            label = message.attachment.name or message.attachment.url
+            return f"{message.text or ''}\n{label}: {message.attachment.url}".strip()
+        return message.text or ""

@@ -1,0 +1,317 @@
+"""The web chat adapter: visitor tokens, the visitor WebSocket, uploads, and sending to visitors.
+
+A visitor is identified by a random id inside a token signed with the hub's secret; the widget
+keeps the token so that a reload resumes the same conversation. Each hub process keeps the
+sockets of the visitors connected to it; what a visitor must receive travels on the event bus, so
+a reply sent by an agent on another process still reaches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import BodyPartReader, WSMsgType, web
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from pydantic import BaseModel, Field, ValidationError
+
+from channels.base import (
+    Capability,
+    ChannelAdapter,
+    DeliveryResult,
+    DeliveryState,
+    InboundMessage,
+    OutboundMessage,
+    RouterPort,
+)
+from channels.webchat.files import classify, safe_name
+from router.api.spec import PRINCIPAL_KEY
+from router.errors import BadRequest, NotFound, TooLarge, Unauthorized, UnsupportedMediaType
+from router.logs import get_logger
+
+log = get_logger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+TOKEN_MAX_AGE = 180 * 24 * 3600
+TYPING_INTERVAL = 2.0
+CLOSE_BAD_TOKEN = 4401
+TOPIC = "webchat"
+
+
+class MessageFrame(BaseModel):
+    type: str
+    client_id: str = Field(pattern=r"^[A-Za-z0-9\-]{8,64}$")
+    text: str = Field(min_length=1)
+
+
+class AckFrame(BaseModel):
+    type: str
+    ids: list[int] = Field(max_length=500)
+
+
+class WebChatAdapter(ChannelAdapter):
+    name = "webchat"
+    capabilities = frozenset({Capability.TEXT, Capability.IMAGE, Capability.FILE, Capability.BUTTONS,
+                              Capability.TYPING, Capability.READ_RECEIPT})
+
+    def __init__(self, router: RouterPort) -> None:
+        super().__init__(router)
+        self._tokens = URLSafeTimedSerializer(router.secret_key, salt="webchat-visitor")
+        self._sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self._unsubscribe: list[Any] = []
+
+    # -- ChannelAdapter -------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/", self.demo_page),
+            web.get("/widget.js", self.widget_script),
+            web.post("/webchat/visitors", self.new_visitor),
+            web.get("/webchat/ws", self.visitor_socket),
+            web.post("/webchat/upload", self.upload),
+            web.get("/webchat/files/{file_id}", self.download),
+        ]
+
+    async def start(self) -> None:
+        self._unsubscribe = [
+            self.router.subscribe("conversation", self._on_conversation_event),
+            self.router.subscribe(TOPIC, self._on_delivery),
+        ]
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        for sockets in list(self._sockets.values()):
+            for ws in list(sockets):
+                await ws.close(code=1001, message=b"server shutdown")
+
+    def parse(self, raw: Any, external_id: str) -> InboundMessage:
+        frame = MessageFrame.model_validate(raw)
+        text = frame.text.strip()
+        if not text:
+            raise ValueError("消息不能为空")
+        if len(text) > self.router.settings.message_max_chars:
+            raise ValueError(f"消息不能超过 {self.router.settings.message_max_chars} 字")
+        return InboundMessage(channel=self.name, external_id=external_id, channel_message_id=frame.client_id,
+                              text=text)
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        await self.router.publish(TOPIC, {"visitor_id": message.recipient,
+                                          "frame": {"type": "message", "message": _message_frame(message)}})
+        return DeliveryResult(state=DeliveryState.SENT)
+
+    # -- visitors -------------------------------------------------------------------------------
+
+    def visitor_of(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        try:
+            data = self._tokens.loads(token, max_age=TOKEN_MAX_AGE)
+        except BadSignature:
+            return None
+        visitor = data.get("v") if isinstance(data, dict) else None
+        return visitor if isinstance(visitor, str) else None
+
+    async def new_visitor(self, request: web.Request) -> web.Response:
+        visitor_id = str(uuid.uuid4())
+        return web.json_response({"token": self._tokens.dumps({"v": visitor_id}), "visitor_id": visitor_id},
+                                 status=201)
+
+    async def demo_page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "demo.html", headers={"Cache-Control": "no-cache"})
+
+    async def widget_script(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "widget.js", headers={
+            "Content-Type": "application/javascript; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "Access-Control-Allow-Origin": "*",
+        })
+
+    async def visitor_socket(self, request: web.Request) -> web.WebSocketResponse:
+        settings = self.router.settings
+        ws = web.WebSocketResponse(heartbeat=25, max_msg_size=settings.ws_max_frame_bytes)
+        await ws.prepare(request)
+        visitor_id = self.visitor_of(request.query.get("token"))
+        if visitor_id is None:
+            await ws.close(code=CLOSE_BAD_TOKEN, message=b"bad visitor token")
+            return ws
+        self._sockets[visitor_id].add(ws)
+        try:
+            conversation, messages = await self.router.history(self.name, visitor_id)
+            await ws.send_json({
+                "type": "hello",
+                "visitor_id": visitor_id,
+                "conversation": _conversation_frame(conversation) if conversation else None,
+                "messages": messages,
+            })
+            last_typing = 0.0
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(frame.data)
+                    kind = data.get("type") if isinstance(data, dict) else None
+                except ValueError:
+                    await _send_error(ws, "malformed_json", "消息不是有效的 JSON")
+                    continue
+                if kind == "message":
+                    await self._resident_message(ws, visitor_id, data)
+                elif kind == "typing":
+                    if time.monotonic() - last_typing >= TYPING_INTERVAL:
+                        last_typing = time.monotonic()
+                        await self.router.resident_typing(self.name, visitor_id)
+                elif kind == "ack":
+                    await self._ack(ws, visitor_id, data)
+                elif kind == "ping":
+                    await ws.send_json({"type": "pong"})
+                else:
+                    await _send_error(ws, "unknown_frame", "无法识别的消息类型")
+        finally:
+            self._sockets[visitor_id].discard(ws)
+            if not self._sockets[visitor_id]:
+                del self._sockets[visitor_id]
+        if ws.close_code == 1009:
+            log.info("visitor frame too large; socket closed", visitor=visitor_id)
+        return ws
+
+    async def _resident_message(self, ws: web.WebSocketResponse, visitor_id: str, data: dict[str, Any]) -> None:
+        try:
+            inbound = self.parse(data, visitor_id)
+        except (ValidationError, ValueError) as exc:
+            message = str(exc) if isinstance(exc, ValueError) and not isinstance(exc, ValidationError) else (
+                "消息格式无效:需要 client_id 与 text"
+            )
+            log.info("visitor frame rejected", visitor=visitor_id, reason=message)
+            await _send_error(ws, "invalid_message", message, client_id=data.get("client_id"))
+            return
+        result = await self.router.ingest(inbound)
+        if result.duplicate:
+            # A resend after a reconnect: confirm it to this socket, nothing is stored twice.
+            await ws.send_json({"type": "message", "message": result.message})
+
+    async def _ack(self, ws: web.WebSocketResponse, visitor_id: str, data: dict[str, Any]) -> None:
+        try:
+            ack = AckFrame.model_validate(data)
+        except ValidationError:
+            await _send_error(ws, "invalid_ack", "ack 需要 ids 数组")
+            return
+        await self.router.report_delivery(self.name, visitor_id, ack.ids, DeliveryState.DELIVERED)
+
+    # -- events to visitors ---------------------------------------------------------------------
+
+    async def _push(self, visitor_id: str, frame: dict[str, Any]) -> None:
+        sockets = self._sockets.get(visitor_id)
+        if not sockets:
+            return
+        text = json.dumps(frame, ensure_ascii=False)
+        await asyncio.gather(*(ws.send_str(text) for ws in list(sockets) if not ws.closed),
+                             return_exceptions=True)
+
+    async def _on_delivery(self, event: dict[str, Any]) -> None:
+        await self._push(event["visitor_id"], event["frame"])
+
+    async def _on_conversation_event(self, event: dict[str, Any]) -> None:
+        key = event["key"]
+        if key["channel"] != self.name or key["external_id"] not in self._sockets:
+            return
+        if event["type"] == "message" and event["message"]["direction"] == "in":
+            await self._push(key["external_id"], {"type": "message", "message": event["message"]})
+        elif event["type"] == "conversation":
+            await self._push(key["external_id"], {"type": "state",
+                                                  "conversation": _conversation_frame(event["conversation"])})
+        elif event["type"] == "typing" and event["author"] == "agent":
+            await self._push(key["external_id"], {"type": "typing", "author": "agent"})
+
+    # -- files ----------------------------------------------------------------------------------
+
+    async def upload(self, request: web.Request) -> web.Response:
+        settings = self.router.settings
+        visitor_id = self.visitor_of(request.headers.get("X-Visitor-Token"))
+        if visitor_id is None:
+            raise Unauthorized("访客令牌无效", code="bad_token")
+        limit = settings.upload_max_bytes
+        if request.content_length is not None and request.content_length > limit + 64 * 1024:
+            raise TooLarge(f"文件不能超过 {limit // (1024 * 1024)} MB")
+        if not request.content_type.startswith("multipart/form-data"):
+            raise UnsupportedMediaType("请以 multipart/form-data 上传", code="unsupported_media_type")
+        try:
+            reader = await request.multipart()
+            part = await reader.next()
+        except (ValueError, AssertionError) as exc:
+            raise BadRequest("上传内容格式错误", code="malformed_multipart") from exc
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            raise BadRequest("缺少 file 字段", code="missing_file")
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data.extend(chunk)
+            if len(data) > limit:
+                raise TooLarge(f"文件不能超过 {limit // (1024 * 1024)} MB")
+        if not data:
+            raise BadRequest("文件为空", code="empty_file")
+        name = safe_name(part.filename or "file")
+        kind = classify(bytes(data), name)
+        if kind is None:
+            raise UnsupportedMediaType("仅支持图片(JPEG/PNG/GIF/WebP)、PDF、Word、Excel 和文本文件")
+        attachment = await self.router.store_file(self.name, visitor_id, name, kind.content_type, bytes(data))
+        result = await self.router.ingest(InboundMessage(
+            channel=self.name, external_id=visitor_id, channel_message_id=f"upload-{attachment.file_id}",
+            type=kind.message_type, attachment=attachment,
+        ))
+        return web.json_response({"message": result.message}, status=201)
+
+    async def download(self, request: web.Request) -> web.FileResponse:
+        found = await self.router.open_file(request.match_info["file_id"])
+        if found is None:
+            raise NotFound("文件不存在", code="file_not_found")
+        info, path = found
+        visitor_id = self.visitor_of(request.query.get("token"))
+        is_owner = visitor_id is not None and info.owner_external_id == visitor_id and info.owner_channel == self.name
+        principal = request.get(PRINCIPAL_KEY)
+        is_staff = principal is not None and principal.role in {"admin", "supervisor", "agent"}
+        if not (is_owner or is_staff):
+            raise NotFound("文件不存在", code="file_not_found")
+        disposition = "inline" if info.content_type.startswith("image/") else "attachment"
+        return web.FileResponse(path, headers={
+            "Content-Type": info.content_type,
+            "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(info.name)}",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+            "Cache-Control": "private, max-age=86400",
+        })
+
+
+async def _send_error(ws: web.WebSocketResponse, code: str, message: str, **extra: Any) -> None:
+    await ws.send_json({"type": "error", "code": code, "message": message, **extra})
+
+
+def _conversation_frame(conversation: dict[str, Any]) -> dict[str, Any]:
+    assignee = conversation.get("assignee")
+    return {"id": conversation["id"], "state": conversation["state"],
+            "agent_name": assignee["display_name"] if assignee else None}
+
+
+def _message_frame(message: OutboundMessage) -> dict[str, Any]:
+    attachment = message.attachment
+    return {
+        "id": message.message_id,
+        "conversation_id": message.conversation_id,
+        "direction": "out",
+        "author": message.author,
+        "author_name": message.author_name,
+        "type": message.type,
+        "text": message.text,
+        "attachment": None if attachment is None else {
+            "url": attachment.url, "name": attachment.name, "size": attachment.size,
+            "content_type": attachment.content_type,
+        },
+        "payload": message.payload or None,
+        "created_at": message.created_at.isoformat() if message.created_at else None,
+        "client_id": None,
+        "delivery": "sent",
+    }

@@ -1,0 +1,1 @@
+"""Shuiwu Hub router: conversations, bot-or-human routing, agent API and the hub process."""

@@ -1,0 +1,114 @@
+"""Sign-in, sign-out and the current user; staff accounts and service tokens (admin)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from router.access import ALL_ROLES
+from router.accounts import authenticate, close_session, create_api_token, create_user, open_session
+from router.api import api
+from router.api.spec import Call
+from router.errors import Unauthorized
+from router.middleware import CSRF_COOKIE, SESSION_COOKIE
+from router.models import Role, StaffUser
+from router.schemas import ItemsOfUsers, StrictBody, UserOut, user_out
+
+ADMIN = frozenset({Role.ADMIN})
+USERNAME = r"^[A-Za-z0-9_.\-]{2,64}$"
+
+
+class LoginBody(StrictBody):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class SessionOut(BaseModel):
+    user: UserOut
+    csrf_token: str | None
+
+
+class NewUserBody(StrictBody):
+    username: str = Field(pattern=USERNAME)
+    password: str = Field(min_length=8, max_length=256)
+    role: Role
+    display_name: str = Field(min_length=1, max_length=100)
+    teams: list[str] = Field(default_factory=list, max_length=20)
+    max_chats: int = Field(5, ge=1, le=50)
+
+
+class NewTokenBody(StrictBody):
+    name: str = Field(pattern=USERNAME)
+    role: Role
+
+
+class TokenOut(BaseModel):
+    name: str
+    role: Role
+    token: str
+
+
+@api.endpoint("POST", "/api/auth/login", summary="Sign in", roles=None, body=LoginBody, response=SessionOut,
+              tag="auth", errors=(401,))
+async def login(call: Call) -> web.Response:
+    hub = call.request.app["hub"]
+    async with hub.sessions.begin() as session:
+        user = await authenticate(session, call.body.username, call.body.password)
+        if user is None:
+            raise Unauthorized("用户名或密码错误", code="bad_credentials")
+        new = await open_session(session, user, hub.settings.session_ttl_hours)
+    response = web.json_response(SessionOut(user=user_out(user), csrf_token=new.csrf_token).model_dump(mode="json"))
+    max_age = hub.settings.session_ttl_hours * 3600
+    secure = hub.settings.cookie_secure
+    response.set_cookie(SESSION_COOKIE, new.token, httponly=True, samesite="Lax", secure=secure, max_age=max_age,
+                        path="/")
+    response.set_cookie(CSRF_COOKIE, new.csrf_token, httponly=False, samesite="Lax", secure=secure,
+                        max_age=max_age, path="/")
+    return response
+
+
+@api.endpoint("POST", "/api/auth/logout", summary="Sign out", roles=ALL_ROLES, status=204, tag="auth")
+async def logout(call: Call) -> web.Response:
+    token = call.request.cookies.get(SESSION_COOKIE)
+    if token:
+        async with call.request.app["hub"].sessions.begin() as session:
+            await close_session(session, token)
+    response = web.Response(status=204)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    response.del_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+@api.endpoint("GET", "/api/auth/me", summary="The signed-in user", roles=ALL_ROLES, response=SessionOut, tag="auth")
+async def me(call: Call) -> SessionOut:
+    if call.user.user_id is None:
+        raise Unauthorized("服务令牌没有用户身份", code="service_token")
+    async with call.request.app["hub"].sessions() as session:
+        user = await session.get(StaffUser, call.user.user_id)
+        return SessionOut(user=user_out(user), csrf_token=call.user.csrf_token)
+
+
+@api.endpoint("GET", "/api/users", summary="Staff accounts", roles=ADMIN, response=ItemsOfUsers, tag="admin")
+async def list_users(call: Call) -> ItemsOfUsers:
+    async with call.request.app["hub"].sessions() as session:
+        users = await session.scalars(select(StaffUser).order_by(StaffUser.id))
+        return ItemsOfUsers(items=[user_out(u) for u in users])
+
+
+@api.endpoint("POST", "/api/users", summary="Create a staff account", roles=ADMIN, body=NewUserBody,
+              response=UserOut, status=201, tag="admin", errors=(409,))
+async def add_user(call: Call) -> UserOut:
+    body: NewUserBody = call.body
+    async with call.request.app["hub"].sessions.begin() as session:
+        user = await create_user(session, username=body.username, password=body.password, role=body.role,
+                                 display_name=body.display_name, team_names=body.teams, max_chats=body.max_chats)
+        return user_out(user)
+
+
+@api.endpoint("POST", "/api/tokens", summary="Create a service token (shown once)", roles=ADMIN, body=NewTokenBody,
+              response=TokenOut, status=201, tag="admin", errors=(409,))
+async def add_token(call: Call) -> TokenOut:
+    async with call.request.app["hub"].sessions.begin() as session:
+        token = await create_api_token(session, call.body.name, call.body.role)
+    return TokenOut(name=call.body.name, role=call.body.role, token=token)

@@ -1,0 +1,97 @@
+"""The staff WebSocket: one per browser tab, carrying live conversation events the user may see."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+from pydantic import BaseModel, Field, ValidationError
+
+from router.access import STAFF_ROLES, Principal, can_view
+from router.api.spec import PRINCIPAL_KEY
+from router.errors import Forbidden, Unauthorized
+from router.hub import TOPIC
+from router.logs import get_logger
+
+log = get_logger(__name__)
+QUEUE_LIMIT = 2000  # a tab that falls this far behind is disconnected and resynchronises
+
+
+class TypingFrame(BaseModel):
+    type: str
+    conversation_id: int = Field(ge=1, le=2**62)
+
+
+def check_origin(request: web.Request) -> None:
+    """Refuse cross-site WebSocket hijacking: a browser always sends Origin on a WebSocket."""
+    origin = request.headers.get("Origin")
+    if origin and urlsplit(origin).netloc != request.host:
+        raise Forbidden("WebSocket 来源不被允许", code="bad_origin")
+
+
+async def staff_socket(request: web.Request) -> web.StreamResponse:
+    principal: Principal | None = request.get(PRINCIPAL_KEY)
+    if principal is None:
+        raise Unauthorized("请先登录", code="not_authenticated")
+    if principal.role not in STAFF_ROLES:
+        raise Forbidden("当前角色无权访问此接口", code="role_forbidden")
+    check_origin(request)
+    hub = request.app["hub"]
+    ws = web.WebSocketResponse(heartbeat=25, max_msg_size=hub.settings.ws_max_frame_bytes)
+    await ws.prepare(request)
+    queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+
+    async def on_event(event: dict[str, Any]) -> None:
+        if not can_view(principal, event["key"]):
+            return
+        frame = {k: v for k, v in event.items() if k != "key"}
+        if event["type"] == "typing":
+            frame["conversation_id"] = event["key"]["conversation_id"]
+        try:
+            queue.put_nowait(json.dumps(frame, ensure_ascii=False))
+        except asyncio.QueueFull:
+            log.warning("staff socket too slow; closing", user=principal.username)
+            await ws.close(code=1013, message=b"too slow, reconnect")
+
+    async def forward() -> None:
+        while True:
+            await ws.send_str(await queue.get())
+
+    unsubscribe = hub.subscribe(TOPIC, on_event)
+    hub.staff_sockets.add(ws)
+    writer = asyncio.create_task(forward())
+    try:
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            await _handle_frame(hub, principal, ws, frame.data)
+    finally:
+        unsubscribe()
+        hub.staff_sockets.discard(ws)
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await writer
+    return ws
+
+
+async def _handle_frame(hub: Any, principal: Principal, ws: web.WebSocketResponse, data: str) -> None:
+    try:
+        frame = json.loads(data)
+        kind = frame.get("type") if isinstance(frame, dict) else None
+    except ValueError:
+        kind = None
+    if kind == "ping":
+        await ws.send_json({"type": "pong"})
+    elif kind == "typing":
+        try:
+            typing = TypingFrame.model_validate(frame)
+        except ValidationError:
+            await ws.send_json({"type": "error", "code": "invalid_frame", "message": "conversation_id 无效"})
+            return
+        await hub.staff_typing(principal, typing.conversation_id)
+    else:
+        await ws.send_json({"type": "error", "code": "invalid_frame", "message": "无法识别的消息"})

@@ -1,0 +1,64 @@
+"""The aiohttp application: middlewares, the API, staff pages and every enabled channel's routes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from router.api import api
+from router.api import auth as _auth  # noqa: F401  (registers endpoints)
+from router.api import conversations as _conversations  # noqa: F401
+from router.api import system as _system  # noqa: F401
+from router.api.staff_ws import staff_socket
+from router.hub import Hub
+from router.middleware import auth_middleware, errors_middleware
+from router.settings import Settings
+
+WEB_STATIC = Path(__file__).resolve().parent / "web" / "static"
+VERSION = "0.1.0"
+
+
+def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def serve(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_STATIC / name, headers={"Cache-Control": "no-cache"})
+
+    return serve
+
+
+def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
+    hub = hub or Hub(settings)
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware],
+        client_max_size=settings.upload_max_bytes + 256 * 1024,
+    )
+    app["hub"] = hub
+    app["openapi"] = api.openapi("Shuiwu Hub API", VERSION)
+    api.add_routes(app)
+    app.router.add_get("/api/ws", staff_socket)
+    app.router.add_get("/app/login", page("login.html"))
+    app.router.add_get("/app/agent", page("agent.html"))
+    app.router.add_get("/app", _redirect_to_agent)
+    app.router.add_static("/app/static", WEB_STATIC, append_version=False)
+    for adapter in hub.adapters.values():
+        app.router.add_routes(adapter.routes())
+
+    async def on_startup(_app: web.Application) -> None:
+        await hub.start()
+
+    async def on_shutdown(_app: web.Application) -> None:
+        for ws in list(hub.staff_sockets):
+            await ws.close(code=1001, message=b"server shutdown")
+
+    async def on_cleanup(_app: web.Application) -> None:
+        await hub.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    app.on_cleanup.append(on_cleanup)
+    return app
+
+
+async def _redirect_to_agent(_request: web.Request) -> web.Response:
+    raise web.HTTPFound("/app/agent")

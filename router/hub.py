@@ -1,0 +1,566 @@
+"""The hub: wires storage, the event bus, the bot bridge, the outbound worker and the channels.
+
+It is the :class:`channels.base.RouterPort` the adapters talk to, and the service layer the HTTP
+handlers call. Every public method commits its own transaction, then publishes events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import uuid
+import weakref
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from channels import load_adapter
+from channels.base import (
+    Attachment,
+    ChannelAdapter,
+    DeliveryState,
+    EventHandler,
+    InboundMessage,
+    IngestResult,
+    StoredFileInfo,
+)
+from router import conversations as convs
+from router.access import Principal, can_handle
+from router.accounts import ensure_team
+from router.bot import BotBridge, BotUnavailable
+from router.db import create_engine, migrate, session_factory
+from router.errors import Conflict, Forbidden
+from router.events import create_event_bus
+from router.logs import get_logger
+from router.models import (
+    Author,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    ConversationState,
+    Delivery,
+    Direction,
+    Message,
+    MessageType,
+    StaffUser,
+    StoredFile,
+    Team,
+    utcnow,
+)
+from router.outbound import OutboundWorker, new_outbound
+from router.schemas import ConversationOut, MessageOut, conversation_out, message_out, visibility_key
+from router.settings import Settings, load_secret_key
+
+log = get_logger(__name__)
+
+TOPIC = "conversation"  # staff-facing and channel-facing conversation events
+HANDOFF_NOTICE = "正在为您转接人工客服,请稍候。"
+
+
+class Hub:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_engine(settings.effective_database_url, settings.database_pool_size)
+        self.sessions = session_factory(self.engine)
+        self.bus = create_event_bus(settings.redis_url)
+        self.bot = BotBridge(settings.rasa_url, settings.bot_timeout_seconds) if settings.rasa_url else None
+        self.secret_key = load_secret_key(settings)
+        self.adapters: dict[str, ChannelAdapter] = {}
+        for name in filter(None, (n.strip() for n in settings.channels.split(","))):
+            self.adapters[name] = load_adapter(name)(self)
+        self.worker = OutboundWorker(self.sessions, self.adapters, settings, self._publish_delivery)
+        self._bot_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._background: set[asyncio.Task[None]] = set()
+        self.default_team_id: int | None = None
+        self.staff_sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+        await migrate(self.engine)
+        async with self.sessions.begin() as session:
+            self.default_team_id = (await ensure_team(session, self.settings.default_team)).id
+        await self.bus.start()
+        if self.bot is not None:
+            await self.bot.start()
+        for adapter in self.adapters.values():
+            await adapter.start()
+        self.worker.start()
+
+    async def stop(self) -> None:
+        """Finish what is under way (bot turns, sends), then close connections."""
+        if self._background:
+            await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
+        await self.worker.stop()
+        for adapter in self.adapters.values():
+            await adapter.stop()
+        if self.bot is not None:
+            await self.bot.stop()
+        await self.bus.stop()
+        await self.engine.dispose()
+
+    async def ready(self) -> dict[str, bool]:
+        checks = {"database": True, "events": await self.bus.healthy()}
+        try:
+            async with self.sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception:
+            checks["database"] = False
+        return checks
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def subscribe(self, topic: str, handler: EventHandler) -> Callable[[], None]:
+        return self.bus.subscribe(topic, handler)
+
+    async def publish(self, topic: str, event: dict[str, Any]) -> None:
+        await self.bus.publish(topic, event)
+
+    async def _publish_message(self, message: Message, conversation: Conversation) -> None:
+        await self.bus.publish(
+            TOPIC,
+            {
+                "type": "message",
+                "key": visibility_key(conversation),
+                "message": message_out(message).model_dump(mode="json"),
+            },
+        )
+
+    async def _publish_conversation(self, conversation: Conversation, last: Message | None = None) -> None:
+        await self.bus.publish(
+            TOPIC,
+            {
+                "type": "conversation",
+                "key": visibility_key(conversation),
+                "conversation": conversation_out(conversation, last).model_dump(mode="json"),
+            },
+        )
+
+    async def _publish_all(self, conversation: Conversation, messages: list[Message], state_changed: bool) -> None:
+        for message in messages:
+            await self._publish_message(message, conversation)
+        if state_changed:
+            visible = [m for m in messages if m.direction != Direction.INTERNAL]
+            await self._publish_conversation(conversation, visible[-1] if visible else None)
+
+    async def _publish_delivery(self, message_ids: list[int]) -> None:
+        if not message_ids:
+            return
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(Message.id, Message.delivery, Message.last_error, Conversation)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(Message.id.in_(message_ids))
+            )
+            for message_id, delivery, last_error, conversation in rows.unique():
+                await self.bus.publish(
+                    TOPIC,
+                    {
+                        "type": "delivery",
+                        "key": visibility_key(conversation),
+                        "message_id": message_id,
+                        "delivery": delivery,
+                        "last_error": last_error,
+                    },
+                )
+
+    # -- inbound ------------------------------------------------------------------------------
+
+    async def ingest(self, inbound: InboundMessage) -> IngestResult:
+        """Store a resident's message once, in the right conversation, and route it (bot or human)."""
+        for attempt in range(3):
+            try:
+                return await self._ingest_once(inbound)
+            except IntegrityError:
+                # A concurrent delivery of the same message, or a concurrent first message of the
+                # same resident, won the race; the next pass finds what it stored.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _ingest_once(self, inbound: InboundMessage) -> IngestResult:
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            existing = await session.scalar(
+                select(Message).where(
+                    Message.channel == inbound.channel, Message.channel_message_id == inbound.channel_message_id
+                )
+            )
+            if existing is not None:
+                conversation = await session.get(Conversation, existing.conversation_id)
+                assert conversation is not None
+                return IngestResult(
+                    message=message_out(existing).model_dump(mode="json"),
+                    conversation=conversation_out(conversation).model_dump(mode="json"),
+                    duplicate=True,
+                )
+            contact = await self._resolve_contact(session, inbound)
+            conversation, events, state_changed = await self._open_conversation(session, inbound, contact)
+            message = Message(
+                conversation_id=conversation.id,
+                channel=inbound.channel,
+                direction=Direction.IN,
+                author=Author.RESIDENT,
+                type=inbound.type,
+                text=inbound.text,
+                payload=self._inbound_payload(inbound),
+                channel_message_id=inbound.channel_message_id,
+                created_at=now,
+            )
+            session.add(message)
+            convs.stamp_activity(conversation, now)
+            if conversation.state == ConversationState.WAITING_RESIDENT:
+                events.append(convs.transition(session, conversation, "resident_replied", actor="resident"))
+                state_changed = True
+            await session.flush()
+        await self._publish_all(conversation, [*events, message], state_changed)
+        if conversation.state == ConversationState.BOT and self.bot is not None:
+            self._spawn(self._bot_turn(conversation.id, message))
+        return IngestResult(
+            message=message_out(message).model_dump(mode="json"),
+            conversation=conversation_out(conversation).model_dump(mode="json"),
+            duplicate=False,
+        )
+
+    @staticmethod
+    def _inbound_payload(inbound: InboundMessage) -> dict[str, Any] | None:
+        payload = dict(inbound.payload)
+        if inbound.attachment is not None:
+            attachment = inbound.attachment
+            payload["attachment"] = {
+                "url": attachment.url,
+                "name": attachment.name,
+                "size": attachment.size,
+                "content_type": attachment.content_type,
+            }
+        return payload or None
+
+    async def _resolve_contact(self, session: AsyncSession, inbound: InboundMessage) -> Contact:
+        identity = await session.scalar(
+            select(ContactIdentity).where(
+                ContactIdentity.channel == inbound.channel, ContactIdentity.external_id == inbound.external_id
+            )
+        )
+        if identity is not None:
+            return identity.contact
+        contact = Contact(
+            display_name=inbound.display_name or f"访客 {inbound.external_id[-4:]}",
+            vip=False,
+            blacklisted=False,
+            created_at=utcnow(),
+        )
+        session.add(contact)
+        await session.flush()
+        session.add(
+            ContactIdentity(
+                contact_id=contact.id, channel=inbound.channel, external_id=inbound.external_id, created_at=utcnow()
+            )
+        )
+        await session.flush()
+        return contact
+
+    async def _open_conversation(
+        self, session: AsyncSession, inbound: InboundMessage, contact: Contact
+    ) -> tuple[Conversation, list[Message], bool]:
+        """The resident's open conversation on this channel address, reopened or new if none."""
+        address = (Conversation.channel == inbound.channel) & (Conversation.external_id == inbound.external_id)
+        open_conversation = await session.scalar(
+            select(Conversation)
+            .where(address, Conversation.state != ConversationState.CLOSED)
+            .with_for_update(of=Conversation)
+        )
+        if open_conversation is not None:
+            return open_conversation, [], False
+        now = utcnow()
+        last_closed = await session.scalar(
+            select(Conversation).where(address).order_by(Conversation.id.desc()).limit(1)
+        )
+        window = timedelta(seconds=self.settings.reopen_window_seconds)
+        if last_closed is not None and last_closed.closed_at and now - last_closed.closed_at <= window:
+            # Within the window the thread goes on: back to humans if humans handled it.
+            action = "reopen_queue" if last_closed.last_agent_id or self.bot is None else "reopen_bot"
+            last_closed.reopen_count += 1
+            return last_closed, [convs.transition(session, last_closed, action, actor="resident")], True
+        conversation = Conversation(
+            channel=inbound.channel,
+            external_id=inbound.external_id,
+            contact_id=contact.id,
+            contact=contact,
+            state=ConversationState.BOT if self.bot is not None else ConversationState.QUEUED,
+            team_id=self.default_team_id,
+            priority=1 if contact.vip else 0,
+            created_at=now,
+            updated_at=now,
+            bot_at=now if self.bot is not None else None,
+            queued_at=None if self.bot is not None else now,
+            reopen_count=0,
+        )
+        session.add(conversation)
+        await session.flush()
+        await session.refresh(conversation, ["team"])
+        events = []
+        if self.bot is None:
+            events.append(
+                convs.system_event(conversation, "queued", "未配置机器人,会话直接进入人工排队", reason="no_bot")
+            )
+            session.add(events[-1])
+        return conversation, events, True
+
+    # -- bot ----------------------------------------------------------------------------------
+
+    async def _bot_turn(self, conversation_id: int, message: Message) -> None:
+        """Ask the bot about one resident message; on any failure hand the resident to a human."""
+        assert self.bot is not None
+        async with self._bot_locks[conversation_id]:
+            metadata = {
+                "channel": message.channel,
+                "conversation_id": conversation_id,
+                "message_id": message.id,
+                "type": message.type,
+                "attachment": (message.payload or {}).get("attachment"),
+            }
+            text = message.text or f"[{message.type}]"
+            try:
+                turn = await self.bot.ask(str(conversation_id), text, metadata)
+            except BotUnavailable as exc:
+                log.warning("bot unavailable; handing off", conversation_id=conversation_id, error=str(exc))
+                await self._handoff(conversation_id, team=None, reason=f"机器人不可用:{exc}")
+                return
+            async with self.sessions.begin() as session:
+                conversation = await convs.load_for_update(session, conversation_id)
+                if conversation.state != ConversationState.BOT:
+                    return  # a person took over while the bot was thinking; its answer is dropped
+                replies = [self._bot_message(conversation, reply) for reply in turn.replies]
+                session.add_all(replies)
+                await session.flush()
+            await self._publish_all(conversation, replies, state_changed=False)
+            self.worker.wake()
+            if turn.handoff is not None:
+                await self._handoff(conversation_id, team=turn.handoff.team, reason=turn.handoff.reason)
+
+    @staticmethod
+    def _bot_message(conversation: Conversation, reply: Any) -> Message:
+        payload: dict[str, Any] = {}
+        if reply.buttons:
+            payload["buttons"] = reply.buttons
+        if reply.custom:
+            payload["custom"] = reply.custom
+        if reply.image_url:
+            payload["attachment"] = {"url": reply.image_url, "name": "image", "size": 0, "content_type": "image/*"}
+        return new_outbound(
+            conversation,
+            author=Author.BOT,
+            text=reply.text,
+            type=MessageType.IMAGE if reply.image_url and not reply.text else MessageType.TEXT,
+            payload=payload or None,
+        )
+
+    async def _handoff(self, conversation_id: int, *, team: str | None, reason: str) -> None:
+        async with self.sessions.begin() as session:
+            conversation = await convs.load_for_update(session, conversation_id)
+            if conversation.state != ConversationState.BOT:
+                return
+            if team:
+                target = await session.scalar(select(Team).where(Team.name == team))
+                if target is None:
+                    log.warning("bot asked for an unknown team; using the default", team=team)
+                else:
+                    conversation.team_id, conversation.team = target.id, target
+            event = convs.transition(session, conversation, "handoff", actor="bot", reason=reason)
+            notice = new_outbound(conversation, author=Author.SYSTEM, text=HANDOFF_NOTICE)
+            session.add(notice)
+            await session.flush()
+        await self._publish_all(conversation, [event, notice], state_changed=True)
+        self.worker.wake()
+
+    # -- staff actions ------------------------------------------------------------------------
+
+    async def _staff_action(self, conversation_id: int, action: Any) -> ConversationOut:
+        async with self.sessions.begin() as session:
+            result = await action(session)
+            events = result if isinstance(result, list) else [result]
+            await session.flush()
+            conversation = await session.get(Conversation, conversation_id)
+            assert conversation is not None
+            await session.refresh(conversation, ["assignee", "team"])
+            last = (await convs.last_messages(session, [conversation_id])).get(conversation_id)
+        await self._publish_all(conversation, events, state_changed=False)
+        await self._publish_conversation(conversation, last)
+        return conversation_out(conversation, last)
+
+    async def claim(self, principal: Principal, conversation_id: int) -> ConversationOut:
+        return await self._staff_action(conversation_id, lambda s: convs.claim(s, principal, conversation_id))
+
+    async def assign(self, principal: Principal, conversation_id: int, agent_id: int) -> ConversationOut:
+        return await self._staff_action(
+            conversation_id, lambda s: convs.assign(s, principal, conversation_id, agent_id)
+        )
+
+    async def close(self, principal: Principal, conversation_id: int, disposition: str | None) -> ConversationOut:
+        return await self._staff_action(
+            conversation_id, lambda s: convs.close(s, principal, conversation_id, disposition)
+        )
+
+    async def transfer(
+        self, principal: Principal, conversation_id: int, agent_id: int | None, team_id: int | None, note: str | None
+    ) -> ConversationOut:
+        return await self._staff_action(
+            conversation_id,
+            lambda s: convs.transfer(
+                s, principal, conversation_id, agent_id=agent_id, team_id=team_id, note=note
+            ),
+        )
+
+    async def reply(self, principal: Principal, conversation_id: int, text: str) -> MessageOut:
+        async with self.sessions.begin() as session:
+            conversation = await convs.load_for_update(session, conversation_id)
+            if not can_handle(principal, visibility_key(conversation)):
+                raise Forbidden("只有接待该会话的坐席或班长可以回复")
+            if conversation.state not in {ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT}:
+                raise Conflict("请先接入会话再回复", code="not_assigned", details={"state": conversation.state})
+            message = new_outbound(conversation, author=Author.AGENT, text=text, author_user_id=principal.user_id)
+            message.author_user = await session.get(StaffUser, principal.user_id) if principal.user_id else None
+            session.add(message)
+            convs.stamp_activity(conversation, message.created_at)
+            await session.flush()
+        await self._publish_message(message, conversation)
+        self.worker.wake()
+        return message_out(message)
+
+    async def staff_typing(self, principal: Principal, conversation_id: int) -> None:
+        async with self.sessions() as session:
+            conversation = await session.get(Conversation, conversation_id)
+        if conversation is not None and can_handle(principal, visibility_key(conversation)):
+            await self.bus.publish(TOPIC, {"type": "typing", "key": visibility_key(conversation), "author": "agent"})
+
+    async def messages_of(self, principal: Principal, conversation_id: int, limit: int) -> list[MessageOut]:
+        async with self.sessions() as session:
+            await convs.load_visible(session, principal, conversation_id)
+            rows = await session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation_id)
+                .order_by(Message.id.desc())
+                .limit(limit)
+            )
+            return [message_out(m) for m in reversed(list(rows.unique()))]
+
+    # -- RouterPort for channels ----------------------------------------------------------------
+
+    async def report_delivery(
+        self, channel: str, external_id: str, message_ids: list[int], state: DeliveryState
+    ) -> None:
+        if not message_ids:
+            return
+        async with self.sessions.begin() as session:
+            owned = select(Conversation.id).where(
+                Conversation.channel == channel, Conversation.external_id == external_id
+            )
+            result = await session.execute(
+                update(Message)
+                .where(
+                    Message.id.in_(message_ids),
+                    Message.direction == Direction.OUT,
+                    Message.conversation_id.in_(owned),
+                    Message.delivery.in_([Delivery.QUEUED, Delivery.SENDING, Delivery.SENT]),
+                )
+                .values(delivery=state.value, delivered_at=utcnow(), lease_until=None)
+                .returning(Message.id)
+            )
+            changed = list(result.scalars())
+        await self._publish_delivery(changed)
+
+    async def history(
+        self, channel: str, external_id: str, limit: int = 100
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        async with self.sessions() as session:
+            conversation = await session.scalar(
+                select(Conversation)
+                .where(Conversation.channel == channel, Conversation.external_id == external_id)
+                .order_by(Conversation.id.desc())
+                .limit(1)
+            )
+            if conversation is None:
+                return None, []
+            rows = await session.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation.id, Message.direction != Direction.INTERNAL)
+                .order_by(Message.id.desc())
+                .limit(limit)
+            )
+            messages = [message_out(m).model_dump(mode="json") for m in reversed(list(rows.unique()))]
+            return conversation_out(conversation).model_dump(mode="json"), messages
+
+    async def resident_typing(self, channel: str, external_id: str) -> None:
+        async with self.sessions() as session:
+            conversation = await session.scalar(
+                select(Conversation).where(
+                    Conversation.channel == channel,
+                    Conversation.external_id == external_id,
+                    Conversation.state != ConversationState.CLOSED,
+                )
+            )
+        if conversation is not None:
+            await self.bus.publish(
+                TOPIC, {"type": "typing", "key": visibility_key(conversation), "author": "resident"}
+            )
+
+    async def store_file(
+        self, channel: str, external_id: str, name: str, content_type: str, data: bytes
+    ) -> Attachment:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._file_path(digest)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+            await asyncio.to_thread(tmp.write_bytes, data)
+            tmp.replace(path)
+        file_id = str(uuid.uuid4())
+        async with self.sessions.begin() as session:
+            session.add(
+                StoredFile(
+                    id=file_id,
+                    owner_channel=channel,
+                    owner_external_id=external_id,
+                    name=name,
+                    content_type=content_type,
+                    size=len(data),
+                    sha256=digest,
+                    created_at=utcnow(),
+                )
+            )
+        return Attachment(
+            url=f"/{channel}/files/{file_id}", name=name, size=len(data), content_type=content_type, file_id=file_id
+        )
+
+    async def open_file(self, file_id: str) -> tuple[StoredFileInfo, Path] | None:
+        with contextlib.suppress(ValueError):
+            uuid.UUID(file_id)
+            async with self.sessions() as session:
+                stored = await session.get(StoredFile, file_id)
+            if stored is not None:
+                info = StoredFileInfo(
+                    file_id=stored.id,
+                    name=stored.name,
+                    content_type=stored.content_type,
+                    size=stored.size,
+                    owner_channel=stored.owner_channel,
+                    owner_external_id=stored.owner_external_id,
+                )
+                return info, self._file_path(stored.sha256)
+        return None
+
+    def _file_path(self, digest: str) -> Path:
+        return self.settings.uploads_dir / digest[:2] / digest

@@ -1,0 +1,98 @@
+"""aiohttp middlewares: JSON errors, the caller's identity with CSRF protection, request logging."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from router.accounts import principal_from_api_token, principal_from_session
+from router.api.spec import PRINCIPAL_KEY
+from router.errors import Forbidden, HubError, Unauthorized
+from router.logs import get_logger
+
+log = get_logger("router.http")
+
+SESSION_COOKIE = "hub_session"
+CSRF_COOKIE = "hub_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    413: "too_large",
+    415: "unsupported_type",
+    422: "invalid",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, details: dict | None = None) -> web.Response:
+    error: dict = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return web.json_response({"error": error}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except HubError as exc:
+        log.info("request rejected", method=request.method, path=request.path, status=exc.status, code=exc.code)
+        return web.json_response(exc.body(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        log.info("request rejected", method=request.method, path=request.path, status=exc.status)
+        response = error_response(exc.status, _HTTP_CODES.get(exc.status, "error"), exc.reason)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("request failed", method=request.method, path=request.path)
+        return error_response(500, "internal_error", "服务器内部错误")
+    if request.path.startswith("/api/"):
+        log.debug(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Attach the caller (session cookie or bearer token) to the request; enforce CSRF for cookies."""
+    hub = request.app["hub"]
+    authorization = request.headers.get("Authorization", "")
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("Authorization 头格式应为 Bearer <token>", code="bad_authorization")
+        async with hub.sessions() as session:
+            principal = await principal_from_api_token(session, token.strip())
+        if principal is None:
+            raise Unauthorized("令牌无效或已吊销", code="bad_token")
+        request[PRINCIPAL_KEY] = principal
+    elif cookie:
+        async with hub.sessions() as session:
+            principal = await principal_from_session(session, cookie)
+        if principal is not None:
+            if request.method not in _SAFE_METHODS:
+                sent = request.headers.get(CSRF_HEADER, "")
+                if not (principal.csrf_token and secrets.compare_digest(sent, principal.csrf_token)):
+                    raise Forbidden("缺少或错误的 CSRF 令牌", code="csrf_failed")
+            request[PRINCIPAL_KEY] = principal
+    return await handler(request)

@@ -1,0 +1,314 @@
+"""Tables owned by the router: contacts and their identities, conversations, messages, staff and teams.
+
+Work orders and the knowledge base keep their own tables in their own packages; every change goes
+through an Alembic migration in ``router/migrations``.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime stored; use router.models.utcnow()")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    EDITOR = "editor"
+    AGENT = "agent"
+    FIELD_CREW = "field_crew"
+    HANDLER = "handler"
+
+
+class ConversationState(enum.StrEnum):
+    BOT = "bot"
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    WAITING_RESIDENT = "waiting_resident"
+    CLOSED = "closed"
+
+
+class Direction(enum.StrEnum):
+    IN = "in"
+    OUT = "out"
+    INTERNAL = "internal"
+
+
+class Author(enum.StrEnum):
+    RESIDENT = "resident"
+    BOT = "bot"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class MessageType(enum.StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    VOICE = "voice"
+    LOCATION = "location"
+    FILE = "file"
+    EVENT = "event"
+    TEMPLATE = "template"
+
+
+class Delivery(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+user_team = Table(
+    "user_team",
+    Base.metadata,
+    Column("user_id", ForeignKey("staff_user.id", ondelete="CASCADE"), primary_key=True),
+    Column("team_id", ForeignKey("team.id", ondelete="CASCADE"), primary_key=True),
+)
+
+user_skill = Table(
+    "user_skill",
+    Base.metadata,
+    Column("user_id", ForeignKey("staff_user.id", ondelete="CASCADE"), primary_key=True),
+    Column("skill_id", ForeignKey("skill.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Team(Base):
+    __tablename__ = "team"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Skill(Base):
+    __tablename__ = "skill"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class Region(Base):
+    __tablename__ = "region"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"))
+
+
+class StaffUser(Base):
+    """A member of staff: agent, supervisor, editor, field crew, department handler or admin."""
+
+    __tablename__ = "staff_user"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_chats: Mapped[int] = mapped_column(Integer, default=5)
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+    teams: Mapped[list[Team]] = relationship(secondary=user_team, lazy="selectin", order_by=Team.id)
+    skills: Mapped[list[Skill]] = relationship(secondary=user_skill, lazy="selectin")
+
+
+class UserSession(Base):
+    """A browser sign-in; the cookie carries the random token, the table only its SHA-256."""
+
+    __tablename__ = "user_session"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A bearer token for a service (the bot's action server, an importer); stored as SHA-256."""
+
+    __tablename__ = "api_token"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class PresenceLog(Base):
+    __tablename__ = "presence_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(String(100))
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Contact(Base):
+    """One resident, whichever channels they use."""
+
+    __tablename__ = "contact"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    vip: Mapped[bool] = mapped_column(Boolean, default=False)
+    blacklisted: Mapped[bool] = mapped_column(Boolean, default=False)
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    identities: Mapped[list[ContactIdentity]] = relationship(back_populates="contact", lazy="selectin")
+
+
+class ContactIdentity(Base):
+    """How a channel knows the resident: WeChat openid, phone number, web visitor id, account number."""
+
+    __tablename__ = "contact_identity"
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    contact: Mapped[Contact] = relationship(back_populates="identities")
+
+
+class Conversation(Base):
+    """One thread on one channel with one contact; ``state`` follows ``router.conversations``."""
+
+    __tablename__ = "conversation"
+    __table_args__ = (
+        # At most one open conversation per channel address, whatever races happen between processes.
+        Index(
+            "uq_conversation_open_address",
+            "channel",
+            "external_id",
+            unique=True,
+            postgresql_where=text("state <> 'closed'"),
+            sqlite_where=text("state <> 'closed'"),
+        ),
+        Index("ix_conversation_address", "channel", "external_id", "id"),
+        Index("ix_conversation_state_queued", "state", "queued_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(128))  # the resident's address on this channel
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    state: Mapped[str] = mapped_column(String(20))
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id"))
+    skill_id: Mapped[int | None] = mapped_column(ForeignKey("skill.id"))
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
+    last_agent_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    disposition: Mapped[str | None] = mapped_column(String(64))
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    bot_at: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]
+    assigned_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    last_message_at: Mapped[datetime | None]
+    contact: Mapped[Contact] = relationship(lazy="joined")
+    team: Mapped[Team | None] = relationship(lazy="joined")
+    assignee: Mapped[StaffUser | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
+
+
+class Message(Base):
+    """Every message of a conversation in both directions, plus internal notes and system events.
+
+    Outbound rows double as the send queue: a worker picks rows whose ``delivery`` is ``queued``
+    (or ``sending`` with an expired lease) and whose ``next_attempt_at`` has come.
+    """
+
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("channel", "channel_message_id"),
+        Index("ix_message_outbox", "delivery", "next_attempt_at"),
+        Index("ix_message_conversation", "conversation_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(10))
+    author: Mapped[str] = mapped_column(String(10))
+    author_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"))
+    type: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None]
+    channel_message_id: Mapped[str | None] = mapped_column(String(128))
+    delivery: Mapped[str | None] = mapped_column(String(12))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    author_user: Mapped[StaffUser | None] = relationship(lazy="joined")
+
+
+class StoredFile(Base):
+    """An uploaded file; the bytes live under ``var/uploads`` named by their SHA-256."""
+
+    __tablename__ = "stored_file"
+    __table_args__ = (Index("ix_stored_file_owner", "owner_channel", "owner_external_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_channel: Mapped[str] = mapped_column(String(32))
+    owner_external_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

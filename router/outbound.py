@@ -1,0 +1,219 @@
+"""The outbound queue: every message to a resident is stored first, then sent by a worker.
+
+A row in ``message`` with a ``delivery`` state is a queue entry. The worker claims due rows by
+setting ``sending`` with a lease, sends them through the channel adapter and records the outcome.
+A process that dies mid-send leaves its rows ``sending``; once the lease expires another worker
+(or the same one after a restart) sends them again with the same idempotency key, so a receiver
+that de-duplicates on it (the web chat widget does, by message id) shows each message once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from channels.base import Attachment, ChannelAdapter, ChannelSendError, OutboundMessage
+from router.logs import get_logger
+from router.models import Author, Conversation, Delivery, Direction, Message, MessageType, utcnow
+from router.settings import Settings
+
+log = get_logger(__name__)
+
+DeliveryListener = Callable[[list[int]], Awaitable[None]]
+
+
+def new_outbound(
+    conversation: Conversation,
+    *,
+    author: Author,
+    text: str | None,
+    type: MessageType = MessageType.TEXT,
+    author_user_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Message:
+    """A message to the resident, queued for the worker (add it to the session and commit)."""
+    now = utcnow()
+    return Message(
+        conversation_id=conversation.id,
+        channel=conversation.channel,
+        direction=Direction.OUT,
+        author=author,
+        author_user_id=author_user_id,
+        type=type,
+        text=text,
+        payload=payload,
+        delivery=Delivery.QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+    )
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential back-off with full jitter: attempt 1 → up to ``base``, doubling up to ``cap``."""
+    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempt - 1))
+
+
+def to_outbound(message: Message, conversation: Conversation) -> OutboundMessage:
+    payload = dict(message.payload or {})
+    attachment = payload.pop("attachment", None)
+    return OutboundMessage(
+        message_id=message.id,
+        idempotency_key=f"shuiwu-{message.id}",
+        conversation_id=conversation.id,
+        channel=message.channel,
+        recipient=conversation.external_id,
+        type=message.type,
+        author=message.author,
+        text=message.text,
+        author_name=message.author_user.display_name if message.author_user is not None else None,
+        attachment=Attachment(**attachment) if attachment else None,
+        payload=payload,
+        created_at=message.created_at,
+    )
+
+
+class OutboundWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        adapters: Mapping[str, ChannelAdapter],
+        settings: Settings,
+        on_change: DeliveryListener,
+        batch_size: int = 100,
+    ) -> None:
+        self._sessions = sessions
+        self._adapters = adapters
+        self._settings = settings
+        self._on_change = on_change
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbound-worker")
+
+    async def stop(self) -> None:
+        """Stop claiming new rows and let the sends under way finish within the grace period."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(self._task, timeout=self._settings.shutdown_grace_seconds)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                claimed = await self.drain_once()
+            except Exception:
+                log.exception("outbound worker pass failed")
+                claimed = 0
+            if claimed >= self._batch_size or self._stopping:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbound_poll_seconds)
+
+    async def drain_once(self) -> int:
+        """Claim one batch of due messages and send it; returns how many rows were claimed."""
+        batch = await self._claim()
+        if not batch:
+            return 0
+        per_conversation: dict[int, list[tuple[Message, Conversation]]] = defaultdict(list)
+        for message, conversation in batch:
+            per_conversation[conversation.id].append((message, conversation))
+        # Conversations in parallel; the messages of one conversation in order.
+        tasks = [asyncio.create_task(self._send_in_order(items)) for items in per_conversation.values()]
+        self._in_flight.update(tasks)
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            self._in_flight.difference_update(tasks)
+        await self._on_change([m.id for m, _ in batch])
+        return len(batch)
+
+    async def _claim(self) -> list[tuple[Message, Conversation]]:
+        now = utcnow()
+        lease_until = now + timedelta(seconds=self._settings.outbound_lease_seconds)
+        due = or_(
+            and_(Message.delivery == Delivery.QUEUED, Message.next_attempt_at <= now),
+            and_(Message.delivery == Delivery.SENDING, Message.lease_until < now),
+        )
+        async with self._sessions.begin() as session:
+            ids = list(
+                await session.scalars(
+                    select(Message.id)
+                    .where(due, Message.direction == Direction.OUT)
+                    .order_by(Message.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not ids:
+                return []
+            await session.execute(
+                update(Message)
+                .where(Message.id.in_(ids))
+                .values(delivery=Delivery.SENDING, lease_until=lease_until, attempts=Message.attempts + 1)
+            )
+            rows = await session.execute(
+                select(Message, Conversation)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(Message.id.in_(ids))
+                .order_by(Message.id)
+            )
+            return [(m, c) for m, c in rows.unique()]
+
+    async def _send_in_order(self, items: list[tuple[Message, Conversation]]) -> None:
+        for message, conversation in items:
+            await self._send(message, conversation)
+
+    async def _send(self, message: Message, conversation: Conversation) -> None:
+        adapter = self._adapters.get(message.channel)
+        values: dict[str, Any]
+        try:
+            if adapter is None:
+                raise ChannelSendError(f"channel {message.channel} is not enabled", retryable=False)
+            result = await adapter.send(to_outbound(message, conversation))
+            values = {"delivery": result.state.value, "sent_at": utcnow(), "last_error": None, "lease_until": None}
+        except ChannelSendError as exc:
+            values = self._failure(message, exc.reason, exc.retryable)
+        except Exception as exc:
+            log.exception("channel send crashed", channel=message.channel, message_id=message.id)
+            values = self._failure(message, f"{type(exc).__name__}: {exc}", retryable=True)
+        async with self._sessions.begin() as session:
+            # Only the holder of the lease records the outcome (the row may have been re-claimed).
+            await session.execute(
+                update(Message)
+                .where(Message.id == message.id, Message.delivery == Delivery.SENDING)
+                .values(**values)
+            )
+
+    def _failure(self, message: Message, reason: str, retryable: bool) -> dict[str, Any]:
+        attempts = message.attempts  # already counts this attempt (the claim incremented it)
+        if not retryable or attempts >= self._settings.outbound_max_attempts:
+            log.warning("outbound message failed", message_id=message.id, attempts=attempts, reason=reason)
+            return {"delivery": Delivery.FAILED, "last_error": reason[:500], "lease_until": None}
+        delay = backoff_seconds(
+            attempts, self._settings.outbound_backoff_base_seconds, self._settings.outbound_backoff_max_seconds
+        )
+        log.info("outbound send will be retried", message_id=message.id, attempts=attempts, retry_in=delay)
+        return {
+            "delivery": Delivery.QUEUED,
+            "last_error": reason[:500],
+            "lease_until": None,
+            "next_attempt_at": utcnow() + timedelta(seconds=delay),
+        }

@@ -1,0 +1,86 @@
+"""One settings object for the whole hub, read from environment variables (prefix ``HUB_``) or ``.env``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = Field("", description="Base URL residents and staff reach the hub at; derived if empty")
+
+    var_dir: Path = PROJECT_ROOT / "var"
+    database_url: str = ""  # default: SQLite file under var_dir
+    database_pool_size: int = 10
+    redis_url: str = ""  # empty: single process, in-process event bus
+    channels: str = "webchat"  # comma-separated channel packages to enable
+
+    secret_key: SecretStr = SecretStr("")  # signs visitor tokens; generated into var/ if empty
+    session_ttl_hours: int = 12
+    cookie_secure: bool = False
+
+    rasa_url: str = ""  # empty: no bot, conversations go straight to the human queue
+    bot_timeout_seconds: float = 3.0
+
+    reopen_window_seconds: int = 24 * 3600
+    default_team: str = "热线坐席"
+
+    outbound_max_attempts: int = 8
+    outbound_backoff_base_seconds: float = 1.0
+    outbound_backoff_max_seconds: float = 300.0
+    outbound_lease_seconds: float = 30.0
+    outbound_poll_seconds: float = 1.0
+    shutdown_grace_seconds: float = 10.0
+
+    upload_max_bytes: int = 10 * 1024 * 1024
+    ws_max_frame_bytes: int = 64 * 1024
+    message_max_chars: int = 2000
+
+    first_admin_username: str = "admin"
+    first_admin_password: SecretStr = SecretStr("")
+    demo: bool = False
+
+    log_json: bool = False
+    log_level: str = "INFO"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'hub.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.var_dir / "uploads"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def load_secret_key(settings: Settings) -> str:
+    """``HUB_SECRET_KEY``, or a random key generated once and kept in ``var/secret_key`` (mode 0600)."""
+    configured = settings.secret_key.get_secret_value()
+    if configured:
+        return configured
+    path = settings.var_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,927 @@
+/*
+ * Shuiwu Hub — agent workspace (/app/agent).
+ *
+ * REST and WebSocket protocol: docs/api-contract.md ("Staff").
+ */
+(() => {
+  'use strict';
+
+  const LOGIN_URL = '/app/login?next=/app/agent';
+  const LIST_LIMIT = 50;
+  const MAX_REPLY_LENGTH = 2000;
+  const TYPING_SEND_INTERVAL_MS = 2000;
+  const TYPING_SHOW_MS = 3000;
+  const PING_INTERVAL_MS = 25000;
+  const IDLE_TIMEOUT_MS = 70000;
+  const BACKOFF_BASE_MS = 1000;
+  const BACKOFF_MAX_MS = 30000;
+  const CLOCK_INTERVAL_MS = 15000;
+  const TOAST_MS = 6000;
+  const CLOSE_AUTH_FAILED = 4401;
+
+  const TABS = {
+    queued: { state: 'queued', mine: false, empty: '暂无排队中的会话' },
+    mine: { state: 'assigned', mine: true, empty: '暂无进行中的会话' },
+    bot: { state: 'bot', mine: false, empty: '暂无机器人接待中的会话' },
+    closed: { state: 'closed', mine: false, empty: '暂无已结束的会话' },
+  };
+  const CHANNEL_LABELS = { webchat: '网页', wechat: '微信', sms: '短信', voice: '电话' };
+  const STATE_LABELS = { queued: '排队中', assigned: '服务中', bot: '机器人接待', closed: '已结束' };
+  const ROLE_LABELS = { agent: '坐席', supervisor: '班长', admin: '管理员' };
+  const DELIVERY_LABELS = { queued: '待发送', sending: '发送中', sent: '已发送', delivered: '已送达', failed: '发送失败' };
+  const CONNECTION_TEXT = { connecting: '正在连接…', open: '实时连接正常', closed: '连接已断开，正在重连…' };
+  const AUTHORS = new Set(['resident', 'agent', 'bot', 'system']);
+
+  const dom = {};
+
+  const state = {
+    me: null,
+    csrf: null,
+    leaving: false, // set once we navigate away; silences errors and reconnects
+    tab: 'queued',
+    list: new Map(), // id -> Conversation shown in the current tab
+    latest: new Map(), // id -> newest Conversation object seen (guards against out-of-order updates)
+    queued: new Set(), // ids of queued conversations (tab badge)
+    unread: new Set(), // ids with resident messages not yet seen
+    openId: null,
+    open: null, // Conversation currently shown on the right
+    messages: new Map(), // id -> Message of the open conversation
+    lastRendered: null, // last Message appended to the open list
+    drafts: new Map(), // conversation id -> unsent reply text
+    listSeq: 0,
+    openSeq: 0,
+    sending: false,
+    lastTypingSent: 0,
+  };
+
+  const sock = { ws: null, attempts: 0, retryTimer: 0, pingTimer: 0, lastFrameAt: 0 };
+
+  let typingTimer = 0;
+  let toastTimer = 0;
+
+  // ---------------------------------------------------------------- helpers
+
+  function el(tag, attrs = {}, children = []) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === 'class') node.className = value;
+      else if (name === 'text') node.textContent = value;
+      else node.setAttribute(name, value === true ? '' : String(value));
+    }
+    for (const child of children) {
+      if (child) node.append(child);
+    }
+    return node;
+  }
+
+  function sameId(a, b) {
+    return a !== null && a !== undefined && b !== null && b !== undefined && String(a) === String(b);
+  }
+
+  function time(iso) {
+    return iso ? Date.parse(iso) : NaN;
+  }
+
+  function pad(n) {
+    return String(n).padStart(2, '0');
+  }
+
+  function formatClock(iso) {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return '';
+    const hm = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+    if (date.toDateString() === new Date().toDateString()) return hm;
+    return `${date.getMonth() + 1}月${date.getDate()}日 ${hm}`;
+  }
+
+  function formatDuration(ms) {
+    const seconds = Math.max(0, Math.floor(ms / 1000));
+    if (seconds < 60) return `${seconds}秒`;
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return `${minutes}分钟`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 24) return `${hours}小时${minutes % 60 ? `${minutes % 60}分` : ''}`;
+    return `${Math.floor(hours / 24)}天`;
+  }
+
+  function formatSize(bytes) {
+    if (!Number.isFinite(bytes) || bytes < 0) return '';
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
+    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+  }
+
+  function safeHref(path) {
+    if (!path) return null;
+    try {
+      const url = new URL(path, window.location.origin);
+      return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function readCookie(name) {
+    for (const part of document.cookie.split(';')) {
+      const index = part.indexOf('=');
+      if (index < 0 || part.slice(0, index).trim() !== name) continue;
+      try {
+        return decodeURIComponent(part.slice(index + 1).trim());
+      } catch (err) {
+        return null;
+      }
+    }
+    return null;
+  }
+
+  function contactName(conversation) {
+    const contact = conversation && conversation.contact;
+    return (contact && contact.display_name) || `访客 #${conversation ? conversation.id : ''}`;
+  }
+
+  function assigneeName(conversation) {
+    const assignee = conversation && conversation.assignee;
+    return assignee ? assignee.display_name || assignee.username || `坐席 #${assignee.id}` : null;
+  }
+
+  function isMine(conversation) {
+    return Boolean(conversation && conversation.assignee && state.me && sameId(conversation.assignee.id, state.me.id));
+  }
+
+  function isSupervisor() {
+    return Boolean(state.me && (state.me.role === 'supervisor' || state.me.role === 'admin'));
+  }
+
+  function tabOf(conversation) {
+    switch (conversation.state) {
+      case 'queued':
+        return 'queued';
+      case 'bot':
+        return 'bot';
+      case 'closed':
+        return 'closed';
+      case 'assigned':
+        return isMine(conversation) ? 'mine' : null;
+      default:
+        return null;
+    }
+  }
+
+  function activityTime(conversation) {
+    const updated = time(conversation.updated_at);
+    const last = conversation.last_message ? time(conversation.last_message.created_at) : NaN;
+    const best = Math.max(Number.isNaN(updated) ? 0 : updated, Number.isNaN(last) ? 0 : last);
+    return best || time(conversation.created_at) || 0;
+  }
+
+  function waitingSince(conversation) {
+    return time(conversation.queued_at) || time(conversation.created_at) || 0;
+  }
+
+  // ------------------------------------------------------------------- REST
+
+  class ApiError extends Error {
+    constructor(status, code, message, silent = false) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.silent = silent;
+    }
+  }
+
+  function csrfToken() {
+    return readCookie('hub_csrf') || state.csrf;
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: 'application/json' };
+    const init = { method, headers, credentials: 'same-origin' };
+    if (method !== 'GET') {
+      headers['Content-Type'] = 'application/json';
+      const csrf = csrfToken();
+      if (csrf) headers['X-CSRF-Token'] = csrf;
+      init.body = JSON.stringify(body === undefined ? {} : body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError(0, 'network', '网络连接失败，请检查网络后重试', state.leaving);
+    }
+    if (response.status === 401) {
+      goToLogin();
+      throw new ApiError(401, 'unauthorized', '登录已失效，请重新登录', true);
+    }
+    if (response.status === 204) return null;
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
+    }
+    if (!response.ok) {
+      const error = (data && data.error) || {};
+      throw new ApiError(response.status, error.code || 'http_error', error.message || `请求失败（HTTP ${response.status}）`);
+    }
+    return data;
+  }
+
+  function report(err) {
+    if (err && err.silent) return;
+    showToast((err && err.message) || '操作失败，请稍后重试');
+  }
+
+  function goToLogin() {
+    if (state.leaving) return;
+    leave();
+    window.location.replace(LOGIN_URL);
+  }
+
+  function leave() {
+    state.leaving = true;
+    clearTimeout(sock.retryTimer);
+    clearInterval(sock.pingTimer);
+    const ws = sock.ws;
+    sock.ws = null;
+    if (ws) {
+      ws.onclose = null;
+      ws.close();
+    }
+  }
+
+  // ------------------------------------------------------------------ toast
+
+  function showToast(message) {
+    dom.toast.textContent = message;
+    dom.toast.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(hideToast, TOAST_MS);
+  }
+
+  function hideToast() {
+    clearTimeout(toastTimer);
+    dom.toast.hidden = true;
+  }
+
+  // ----------------------------------------------------- conversation store
+
+  // Returns the newest known version of a conversation, merging in the latest message preview.
+  function remember(conversation) {
+    const known = state.latest.get(conversation.id);
+    if (known && time(conversation.updated_at) < time(known.updated_at)) return known;
+    const merged = { ...conversation };
+    if (known && known.last_message && (!merged.last_message || time(known.last_message.created_at) > time(merged.last_message.created_at))) {
+      merged.last_message = known.last_message;
+    }
+    state.latest.set(conversation.id, merged);
+    return merged;
+  }
+
+  function applyConversation(incoming) {
+    if (!incoming || incoming.id === null || incoming.id === undefined) return;
+    const conversation = remember(incoming);
+
+    if (conversation.state === 'queued') state.queued.add(conversation.id);
+    else state.queued.delete(conversation.id);
+    renderQueuedCount();
+
+    if (tabOf(conversation) === state.tab) state.list.set(conversation.id, conversation);
+    else state.list.delete(conversation.id);
+    renderList();
+
+    if (sameId(state.openId, conversation.id)) {
+      state.open = conversation;
+      renderConversationHeader();
+    }
+  }
+
+  // ------------------------------------------------------------------- list
+
+  async function loadList() {
+    const seq = ++state.listSeq;
+    const tab = state.tab;
+    const params = new URLSearchParams({ state: TABS[tab].state, limit: String(LIST_LIMIT) });
+    if (TABS[tab].mine) params.set('mine', 'true');
+    if (state.list.size === 0) {
+      dom.listEmpty.textContent = '加载中…';
+      dom.listEmpty.hidden = false;
+    }
+    let data;
+    try {
+      data = await api('GET', `/api/conversations?${params}`);
+    } catch (err) {
+      if (seq === state.listSeq) {
+        dom.listEmpty.textContent = '加载失败';
+        dom.listEmpty.hidden = state.list.size > 0;
+      }
+      report(err);
+      return;
+    }
+    if (seq !== state.listSeq) return; // the tab changed meanwhile
+    const items = (data && Array.isArray(data.items) ? data.items : []).map(remember);
+    // Trust the server's filter; only drop items a newer live update has already moved on.
+    state.list = new Map(items.filter((c) => c.state === TABS[tab].state).map((c) => [c.id, c]));
+    if (tab === 'queued') {
+      state.queued = new Set(items.filter((c) => c.state === 'queued').map((c) => c.id));
+      renderQueuedCount();
+    }
+    renderList();
+  }
+
+  async function refreshQueuedCount() {
+    try {
+      const data = await api('GET', `/api/conversations?state=queued&limit=${LIST_LIMIT}`);
+      const items = data && Array.isArray(data.items) ? data.items : [];
+      state.queued = new Set(items.map((c) => remember(c)).filter((c) => c.state === 'queued').map((c) => c.id));
+      renderQueuedCount();
+    } catch (err) {
+      report(err);
+    }
+  }
+
+  function renderQueuedCount() {
+    const count = state.queued.size;
+    dom.queuedCount.hidden = count === 0;
+    dom.queuedCount.textContent = count >= LIST_LIMIT ? `${LIST_LIMIT}+` : String(count);
+  }
+
+  function sortedList() {
+    const items = Array.from(state.list.values());
+    if (state.tab === 'queued') items.sort((a, b) => waitingSince(a) - waitingSince(b)); // longest wait first
+    else items.sort((a, b) => activityTime(b) - activityTime(a));
+    return items;
+  }
+
+  function previewOf(message) {
+    if (!message) return '暂无消息';
+    let body;
+    if (message.type === 'image') body = message.text ? `[图片] ${message.text}` : '[图片]';
+    else if (message.type === 'file') body = `[文件] ${(message.attachment && message.attachment.name) || message.text || ''}`.trim();
+    else body = message.text || '';
+    if (message.author === 'agent') return `坐席：${body}`;
+    if (message.author === 'bot') return `机器人：${body}`;
+    return body;
+  }
+
+  function timeLabel(node) {
+    const since = Number(node.dataset.since);
+    if (!since) return '';
+    const elapsed = Date.now() - since;
+    if (node.dataset.mode === 'wait') return `等待 ${formatDuration(elapsed)}`;
+    return elapsed < 60000 ? '刚刚' : `${formatDuration(elapsed)}前`;
+  }
+
+  function conversationItem(conversation) {
+    const waiting = conversation.state === 'queued';
+    const timeNode = el('span', {
+      class: waiting ? 'conv-time waiting' : 'conv-time',
+      'data-since': waiting ? waitingSince(conversation) : activityTime(conversation),
+      'data-mode': waiting ? 'wait' : 'ago',
+    });
+    timeNode.textContent = timeLabel(timeNode);
+    const channel = CHANNEL_LABELS[conversation.channel] || conversation.channel || '未知渠道';
+    const button = el('button', {
+      type: 'button',
+      class: state.unread.has(conversation.id) ? 'conv-item unread' : 'conv-item',
+      'data-testid': 'conversation-item',
+      'data-conversation-id': conversation.id,
+      'data-state': conversation.state,
+      'aria-current': sameId(state.openId, conversation.id) ? 'true' : null,
+    }, [
+      el('div', { class: 'conv-row' }, [
+        el('span', { class: 'conv-name', text: contactName(conversation) }),
+        el('span', { class: 'channel', text: channel }),
+        timeNode,
+      ]),
+      el('div', { class: 'conv-row' }, [
+        el('span', { class: 'conv-preview', text: previewOf(conversation.last_message) }),
+      ]),
+    ]);
+    button.addEventListener('click', () => openConversation(conversation.id));
+    return el('li', {}, [button]);
+  }
+
+  function renderList() {
+    const active = document.activeElement;
+    const focusedId = active && active.dataset ? active.dataset.conversationId : undefined;
+    const items = sortedList();
+    dom.list.replaceChildren(...items.map(conversationItem));
+    dom.listEmpty.hidden = items.length > 0;
+    dom.listEmpty.textContent = TABS[state.tab].empty;
+    if (focusedId !== undefined) {
+      const again = dom.list.querySelector(`[data-conversation-id="${CSS.escape(focusedId)}"]`);
+      if (again) again.focus();
+    }
+  }
+
+  function refreshClocks() {
+    for (const node of dom.list.querySelectorAll('.conv-time')) node.textContent = timeLabel(node);
+  }
+
+  function selectTab(tab) {
+    if (!TABS[tab]) return;
+    state.tab = tab;
+    for (const button of dom.tabs) button.setAttribute('aria-selected', String(button.dataset.tab === tab));
+    state.list = new Map();
+    renderList();
+    loadList();
+  }
+
+  // ------------------------------------------------------ open conversation
+
+  async function openConversation(id) {
+    if (!sameId(state.openId, id)) {
+      if (state.openId !== null) state.drafts.set(state.openId, dom.replyInput.value);
+      state.openId = id;
+      state.open = state.latest.get(id) || null;
+      state.messages = new Map();
+      state.lastRendered = null;
+      dom.messages.replaceChildren();
+      dom.replyInput.value = state.drafts.get(id) || '';
+      hideTyping();
+      dom.placeholder.hidden = true;
+      dom.view.hidden = false;
+      renderConversationHeader();
+    }
+    state.unread.delete(id);
+    renderList();
+    await refreshOpenConversation();
+  }
+
+  async function refreshOpenConversation() {
+    const id = state.openId;
+    if (id === null) return;
+    const seq = ++state.openSeq;
+    try {
+      const [conversation, page] = await Promise.all([
+        api('GET', `/api/conversations/${encodeURIComponent(id)}`),
+        api('GET', `/api/conversations/${encodeURIComponent(id)}/messages`),
+      ]);
+      if (seq !== state.openSeq || !sameId(state.openId, id)) return;
+      applyConversation(conversation);
+      for (const message of (page && Array.isArray(page.items) ? page.items : [])) {
+        state.messages.set(message.id, message);
+      }
+      renderAllMessages();
+    } catch (err) {
+      report(err);
+    }
+  }
+
+  function renderConversationHeader() {
+    const conversation = state.open;
+    if (!conversation) {
+      dom.title.textContent = `会话 #${state.openId}`;
+      dom.meta.textContent = '加载中…';
+      dom.claim.hidden = true;
+      dom.close.hidden = true;
+      updateComposer();
+      return;
+    }
+    dom.title.textContent = contactName(conversation);
+    const parts = [
+      CHANNEL_LABELS[conversation.channel] || conversation.channel,
+      STATE_LABELS[conversation.state] || conversation.state,
+    ];
+    if (conversation.team && conversation.team.name) parts.push(conversation.team.name);
+    const assignee = assigneeName(conversation);
+    if (assignee) parts.push(`接待坐席：${isMine(conversation) ? '我' : assignee}`);
+    if (conversation.created_at) parts.push(`创建于 ${formatClock(conversation.created_at)}`);
+    dom.meta.textContent = parts.filter(Boolean).join(' · ');
+    dom.claim.hidden = conversation.state !== 'queued';
+    dom.close.hidden = !(conversation.state === 'assigned' && (isMine(conversation) || isSupervisor()));
+    updateComposer();
+  }
+
+  function canReply() {
+    return Boolean(state.open && state.open.state === 'assigned' && isMine(state.open));
+  }
+
+  function updateComposer() {
+    const allowed = canReply();
+    dom.replyInput.disabled = !allowed;
+    dom.replySend.disabled = !allowed || state.sending;
+    const conversation = state.open;
+    let hint = '输入回复内容，Enter 发送，Shift+Enter 换行';
+    if (!conversation) hint = '';
+    else if (conversation.state === 'queued') hint = '请先点击“接入”再回复';
+    else if (conversation.state === 'bot') hint = '机器人接待中，暂不可回复';
+    else if (conversation.state === 'closed') hint = '会话已结束';
+    else if (!allowed) hint = '该会话由其他坐席接待';
+    dom.replyInput.placeholder = hint;
+  }
+
+  // --------------------------------------------------------------- messages
+
+  function compareMessages(a, b) {
+    const delta = time(a.created_at) - time(b.created_at);
+    if (delta) return delta;
+    return Number(a.id) - Number(b.id);
+  }
+
+  function contentNodes(message) {
+    const nodes = [];
+    const attachment = message.attachment;
+    if ((message.type === 'image' || message.type === 'file') && attachment) {
+      const href = safeHref(attachment.url);
+      const name = attachment.name || (message.type === 'image' ? '图片' : '附件');
+      if (message.type === 'image' && href) {
+        const img = el('img', { src: href, alt: name, loading: 'lazy' });
+        img.addEventListener('load', () => {
+          if (isNearBottom()) scrollToBottom();
+        });
+        nodes.push(el('a', { class: 'thumb', href, target: '_blank', rel: 'noopener noreferrer', title: name }, [img]));
+      } else {
+        nodes.push(el(href ? 'a' : 'span', {
+          class: 'file',
+          href,
+          target: href ? '_blank' : null,
+          rel: href ? 'noopener noreferrer' : null,
+          title: name,
+        }, [
+          el('span', { class: 'file-name', text: name }),
+          el('span', { class: 'file-size', text: formatSize(attachment.size) }),
+        ]));
+      }
+    }
+    if (message.text) nodes.push(el('div', { class: 'text', text: message.text }));
+    return nodes;
+  }
+
+  function authorLabel(message) {
+    if (message.author === 'resident') return contactName(state.open);
+    if (message.author === 'bot') return message.author_name || '机器人';
+    return message.author_name || '坐席';
+  }
+
+  function messageItem(message) {
+    const author = AUTHORS.has(message.author) ? message.author : 'system';
+    const attrs = { 'data-testid': 'agent-message', 'data-author': author, 'data-message-id': message.id };
+    if (author === 'system' || message.type === 'event') {
+      return el('li', { class: 'msg msg-system', ...attrs }, [
+        el('span', { class: 'system-text', text: message.text || '' }),
+        el('span', { class: 'system-time', text: formatClock(message.created_at) }),
+      ]);
+    }
+    const internal = message.direction === 'internal';
+    const node = el('li', { class: `msg msg-${author}${internal ? ' msg-internal' : ''}`, ...attrs }, [
+      el('div', { class: 'msg-head' }, [
+        el('span', { class: 'who', text: authorLabel(message) }),
+        internal ? el('span', { class: 'note-tag', text: '内部备注' }) : null,
+        el('span', { text: formatClock(message.created_at) }),
+      ]),
+      el('div', { class: 'bubble' }, contentNodes(message)),
+    ]);
+    if (message.direction === 'out' && message.delivery) {
+      node.append(el('div', {
+        class: message.delivery === 'failed' ? 'delivery failed' : 'delivery',
+        text: DELIVERY_LABELS[message.delivery] || message.delivery,
+      }));
+    }
+    return node;
+  }
+
+  function isNearBottom() {
+    const list = dom.messages;
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  }
+
+  function scrollToBottom() {
+    dom.messages.scrollTop = dom.messages.scrollHeight;
+  }
+
+  function renderAllMessages() {
+    const stick = state.lastRendered === null || isNearBottom();
+    const ordered = Array.from(state.messages.values()).sort(compareMessages);
+    dom.messages.replaceChildren(...ordered.map(messageItem));
+    state.lastRendered = ordered.length ? ordered[ordered.length - 1] : null;
+    if (stick) scrollToBottom();
+  }
+
+  function addMessage(message) {
+    const known = state.messages.get(message.id);
+    state.messages.set(message.id, message);
+    if (known) {
+      // Same message again (e.g. a delivery update): redraw it in place.
+      const old = dom.messages.querySelector(`[data-message-id="${CSS.escape(String(message.id))}"]`);
+      if (old) old.replaceWith(messageItem(message));
+      return;
+    }
+    if (state.lastRendered && compareMessages(state.lastRendered, message) > 0) {
+      renderAllMessages(); // arrived out of order
+      return;
+    }
+    const stick = isNearBottom() || message.author === 'agent';
+    dom.messages.append(messageItem(message));
+    state.lastRendered = message;
+    if (stick) scrollToBottom();
+  }
+
+  function onMessage(message) {
+    if (!message || message.id === null || message.id === undefined) return;
+    const conversationId = message.conversation_id;
+    const isOpen = sameId(state.openId, conversationId);
+    if (isOpen) {
+      addMessage(message);
+      if (message.author === 'resident') hideTyping();
+    }
+
+    const known = state.latest.get(conversationId);
+    if (known) {
+      const bumped = { ...known };
+      if (!known.last_message || compareMessages(known.last_message, message) <= 0) bumped.last_message = message;
+      state.latest.set(conversationId, bumped);
+      if (state.list.has(conversationId)) state.list.set(conversationId, bumped);
+      if (isOpen) state.open = bumped;
+    }
+    if (!isOpen && message.author === 'resident') state.unread.add(conversationId);
+    if (state.list.has(conversationId)) renderList();
+  }
+
+  // ----------------------------------------------------------------- typing
+
+  function showTyping() {
+    dom.typing.hidden = false;
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(hideTyping, TYPING_SHOW_MS);
+  }
+
+  function hideTyping() {
+    clearTimeout(typingTimer);
+    dom.typing.hidden = true;
+  }
+
+  function notifyTyping() {
+    if (!canReply() || !dom.replyInput.value.trim()) return;
+    const now = Date.now();
+    if (now - state.lastTypingSent < TYPING_SEND_INTERVAL_MS) return;
+    if (sendFrame({ type: 'typing', conversation_id: state.openId })) state.lastTypingSent = now;
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  async function claim() {
+    const id = state.openId;
+    dom.claim.disabled = true;
+    try {
+      applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/claim`));
+      if (sameId(state.openId, id) && canReply()) dom.replyInput.focus();
+    } catch (err) {
+      report(err);
+      if (sameId(state.openId, id)) refreshOpenConversation(); // someone else may have claimed it
+    } finally {
+      dom.claim.disabled = false;
+    }
+  }
+
+  async function closeConversation() {
+    const id = state.openId;
+    dom.close.disabled = true;
+    try {
+      applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/close`, { disposition: null }));
+      state.drafts.delete(id);
+    } catch (err) {
+      report(err);
+    } finally {
+      dom.close.disabled = false;
+    }
+  }
+
+  async function sendReply() {
+    if (state.sending || !canReply()) return;
+    const text = dom.replyInput.value.trim();
+    if (!text) return;
+    if (text.length > MAX_REPLY_LENGTH) {
+      showToast(`单条回复不能超过 ${MAX_REPLY_LENGTH} 字`);
+      return;
+    }
+    const id = state.openId;
+    const typed = dom.replyInput.value;
+    state.sending = true;
+    updateComposer();
+    try {
+      const message = await api('POST', `/api/conversations/${encodeURIComponent(id)}/messages`, { text });
+      state.drafts.delete(id);
+      if (sameId(state.openId, id)) {
+        if (dom.replyInput.value === typed) dom.replyInput.value = '';
+        onMessage(message);
+      }
+    } catch (err) {
+      report(err);
+    } finally {
+      state.sending = false;
+      updateComposer();
+      if (sameId(state.openId, id) && canReply()) dom.replyInput.focus();
+    }
+  }
+
+  async function logout() {
+    dom.logout.disabled = true;
+    try {
+      await api('POST', '/api/auth/logout');
+    } catch (err) {
+      if (!err.silent) {
+        report(err);
+        dom.logout.disabled = false;
+      }
+      return;
+    }
+    leave();
+    window.location.replace('/app/login');
+  }
+
+  // -------------------------------------------------------------- websocket
+
+  function setConnection(stateName) {
+    dom.connection.dataset.state = stateName;
+    dom.connection.textContent = CONNECTION_TEXT[stateName];
+  }
+
+  function sendFrame(frame) {
+    const ws = sock.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function connectSocket() {
+    clearTimeout(sock.retryTimer);
+    if (sock.ws || state.leaving) return;
+    setConnection('connecting');
+    const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    let ws;
+    try {
+      ws = new WebSocket(`${scheme}//${window.location.host}/api/ws`);
+    } catch (err) {
+      scheduleReconnect();
+      return;
+    }
+    sock.ws = ws;
+    let opened = false;
+    ws.onopen = () => {
+      if (sock.ws !== ws) return;
+      opened = true;
+      sock.attempts = 0;
+      sock.lastFrameAt = Date.now();
+      setConnection('open');
+      startPing();
+      // Anything that happened while we were not subscribed is picked up by re-fetching.
+      resync();
+    };
+    ws.onmessage = (event) => {
+      if (sock.ws !== ws) return;
+      sock.lastFrameAt = Date.now();
+      handleFrame(event.data);
+    };
+    ws.onclose = (event) => {
+      if (sock.ws !== ws) return;
+      sock.ws = null;
+      clearInterval(sock.pingTimer);
+      hideTyping();
+      // A refused handshake or an auth close may mean the session expired: api() redirects on 401.
+      if (event.code === CLOSE_AUTH_FAILED || !opened) verifySession();
+      scheduleReconnect();
+    };
+  }
+
+  function scheduleReconnect() {
+    if (state.leaving) return;
+    clearTimeout(sock.retryTimer);
+    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(sock.attempts, 15));
+    const delay = Math.min(BACKOFF_MAX_MS, base * (0.8 + Math.random() * 0.4));
+    sock.attempts += 1;
+    setConnection('closed');
+    sock.retryTimer = setTimeout(connectSocket, delay);
+  }
+
+  function startPing() {
+    clearInterval(sock.pingTimer);
+    sock.pingTimer = setInterval(() => {
+      const ws = sock.ws;
+      if (!ws) return;
+      if (Date.now() - sock.lastFrameAt > IDLE_TIMEOUT_MS) {
+        // No traffic (not even pongs) for too long: treat the connection as dead.
+        sock.ws = null;
+        ws.onclose = null;
+        ws.close();
+        clearInterval(sock.pingTimer);
+        scheduleReconnect();
+        return;
+      }
+      sendFrame({ type: 'ping' });
+    }, PING_INTERVAL_MS);
+  }
+
+  async function verifySession() {
+    try {
+      const me = await api('GET', '/api/auth/me');
+      if (me && me.csrf_token) state.csrf = me.csrf_token;
+    } catch (err) {
+      // 401 already redirected; other failures are retried with the socket.
+    }
+  }
+
+  function resync() {
+    loadList();
+    if (state.tab !== 'queued') refreshQueuedCount();
+    if (state.openId !== null) refreshOpenConversation();
+  }
+
+  function handleFrame(raw) {
+    let frame;
+    try {
+      frame = JSON.parse(raw);
+    } catch (err) {
+      return;
+    }
+    if (!frame || typeof frame !== 'object') return;
+    switch (frame.type) {
+      case 'conversation':
+        applyConversation(frame.conversation);
+        break;
+      case 'message':
+        onMessage(frame.message);
+        break;
+      case 'typing':
+        if (frame.author === 'resident' && sameId(frame.conversation_id, state.openId)) showTyping();
+        break;
+      default:
+        break; // pong and unknown frames
+    }
+  }
+
+  // ------------------------------------------------------------------- boot
+
+  function bindDom() {
+    dom.connection = document.getElementById('connection');
+    dom.agentName = document.getElementById('agent-name');
+    dom.agentRole = document.getElementById('agent-role');
+    dom.logout = document.querySelector('[data-testid=logout]');
+    dom.tabs = Array.from(document.querySelectorAll('[data-tab]'));
+    dom.queuedCount = document.getElementById('queued-count');
+    dom.list = document.getElementById('conversation-list');
+    dom.listEmpty = document.getElementById('list-empty');
+    dom.placeholder = document.getElementById('conversation-placeholder');
+    dom.view = document.getElementById('conversation-view');
+    dom.title = document.getElementById('conversation-title');
+    dom.meta = document.getElementById('conversation-meta');
+    dom.claim = document.querySelector('[data-testid=claim]');
+    dom.close = document.querySelector('[data-testid=close-conversation]');
+    dom.messages = document.getElementById('message-list');
+    dom.typing = document.getElementById('typing-indicator');
+    dom.replyForm = document.getElementById('reply-form');
+    dom.replyInput = document.querySelector('[data-testid=reply-input]');
+    dom.replySend = document.querySelector('[data-testid=reply-send]');
+    dom.toast = document.querySelector('[data-testid=toast]');
+
+    dom.logout.addEventListener('click', logout);
+    for (const button of dom.tabs) {
+      button.addEventListener('click', () => selectTab(button.dataset.tab));
+    }
+    dom.claim.addEventListener('click', claim);
+    dom.close.addEventListener('click', closeConversation);
+    dom.replyForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      sendReply();
+    });
+    dom.replyInput.addEventListener('keydown', (event) => {
+      // Enter sends; Shift+Enter inserts a newline; never interrupt an IME composition.
+      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+        event.preventDefault();
+        sendReply();
+      }
+    });
+    dom.replyInput.addEventListener('input', notifyTyping);
+    dom.toast.addEventListener('click', hideToast);
+    window.addEventListener('online', () => {
+      if (!sock.ws) {
+        sock.attempts = 0;
+        connectSocket();
+      }
+    });
+  }
+
+  async function boot() {
+    bindDom();
+    let me;
+    try {
+      me = await api('GET', '/api/auth/me');
+    } catch (err) {
+      report(err);
+      return;
+    }
+    state.me = me.user;
+    state.csrf = me.csrf_token;
+    dom.agentName.textContent = state.me.display_name || state.me.username;
+    dom.agentRole.textContent = ROLE_LABELS[state.me.role] || state.me.role || '';
+    dom.agentRole.hidden = !dom.agentRole.textContent;
+    document.body.classList.remove('booting');
+
+    selectTab('queued');
+    connectSocket();
+    setInterval(refreshClocks, CLOCK_INTERVAL_MS);
+  }
+
+  boot();
+})();
