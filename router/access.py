@@ -36,10 +36,15 @@ def can_view(principal: Principal, key: dict[str, Any]) -> bool:
         return False
     if key["assignee_id"] == principal.user_id:
         return True
-    in_team = key["team_id"] is None or key["team_id"] in principal.team_ids
+    member = in_team(principal, key["team_id"])
     if key["state"] == ConversationState.CLOSED:
-        return key["last_agent_id"] == principal.user_id or in_team
-    return in_team and key["state"] in {ConversationState.BOT, ConversationState.QUEUED}
+        return key["last_agent_id"] == principal.user_id or member
+    return member and key["state"] in {ConversationState.BOT, ConversationState.QUEUED}
+
+
+def in_team(principal: Principal, team_id: int | None) -> bool:
+    """Conversations without a team are everyone's; otherwise only the team's members'."""
+    return team_id is None or team_id in principal.team_ids
 
 
 def can_handle(principal: Principal, key: dict[str, Any]) -> bool:

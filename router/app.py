@@ -11,6 +11,7 @@ from router.api import api
 from router.api import auth as _auth  # noqa: F401  (registers endpoints)
 from router.api import conversations as _conversations  # noqa: F401
 from router.api import system as _system  # noqa: F401
+from router.api.spec import HUB, OPENAPI
 from router.api.staff_ws import staff_socket
 from router.hub import Hub
 from router.middleware import auth_middleware, errors_middleware
@@ -33,8 +34,8 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
         middlewares=[errors_middleware, auth_middleware],
         client_max_size=settings.upload_max_bytes + 256 * 1024,
     )
-    app["hub"] = hub
-    app["openapi"] = api.openapi("Shuiwu Hub API", VERSION)
+    app[HUB] = hub
+    app[OPENAPI] = api.openapi("Shuiwu Hub API", VERSION)
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)
     app.router.add_get("/app/login", page("login.html"))

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from router.access import Principal, can_handle, can_view
+from router.access import Principal, can_handle, can_view, in_team
 from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.models import (
     Author,
@@ -76,6 +76,7 @@ def system_event(conversation: Conversation, event: str, text: str, **data: Any)
         channel=conversation.channel,
         direction=Direction.INTERNAL,
         author=Author.SYSTEM,
+        author_user=None,
         type=MessageType.EVENT,
         text=text,
         payload={"event": event, **data},
@@ -158,8 +159,8 @@ def assign_to(session: AsyncSession, conversation: Conversation, agent: StaffUse
 
 async def claim(session: AsyncSession, principal: Principal, conversation_id: int) -> Message:
     conversation = await load_for_update(session, conversation_id)
-    if not can_view(principal, visibility_key(conversation)):
-        raise Forbidden("无权接入该会话")
+    if not (principal.is_overseer or in_team(principal, conversation.team_id)):
+        raise Forbidden("无权接入其他技能组的会话")
     if principal.user_id is None:
         raise Forbidden("服务令牌不能接入会话")
     if conversation.state != S.QUEUED:

@@ -22,7 +22,6 @@ from router.logs import get_logger
 log = get_logger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
-_PREFIX = "shuiwu:events:"
 
 
 class EventBus:
@@ -61,8 +60,9 @@ class EventBus:
 
 
 class RedisEventBus(EventBus):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, prefix: str) -> None:
         super().__init__()
+        self._prefix = f"{prefix}:events:"
         self._redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -88,7 +88,7 @@ class RedisEventBus(EventBus):
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
         try:
-            await self._redis.publish(_PREFIX + topic, json.dumps(event, ensure_ascii=False, default=str))
+            await self._redis.publish(self._prefix + topic, json.dumps(event, ensure_ascii=False, default=str))
         except (RedisError, OSError) as exc:
             log.warning("redis publish failed; delivering locally only", topic=topic, error=str(exc))
             await self._dispatch(topic, event)
@@ -98,14 +98,14 @@ class RedisEventBus(EventBus):
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.psubscribe(_PREFIX + "*")
+                await pubsub.psubscribe(self._prefix + "*")
                 self._subscribed.set()
                 delay = 0.5
                 while True:
                     item = await pubsub.get_message(timeout=30)
                     if item is None:
                         continue
-                    topic = item["channel"].decode()[len(_PREFIX):]
+                    topic = item["channel"].decode()[len(self._prefix):]
                     await self._dispatch(topic, json.loads(item["data"]))
             except asyncio.CancelledError:
                 await pubsub.aclose()
@@ -118,5 +118,5 @@ class RedisEventBus(EventBus):
                 delay = min(delay * 2, 10)
 
 
-def create_event_bus(redis_url: str) -> EventBus:
-    return RedisEventBus(redis_url) if redis_url else EventBus()
+def create_event_bus(redis_url: str, prefix: str) -> EventBus:
+    return RedisEventBus(redis_url, prefix) if redis_url else EventBus()

@@ -32,7 +32,7 @@ from channels.base import (
     StoredFileInfo,
 )
 from router import conversations as convs
-from router.access import Principal, can_handle
+from router.access import Principal, can_handle, can_view
 from router.accounts import ensure_team
 from router.bot import BotBridge, BotUnavailable
 from router.db import create_engine, migrate, session_factory
@@ -69,7 +69,7 @@ class Hub:
         self.settings = settings
         self.engine = create_engine(settings.effective_database_url, settings.database_pool_size)
         self.sessions = session_factory(self.engine)
-        self.bus = create_event_bus(settings.redis_url)
+        self.bus = create_event_bus(settings.redis_url, settings.redis_prefix)
         self.bot = BotBridge(settings.rasa_url, settings.bot_timeout_seconds) if settings.rasa_url else None
         self.secret_key = load_secret_key(settings)
         self.adapters: dict[str, ChannelAdapter] = {}
@@ -214,6 +214,7 @@ class Hub:
                 channel=inbound.channel,
                 direction=Direction.IN,
                 author=Author.RESIDENT,
+                author_user=None,
                 type=inbound.type,
                 text=inbound.text,
                 payload=self._inbound_payload(inbound),
@@ -299,6 +300,7 @@ class Hub:
             external_id=inbound.external_id,
             contact_id=contact.id,
             contact=contact,
+            assignee=None,
             state=ConversationState.BOT if self.bot is not None else ConversationState.QUEUED,
             team_id=self.default_team_id,
             priority=1 if contact.vip else 0,
@@ -427,12 +429,15 @@ class Hub:
     async def reply(self, principal: Principal, conversation_id: int, text: str) -> MessageOut:
         async with self.sessions.begin() as session:
             conversation = await convs.load_for_update(session, conversation_id)
-            if not can_handle(principal, visibility_key(conversation)):
-                raise Forbidden("只有接待该会话的坐席或班长可以回复")
+            key = visibility_key(conversation)
+            if not can_view(principal, key):
+                raise Forbidden("无权查看该会话")
             if conversation.state not in {ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT}:
                 raise Conflict("请先接入会话再回复", code="not_assigned", details={"state": conversation.state})
-            message = new_outbound(conversation, author=Author.AGENT, text=text, author_user_id=principal.user_id)
-            message.author_user = await session.get(StaffUser, principal.user_id) if principal.user_id else None
+            if not can_handle(principal, key):
+                raise Forbidden("只有接待该会话的坐席或班长可以回复")
+            agent = await session.get(StaffUser, principal.user_id) if principal.user_id else None
+            message = new_outbound(conversation, author=Author.AGENT, text=text, author_user=agent)
             session.add(message)
             convs.stamp_activity(conversation, message.created_at)
             await session.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -9,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from router.accounts import principal_from_api_token, principal_from_session
-from router.api.spec import PRINCIPAL_KEY
+from router.api.spec import HUB, PRINCIPAL_KEY
 from router.errors import Forbidden, HubError, Unauthorized
 from router.logs import get_logger
 
@@ -38,7 +39,11 @@ def error_response(status: int, code: str, message: str, details: dict | None = 
     error: dict = {"code": code, "message": message}
     if details:
         error["details"] = details
-    return web.json_response({"error": error}, status=status)
+    return web.json_response({"error": error}, status=status, dumps=_dumps)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 @web.middleware
@@ -48,7 +53,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
     except HubError as exc:
         log.info("request rejected", method=request.method, path=request.path, status=exc.status, code=exc.code)
-        return web.json_response(exc.body(), status=exc.status)
+        return web.json_response(exc.body(), status=exc.status, dumps=_dumps)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -74,7 +79,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Attach the caller (session cookie or bearer token) to the request; enforce CSRF for cookies."""
-    hub = request.app["hub"]
+    hub = request.app[HUB]
     authorization = request.headers.get("Authorization", "")
     cookie = request.cookies.get(SESSION_COOKIE)
     if authorization:

@@ -220,7 +220,7 @@ class ContactIdentity(Base):
     channel: Mapped[str] = mapped_column(String(32))
     external_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    contact: Mapped[Contact] = relationship(back_populates="identities")
+    contact: Mapped[Contact] = relationship(back_populates="identities", lazy="joined")
 
 
 class Conversation(Base):

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.base import Attachment, ChannelAdapter, ChannelSendError, OutboundMessage
 from router.logs import get_logger
-from router.models import Author, Conversation, Delivery, Direction, Message, MessageType, utcnow
+from router.models import Author, Conversation, Delivery, Direction, Message, MessageType, StaffUser, utcnow
 from router.settings import Settings
 
 log = get_logger(__name__)
@@ -36,7 +36,7 @@ def new_outbound(
     author: Author,
     text: str | None,
     type: MessageType = MessageType.TEXT,
-    author_user_id: int | None = None,
+    author_user: StaffUser | None = None,
     payload: dict[str, Any] | None = None,
 ) -> Message:
     """A message to the resident, queued for the worker (add it to the session and commit)."""
@@ -46,7 +46,8 @@ def new_outbound(
         channel=conversation.channel,
         direction=Direction.OUT,
         author=author,
-        author_user_id=author_user_id,
+        author_user_id=author_user.id if author_user is not None else None,
+        author_user=author_user,
         type=type,
         text=text,
         payload=payload,

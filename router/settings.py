@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     database_url: str = ""  # default: SQLite file under var_dir
     database_pool_size: int = 10
     redis_url: str = ""  # empty: single process, in-process event bus
+    redis_prefix: str = "shuiwu"  # namespaces pub/sub channels when several hubs share one Redis
     channels: str = "webchat"  # comma-separated channel packages to enable
 
     secret_key: SecretStr = SecretStr("")  # signs visitor tokens; generated into var/ if empty

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from router.access import ALL_ROLES
 from router.accounts import authenticate, close_session, create_api_token, create_user, open_session
 from router.api import api
-from router.api.spec import Call
+from router.api.spec import HUB, Call
 from router.errors import Unauthorized
 from router.middleware import CSRF_COOKIE, SESSION_COOKIE
 from router.models import Role, StaffUser
@@ -52,7 +52,7 @@ class TokenOut(BaseModel):
 @api.endpoint("POST", "/api/auth/login", summary="Sign in", roles=None, body=LoginBody, response=SessionOut,
               tag="auth", errors=(401,))
 async def login(call: Call) -> web.Response:
-    hub = call.request.app["hub"]
+    hub = call.request.app[HUB]
     async with hub.sessions.begin() as session:
         user = await authenticate(session, call.body.username, call.body.password)
         if user is None:
@@ -72,7 +72,7 @@ async def login(call: Call) -> web.Response:
 async def logout(call: Call) -> web.Response:
     token = call.request.cookies.get(SESSION_COOKIE)
     if token:
-        async with call.request.app["hub"].sessions.begin() as session:
+        async with call.request.app[HUB].sessions.begin() as session:
             await close_session(session, token)
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")
@@ -84,14 +84,14 @@ async def logout(call: Call) -> web.Response:
 async def me(call: Call) -> SessionOut:
     if call.user.user_id is None:
         raise Unauthorized("服务令牌没有用户身份", code="service_token")
-    async with call.request.app["hub"].sessions() as session:
+    async with call.request.app[HUB].sessions() as session:
         user = await session.get(StaffUser, call.user.user_id)
         return SessionOut(user=user_out(user), csrf_token=call.user.csrf_token)
 
 
 @api.endpoint("GET", "/api/users", summary="Staff accounts", roles=ADMIN, response=ItemsOfUsers, tag="admin")
 async def list_users(call: Call) -> ItemsOfUsers:
-    async with call.request.app["hub"].sessions() as session:
+    async with call.request.app[HUB].sessions() as session:
         users = await session.scalars(select(StaffUser).order_by(StaffUser.id))
         return ItemsOfUsers(items=[user_out(u) for u in users])
 
@@ -100,7 +100,7 @@ async def list_users(call: Call) -> ItemsOfUsers:
               response=UserOut, status=201, tag="admin", errors=(409,))
 async def add_user(call: Call) -> UserOut:
     body: NewUserBody = call.body
-    async with call.request.app["hub"].sessions.begin() as session:
+    async with call.request.app[HUB].sessions.begin() as session:
         user = await create_user(session, username=body.username, password=body.password, role=body.role,
                                  display_name=body.display_name, team_names=body.teams, max_chats=body.max_chats)
         return user_out(user)
@@ -109,6 +109,6 @@ async def add_user(call: Call) -> UserOut:
 @api.endpoint("POST", "/api/tokens", summary="Create a service token (shown once)", roles=ADMIN, body=NewTokenBody,
               response=TokenOut, status=201, tag="admin", errors=(409,))
 async def add_token(call: Call) -> TokenOut:
-    async with call.request.app["hub"].sessions.begin() as session:
+    async with call.request.app[HUB].sessions.begin() as session:
         token = await create_api_token(session, call.body.name, call.body.role)
     return TokenOut(name=call.body.name, role=call.body.role, token=token)

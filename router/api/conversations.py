@@ -10,7 +10,7 @@ from sqlalchemy import select
 from router import conversations as convs
 from router.access import OVERSEER_ROLES, STAFF_ROLES
 from router.api import api
-from router.api.spec import Call
+from router.api.spec import HUB, Call
 from router.models import Team
 from router.schemas import (
     ConversationOut,
@@ -66,7 +66,7 @@ class TransferBody(StrictBody):
 async def list_conversations(call: Call) -> ItemsOfConversations:
     query: ListQuery = call.query
     states = [query.state] if query.state else ["bot", "queued", "assigned", "waiting_resident"]
-    async with call.request.app["hub"].sessions() as session:
+    async with call.request.app[HUB].sessions() as session:
         rows = await convs.list_visible(
             session, call.user, states=states, mine=query.mine, limit=query.limit, before_id=query.before_id
         )
@@ -77,7 +77,7 @@ async def list_conversations(call: Call) -> ItemsOfConversations:
               tag="conversations")
 async def get_conversation(call: Call) -> ConversationOut:
     conversation_id = call.path["conversation_id"]
-    async with call.request.app["hub"].sessions() as session:
+    async with call.request.app[HUB].sessions() as session:
         conversation = await convs.load_visible(session, call.user, conversation_id)
         last = (await convs.last_messages(session, [conversation_id])).get(conversation_id)
         return conversation_out(conversation, last)
@@ -86,39 +86,39 @@ async def get_conversation(call: Call) -> ConversationOut:
 @api.endpoint("GET", CONVERSATION + "/messages", summary="Messages, notes and events of a conversation",
               roles=STAFF_ROLES, query=MessagesQuery, response=ItemsOfMessages, tag="conversations")
 async def list_messages(call: Call) -> ItemsOfMessages:
-    hub = call.request.app["hub"]
+    hub = call.request.app[HUB]
     return ItemsOfMessages(items=await hub.messages_of(call.user, call.path["conversation_id"], call.query.limit))
 
 
 @api.endpoint("POST", CONVERSATION + "/claim", summary="Take a queued conversation", roles=STAFF_ROLES,
               response=ConversationOut, tag="conversations", errors=(409,))
 async def claim_conversation(call: Call) -> ConversationOut:
-    return await call.request.app["hub"].claim(call.user, call.path["conversation_id"])
+    return await call.request.app[HUB].claim(call.user, call.path["conversation_id"])
 
 
 @api.endpoint("POST", CONVERSATION + "/assign", summary="Assign to an agent", roles=OVERSEER_ROLES,
               body=AssignBody, response=ConversationOut, tag="conversations", errors=(409,))
 async def assign_conversation(call: Call) -> ConversationOut:
-    return await call.request.app["hub"].assign(call.user, call.path["conversation_id"], call.body.agent_id)
+    return await call.request.app[HUB].assign(call.user, call.path["conversation_id"], call.body.agent_id)
 
 
 @api.endpoint("POST", CONVERSATION + "/messages", summary="Reply to the resident", roles=STAFF_ROLES,
               body=ReplyBody, response=MessageOut, status=201, tag="conversations", errors=(409,))
 async def reply_to_resident(call: Call) -> MessageOut:
-    return await call.request.app["hub"].reply(call.user, call.path["conversation_id"], call.body.text)
+    return await call.request.app[HUB].reply(call.user, call.path["conversation_id"], call.body.text)
 
 
 @api.endpoint("POST", CONVERSATION + "/close", summary="Close with a disposition", roles=STAFF_ROLES,
               body=CloseBody, response=ConversationOut, tag="conversations", errors=(409,))
 async def close_conversation(call: Call) -> ConversationOut:
-    return await call.request.app["hub"].close(call.user, call.path["conversation_id"], call.body.disposition)
+    return await call.request.app[HUB].close(call.user, call.path["conversation_id"], call.body.disposition)
 
 
 @api.endpoint("POST", CONVERSATION + "/transfer", summary="Transfer to an agent or a team", roles=STAFF_ROLES,
               body=TransferBody, response=ConversationOut, tag="conversations", errors=(409,))
 async def transfer_conversation(call: Call) -> ConversationOut:
     body: TransferBody = call.body
-    return await call.request.app["hub"].transfer(
+    return await call.request.app[HUB].transfer(
         call.user, call.path["conversation_id"], body.agent_id, body.team_id, body.note
     )
 
@@ -126,6 +126,6 @@ async def transfer_conversation(call: Call) -> ConversationOut:
 @api.endpoint("GET", "/api/teams", summary="Teams (skill groups)", roles=STAFF_ROLES, response=ItemsOfTeams,
               tag="conversations")
 async def list_teams(call: Call) -> ItemsOfTeams:
-    async with call.request.app["hub"].sessions() as session:
+    async with call.request.app[HUB].sessions() as session:
         teams = await session.scalars(select(Team).order_by(Team.id))
         return ItemsOfTeams(items=[{"id": t.id, "name": t.name} for t in teams])

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -21,8 +21,13 @@ from router.errors import BadRequest, Forbidden, Invalid, TooLarge, Unauthorized
 from router.models import Role
 from router.schemas import ErrorBody
 
+if TYPE_CHECKING:
+    from router.hub import Hub
+
 JSON_BODY_MAX_BYTES = 64 * 1024
-PRINCIPAL_KEY = "principal"
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal")
 _PATH_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 
 

@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field, ValidationError
 
 from router.access import STAFF_ROLES, Principal, can_view
-from router.api.spec import PRINCIPAL_KEY
+from router.api.spec import HUB, PRINCIPAL_KEY
 from router.errors import Forbidden, Unauthorized
 from router.hub import TOPIC
 from router.logs import get_logger
@@ -40,7 +40,7 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     if principal.role not in STAFF_ROLES:
         raise Forbidden("当前角色无权访问此接口", code="role_forbidden")
     check_origin(request)
-    hub = request.app["hub"]
+    hub = request.app[HUB]
     ws = web.WebSocketResponse(heartbeat=25, max_msg_size=hub.settings.ws_max_frame_bytes)
     await ws.prepare(request)
     queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_LIMIT)

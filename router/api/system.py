@@ -6,7 +6,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from router.api import api
-from router.api.spec import Call
+from router.api.spec import HUB, OPENAPI, Call
 
 
 class Health(BaseModel):
@@ -26,7 +26,7 @@ async def healthz(call: Call) -> Health:
 @api.endpoint("GET", "/readyz", summary="Database and event bus reachable", roles=None, response=Readiness,
               tag="system", errors=(503,))
 async def readyz(call: Call) -> web.Response:
-    checks = await call.request.app["hub"].ready()
+    checks = await call.request.app[HUB].ready()
     # The event bus (Redis) degrades to local delivery; only the database makes the hub unready.
     status = 200 if checks["database"] else 503
     body = Readiness(status="ready" if status == 200 else "unavailable", checks=checks)
@@ -35,4 +35,4 @@ async def readyz(call: Call) -> web.Response:
 
 @api.endpoint("GET", "/api/openapi.json", summary="This document", roles=None, tag="system")
 async def openapi_document(call: Call) -> dict:
-    return call.request.app["openapi"]
+    return call.request.app[OPENAPI]

@@ -1,0 +1,129 @@
+"""Shared fixtures: each backend (SQLite, PostgreSQL) gets its own fresh database and a hub."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from router.accounts import create_api_token, create_user
+from router.app import create_app
+from router.hub import Hub
+from router.logs import configure_logging
+from router.models import Role
+from router.settings import Settings
+from tests.support.actors import Resident, Staff
+from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, free_port
+
+BACKENDS = [b for b in os.environ.get("HUB_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+PASSWORD = "correct-horse-battery"
+SECRET = "test-secret-key-0123456789abcdef"
+
+configure_logging("WARNING")
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'hub.sqlite3'}"
+        return
+    name, url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def backend(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+@pytest.fixture(scope="session")
+def make_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    var_dir = tmp_path_factory.mktemp("var")
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "var_dir": var_dir,
+            "database_url": database_url,
+            "secret_key": SECRET,
+            "rasa_url": "",
+            "outbound_poll_seconds": 0.2,
+            **overrides,
+        }
+        return Settings(**values)
+
+    return make
+
+
+class RunningHub:
+    def __init__(self, hub: Hub, url: str, runner: web.AppRunner) -> None:
+        self.hub, self.url, self.runner = hub, url, runner
+
+    async def staff(self, role: Role = Role.AGENT, teams: list[str] | None = None, listen: bool = True) -> Staff:
+        """A new staff member of ``role``, signed in (and listening to live events)."""
+        username = f"{role.value}-{uuid.uuid4().hex[:8]}"
+        async with self.hub.sessions.begin() as session:
+            await create_user(session, username=username, password=PASSWORD, role=role,
+                              team_names=teams if teams is not None else [self.hub.settings.default_team])
+        staff = await Staff(self.url).login(username, PASSWORD)
+        return await staff.listen() if listen else staff
+
+    async def token(self, role: Role) -> str:
+        async with self.hub.sessions.begin() as session:
+            return await create_api_token(session, f"svc-{uuid.uuid4().hex[:8]}", role)
+
+
+async def start_hub(settings: Settings) -> RunningHub:
+    hub = Hub(settings)
+    app = create_app(settings, hub)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return RunningHub(hub, f"http://127.0.0.1:{port}", runner)
+
+
+@pytest.fixture(scope="session")
+async def running_hub(make_settings: Callable[..., Settings]) -> AsyncIterator[RunningHub]:
+    """One hub per backend for the whole session, without a bot (conversations queue for humans)."""
+    running = await start_hub(make_settings())
+    yield running
+    await running.runner.cleanup()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def resident(http: aiohttp.ClientSession, running_hub: RunningHub) -> AsyncIterator[Resident]:
+    visitor = await Resident(http, running_hub.url).connect()
+    yield visitor
+    await visitor.close()
+
+
+@pytest.fixture
+async def agent(running_hub: RunningHub) -> AsyncIterator[Staff]:
+    staff = await running_hub.staff(Role.AGENT)
+    yield staff
+    await staff.close()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture
+def var_dir(tmp_path: Path) -> Path:
+    return tmp_path

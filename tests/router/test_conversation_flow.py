@@ -1,0 +1,127 @@
+"""A resident's message reaches an agent; the agent's reply reaches the resident; states move on."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from channels.base import InboundMessage
+from router.models import Conversation, Message, Role, utcnow
+from tests.support.actors import Resident
+
+
+async def test_resident_and_agent_talk(resident: Resident, agent, running_hub) -> None:
+    said = await resident.says("楼下马路在冒水,水很大")
+    conversation_id = said["conversation_id"]
+    assert said["author"] == "resident" and said["direction"] == "in"
+
+    queued = await agent.sees(lambda e: e["type"] == "conversation"
+                              and e["conversation"]["id"] == conversation_id)
+    assert queued["conversation"]["state"] == "queued"
+    seen = await agent.sees_message("楼下马路在冒水,水很大")
+    assert seen["id"] == said["id"]
+
+    claimed = await agent.claims(conversation_id)
+    assert claimed["state"] == "assigned" and claimed["assignee"]["id"] == agent.user["id"]
+    state = await resident.expect(lambda f: f["type"] == "state" and f["conversation"]["state"] == "assigned")
+    assert state["conversation"]["agent_name"] == agent.user["display_name"]
+
+    await agent.replies(conversation_id, "您好,请提供具体地址,我们马上派人")
+    heard = await resident.hears("agent")
+    assert heard["text"] == "您好,请提供具体地址,我们马上派人"
+    assert heard["author_name"] == agent.user["display_name"]
+
+    # The widget acknowledges what it showed; the agent sees the message delivered.
+    await resident.send_raw({"type": "ack", "ids": [heard["id"]]})
+    delivered = await agent.sees(lambda e: e["type"] == "delivery" and e["message_id"] == heard["id"]
+                                 and e["delivery"] == "delivered")
+    assert delivered["delivery"] == "delivered"
+
+    closed = await agent.closes(conversation_id, "报修")
+    assert closed["state"] == "closed" and closed["disposition"] == "报修"
+    history = await agent.call("GET", f"/api/conversations/{conversation_id}/messages")
+    events = [m["payload"]["event"] for m in history["items"] if m["type"] == "event"]
+    assert events == ["queued", "assign", "close"]
+
+
+async def test_same_message_twice_is_stored_once(resident: Resident, running_hub) -> None:
+    first = await resident.says("停水了吗", client_id="dup-0000-0001")
+    again = await resident.says("停水了吗", client_id="dup-0000-0001")
+    assert again["id"] == first["id"]
+
+    # Also when the copies race each other (a platform retrying while the first is in flight).
+    inbound = InboundMessage(channel="webchat", external_id=resident.hello["visitor_id"],
+                             channel_message_id="dup-0000-0002", text="水压很低")
+    results = await asyncio.gather(*(running_hub.hub.ingest(inbound) for _ in range(8)))
+    assert len({r.message["id"] for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    async with running_hub.hub.sessions() as session:
+        stored = await session.scalar(select(func.count()).select_from(Message).where(
+            Message.channel_message_id.in_(["dup-0000-0001", "dup-0000-0002"])))
+    assert stored == 2
+
+
+async def test_first_messages_racing_open_one_conversation(running_hub) -> None:
+    hub = running_hub.hub
+    messages = [InboundMessage(channel="webchat", external_id="race-visitor-1", channel_message_id=f"race-{i}",
+                               text=f"第{i}条") for i in range(10)]
+    results = await asyncio.gather(*(hub.ingest(m) for m in messages))
+    assert len({r.conversation["id"] for r in results}) == 1
+
+
+async def test_message_after_close_reopens_within_window_else_starts_new(running_hub) -> None:
+    hub = running_hub.hub
+    agent = await running_hub.staff(Role.AGENT)
+    try:
+        first = await hub.ingest(InboundMessage(channel="webchat", external_id="reopen-visitor",
+                                                channel_message_id="reopen-1", text="咨询水费"))
+        conversation_id = first.conversation["id"]
+        await agent.claims(conversation_id)
+        await agent.closes(conversation_id)
+
+        reopened = await hub.ingest(InboundMessage(channel="webchat", external_id="reopen-visitor",
+                                                   channel_message_id="reopen-2", text="还有一个问题"))
+        assert reopened.conversation["id"] == conversation_id
+        assert reopened.conversation["state"] == "queued"  # a person handled it: back to people
+
+        await agent.claims(conversation_id)
+        await agent.closes(conversation_id)
+        async with hub.sessions.begin() as session:  # the window has passed
+            await session.execute(update(Conversation).where(Conversation.id == conversation_id).values(
+                closed_at=utcnow() - timedelta(seconds=hub.settings.reopen_window_seconds + 60)))
+        fresh = await hub.ingest(InboundMessage(channel="webchat", external_id="reopen-visitor",
+                                                channel_message_id="reopen-3", text="新的问题"))
+        assert fresh.conversation["id"] != conversation_id
+    finally:
+        await agent.close()
+
+
+async def test_claim_race_assigns_once(running_hub) -> None:
+    hub = running_hub.hub
+    result = await hub.ingest(InboundMessage(channel="webchat", external_id="claim-race",
+                                             channel_message_id="claim-race-1", text="有人吗"))
+    agents = [await running_hub.staff(Role.AGENT, listen=False) for _ in range(4)]
+    try:
+        answers = await asyncio.gather(*(
+            a.call("POST", f"/api/conversations/{result.conversation['id']}/claim", expect=None) for a in agents))
+        winners = [a for a in answers if a.get("state") == "assigned"]
+        assert len(winners) == 1
+        assert sorted(a.get("error", {}).get("code", "") for a in answers if a not in winners) == ["not_queued"] * 3
+    finally:
+        for a in agents:
+            await a.close()
+
+
+async def test_invalid_transition_is_409(agent, running_hub) -> None:
+    result = await running_hub.hub.ingest(InboundMessage(channel="webchat", external_id="conflict-visitor",
+                                                         channel_message_id="conflict-1", text="你好"))
+    conversation_id = result.conversation["id"]
+    body = await agent.call("POST", f"/api/conversations/{conversation_id}/messages", {"text": "未接入就回复"},
+                            expect=409)
+    assert body["error"]["code"] == "not_assigned"
+    await agent.claims(conversation_id)
+    await agent.closes(conversation_id)
+    body = await agent.call("POST", f"/api/conversations/{conversation_id}/claim", expect=409)
+    assert body["error"]["code"] == "not_queued"

@@ -1,0 +1,161 @@
+"""Residents and staff as the tests see them: they say, reply, claim and wait for what arrives."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import aiohttp
+
+WAIT = 10.0
+
+
+class Inbox:
+    """Frames received on a socket; a wait takes the first frame that matches and leaves the others."""
+
+    def __init__(self) -> None:
+        self._frames: list[dict[str, Any]] = []
+        self._arrived = asyncio.Condition()
+
+    async def put(self, frame: dict[str, Any]) -> None:
+        async with self._arrived:
+            self._frames.append(frame)
+            self._arrived.notify_all()
+
+    async def take(self, predicate: Any, timeout: float) -> dict[str, Any]:
+        async def wait() -> dict[str, Any]:
+            async with self._arrived:
+                while True:
+                    for index, frame in enumerate(self._frames):
+                        if predicate(frame):
+                            return self._frames.pop(index)
+                    await self._arrived.wait()
+
+        try:
+            return await asyncio.wait_for(wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no matching frame within {timeout}s; received: {self._frames[-10:]}") from None
+
+
+class Resident:
+    """A visitor of the web chat, speaking the widget's WebSocket protocol."""
+
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, token: str | None = None) -> None:
+        self.http = http
+        self.base_url = base_url
+        self.token = token
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.hello: dict[str, Any] = {}
+        self.frames = Inbox()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self) -> Resident:
+        if self.token is None:
+            async with self.http.post(f"{self.base_url}/webchat/visitors", json={}) as response:
+                assert response.status == 201, await response.text()
+                self.token = (await response.json())["token"]
+        self.ws = await self.http.ws_connect(f"{self.base_url.replace('http', 'ws', 1)}/webchat/ws",
+                                             params={"token": self.token})
+        self.hello = await self.ws.receive_json(timeout=WAIT)
+        assert self.hello["type"] == "hello", self.hello
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for frame in self.ws:
+            if frame.type == aiohttp.WSMsgType.TEXT:
+                await self.frames.put(json.loads(frame.data))
+
+    async def says(self, text: str, client_id: str | None = None) -> dict[str, Any]:
+        """Send a message and return the stored message the hub echoes back."""
+        client_id = client_id or str(uuid.uuid4())
+        assert self.ws is not None
+        await self.ws.send_json({"type": "message", "client_id": client_id, "text": text})
+        frame = await self.expect(lambda f: f["type"] == "message" and f["message"]["client_id"] == client_id)
+        return frame["message"]
+
+    async def send_raw(self, data: Any) -> None:
+        assert self.ws is not None
+        await (self.ws.send_str(data) if isinstance(data, str) else self.ws.send_json(data))
+
+    async def expect(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
+        """The first received frame matching ``predicate`` (waiting for it if needed)."""
+        return await self.frames.take(predicate, timeout)
+
+    async def hears(self, author: str, timeout: float = WAIT) -> dict[str, Any]:
+        frame = await self.expect(
+            lambda f: f["type"] == "message" and f["message"]["author"] == author, timeout=timeout
+        )
+        return frame["message"]
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+class Staff:
+    """A signed-in member of staff using the REST API and the staff WebSocket."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+        self.user: dict[str, Any] = {}
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.events = Inbox()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def login(self, username: str, password: str) -> Staff:
+        async with self.http.post(f"{self.base_url}/api/auth/login",
+                                  json={"username": username, "password": password}) as response:
+            body = await response.json()
+            assert response.status == 200, body
+        self.csrf, self.user = body["csrf_token"], body["user"]
+        return self
+
+    async def call(self, method: str, path: str, json_body: Any = None, expect: int | None = 200) -> Any:
+        headers = {"X-CSRF-Token": self.csrf} if method != "GET" else {}
+        async with self.http.request(method, f"{self.base_url}{path}", json=json_body, headers=headers) as response:
+            body = await response.json() if response.content_type == "application/json" else None
+            if expect is not None:
+                assert response.status == expect, (response.status, body)
+            return body
+
+    async def listen(self) -> Staff:
+        self.ws = await self.http.ws_connect(f"{self.base_url.replace('http', 'ws', 1)}/api/ws")
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for frame in self.ws:
+            if frame.type == aiohttp.WSMsgType.TEXT:
+                await self.events.put(json.loads(frame.data))
+
+    async def sees(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
+        return await self.events.take(predicate, timeout)
+
+    async def sees_message(self, text: str) -> dict[str, Any]:
+        event = await self.sees(lambda e: e["type"] == "message" and e["message"]["text"] == text)
+        return event["message"]
+
+    async def claims(self, conversation_id: int) -> dict[str, Any]:
+        return await self.call("POST", f"/api/conversations/{conversation_id}/claim")
+
+    async def replies(self, conversation_id: int, text: str) -> dict[str, Any]:
+        return await self.call("POST", f"/api/conversations/{conversation_id}/messages", {"text": text}, expect=201)
+
+    async def closes(self, conversation_id: int, disposition: str | None = None) -> dict[str, Any]:
+        return await self.call("POST", f"/api/conversations/{conversation_id}/close", {"disposition": disposition})
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.ws is not None:
+            await self.ws.close()
+        await self.http.close()
