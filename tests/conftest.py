@@ -40,6 +40,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         drop_pg_database(name)
 
 
+@pytest.fixture
+def fresh_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database of its own, for a test that runs extra hubs (without Redis they must not share one)."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'own.sqlite3'}"
+        return
+    name, url = create_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def own_settings(make_settings: Callable[..., Settings], fresh_database_url: str, tmp_path: Path,
+                 ) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return make_settings(database_url=fresh_database_url, var_dir=tmp_path / "var", **overrides)
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def backend(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgresql"

@@ -395,7 +395,8 @@
       'data-testid': 'webchat-input',
       rows: '1',
       maxlength: String(MAX_TEXT_LENGTH),
-      placeholder: '请输入您的问题（Enter 发送，Shift+Enter 换行）',
+      placeholder: '请输入您的问题，Enter 发送',
+      title: 'Enter 发送，Shift+Enter 换行',
       'aria-label': '输入消息',
     });
     ui.send = el('button', { type: 'submit', class: 'send', 'data-testid': 'webchat-send', text: '发送' });

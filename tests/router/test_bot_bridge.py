@@ -1,0 +1,137 @@
+"""The bot answers through Rasa's REST channel contract; a bot that is down or hangs never traps a resident."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from router.bot import BotUnavailable, parse_turn
+from router.models import Role
+from tests.conftest import start_hub
+from tests.support.actors import Resident
+from tests.support.services import free_port
+
+
+@contextlib.asynccontextmanager
+async def rasa_rest_channel(answer: list[dict]) -> AsyncIterator[tuple[str, list[dict]]]:
+    """A server speaking the REST channel contract (``POST /webhooks/rest/webhook``) with a fixed answer.
+
+    The contract is checked here; the real Rasa server and its trained model are exercised by the bot's
+    own tests.
+    """
+    received: list[dict] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_post("/webhooks/rest/webhook", webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", received
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def hanging_server() -> AsyncIterator[str]:
+    """Accepts connections and never answers, like a bot stuck in a long GC pause or a dead lock."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(accept, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for writer in connections:
+            writer.close()
+        server.close()
+
+
+async def _handed_off(http, hub_url: str, running) -> None:
+    resident = await Resident(http, hub_url).connect()
+    try:
+        said = await resident.says("我家没水了")
+        notice = await resident.hears("system", timeout=10)
+        assert notice["text"] == "正在为您转接人工客服,请稍候。"
+        state = await resident.expect(lambda f: f["type"] == "state" and f["conversation"]["state"] == "queued")
+        assert state["conversation"]["id"] == said["conversation_id"]
+        supervisor = await running.staff(role=Role.SUPERVISOR, listen=False)
+        history = await supervisor.call("GET", f"/api/conversations/{said['conversation_id']}/messages")
+        await supervisor.close()
+        handoff = [m for m in history["items"] if (m["payload"] or {}).get("event") == "handoff"]
+        assert len(handoff) == 1 and "机器人不可用" in handoff[0]["text"]
+        assert [m["text"] for m in history["items"] if m["author"] == "resident"] == ["我家没水了"]
+    finally:
+        await resident.close()
+
+
+async def test_bot_down_sends_the_resident_to_the_human_queue(own_settings, http) -> None:
+    running = await start_hub(own_settings(rasa_url=f"http://127.0.0.1:{free_port()}", bot_timeout_seconds=1))
+    try:
+        await _handed_off(http, running.url, running)
+    finally:
+        await running.runner.cleanup()
+
+
+async def test_bot_that_hangs_is_given_up_after_the_timeout(own_settings, http) -> None:
+    async with hanging_server() as url:
+        running = await start_hub(own_settings(rasa_url=url, bot_timeout_seconds=0.5))
+        try:
+            started = asyncio.get_running_loop().time()
+            await _handed_off(http, running.url, running)
+            assert asyncio.get_running_loop().time() - started < 8
+        finally:
+            await running.runner.cleanup()
+
+
+async def test_bot_answers_and_hands_off_by_custom_payload(own_settings, http) -> None:
+    answer = [
+        {"recipient_id": "x", "text": "您好,这里是清源水务智能客服。"},
+        {"recipient_id": "x", "text": "请选择:", "buttons": [{"title": "报修", "payload": "/report_leak"}]},
+        {"recipient_id": "x", "custom": {"handoff": True, "team": "投诉专席", "reason": "居民投诉"}},
+    ]
+    async with rasa_rest_channel(answer) as (url, received):
+        running = await start_hub(own_settings(rasa_url=url))
+        resident = await Resident(http, running.url).connect()
+        try:
+            said = await resident.says("我要投诉你们抄表员")
+            greeting = await resident.hears("bot")
+            assert greeting["text"] == "您好,这里是清源水务智能客服。"
+            buttons = await resident.hears("bot")
+            assert buttons["payload"]["buttons"] == [{"title": "报修", "payload": "/report_leak"}]
+            state = await resident.expect(lambda f: f["type"] == "state" and f["conversation"]["state"] == "queued")
+            assert state["conversation"]["id"] == said["conversation_id"]
+            assert received[0]["sender"] == str(said["conversation_id"])
+            assert received[0]["message"] == "我要投诉你们抄表员"
+            assert received[0]["metadata"]["channel"] == "webchat"
+            # An unknown team falls back to the default one; the reason is kept for the agent.
+            supervisor = await running.staff(role=Role.SUPERVISOR, listen=False)
+            conversation = await supervisor.call("GET", f"/api/conversations/{said['conversation_id']}")
+            await supervisor.close()
+            assert conversation["team"]["name"] == running.hub.settings.default_team
+        finally:
+            await resident.close()
+            await running.runner.cleanup()
+
+
+@pytest.mark.parametrize("body", [
+    {"not": "a list"},
+    [{"text": 5}],
+    [{"buttons": [{"payload": "/x"}]}],
+])
+def test_garbage_from_the_bot_counts_as_unavailable(body) -> None:
+    with pytest.raises(BotUnavailable):
+        parse_turn(json.loads(json.dumps(body)))
