@@ -155,6 +155,8 @@ class ChannelAdapter(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]]
+    # Paths that pages on other sites may call (no cookies; their own tokens): they get CORS headers.
+    cross_origin_paths: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, router: RouterPort) -> None:
         self.router = router

@@ -42,8 +42,11 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     app.router.add_get("/app/agent", page("agent.html"))
     app.router.add_get("/app", _redirect_to_agent)
     app.router.add_static("/app/static", WEB_STATIC, append_version=False)
+    cross_origin: list[str] = []
     for adapter in hub.adapters.values():
         app.router.add_routes(adapter.routes())
+        cross_origin.extend(adapter.cross_origin_paths)
+    app.middlewares.insert(0, cors_middleware(tuple(cross_origin)))
 
     async def on_startup(_app: web.Application) -> None:
         await hub.start()
@@ -59,6 +62,27 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     app.on_shutdown.append(on_shutdown)
     app.on_cleanup.append(on_cleanup)
     return app
+
+
+def cors_middleware(prefixes: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """CORS for the channel paths that an embedding site calls (the widget on the utility's own site)."""
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                   ) -> web.StreamResponse:
+        if not request.path.startswith(prefixes):
+            return await handler(request)
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-Visitor-Token"
+            response.headers["Access-Control-Max-Age"] = "86400"
+        else:
+            response = await handler(request)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        return response
+
+    return cors
 
 
 async def _redirect_to_agent(_request: web.Request) -> web.Response:

@@ -59,6 +59,7 @@ class WebChatAdapter(ChannelAdapter):
     name = "webchat"
     capabilities = frozenset({Capability.TEXT, Capability.IMAGE, Capability.FILE, Capability.BUTTONS,
                               Capability.TYPING, Capability.READ_RECEIPT})
+    cross_origin_paths = ("/widget.js", "/webchat/")
 
     def __init__(self, router: RouterPort) -> None:
         super().__init__(router)
@@ -130,7 +131,6 @@ class WebChatAdapter(ChannelAdapter):
         return web.FileResponse(STATIC / "widget.js", headers={
             "Content-Type": "application/javascript; charset=utf-8",
             "Cache-Control": "no-cache",
-            "Access-Control-Allow-Origin": "*",
         })
 
     async def visitor_socket(self, request: web.Request) -> web.WebSocketResponse:

@@ -69,6 +69,11 @@ class Resident:
             if frame.type == aiohttp.WSMsgType.TEXT:
                 await self.frames.put(json.loads(frame.data))
 
+    async def closed(self, timeout: float = WAIT) -> None:
+        """Wait until the hub has closed the socket."""
+        assert self._reader is not None
+        await asyncio.wait_for(self._reader, timeout)
+
     async def says(self, text: str, client_id: str | None = None) -> dict[str, Any]:
         """Send a message and return the stored message the hub echoes back."""
         client_id = client_id or str(uuid.uuid4())

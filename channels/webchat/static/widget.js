@@ -680,7 +680,8 @@
     let line = null;
     if (conversation.state === 'assigned' && (previousState !== 'assigned' || previousAgent !== agentName)) {
       line = agentName ? `已为您转接人工客服 ${agentName}` : '已为您转接人工客服';
-    } else if (conversation.state === 'queued' && previousState !== 'queued') {
+    } else if (conversation.state === 'queued' && previousState !== 'queued' && previousState !== 'bot') {
+      // After the bot the hub itself sends the resident a handoff notice; no second line here.
       line = '正在为您转接人工客服，请稍候…';
     } else if (conversation.state === 'closed' && previousState !== 'closed') {
       line = '会话已结束，如有其他问题可继续留言';

@@ -639,6 +639,12 @@
     if (state.list.has(conversationId)) renderList();
   }
 
+  function onDelivery(frame) {
+    const known = state.messages.get(frame.message_id);
+    if (!known || !sameId(state.openId, known.conversation_id)) return;
+    addMessage({ ...known, delivery: frame.delivery, last_error: frame.last_error });
+  }
+
   // ----------------------------------------------------------------- typing
 
   function showTyping() {
@@ -842,6 +848,9 @@
         break;
       case 'message':
         onMessage(frame.message);
+        break;
+      case 'delivery':
+        onDelivery(frame);
         break;
       case 'typing':
         if (frame.author === 'resident' && sameId(frame.conversation_id, state.openId)) showTyping();

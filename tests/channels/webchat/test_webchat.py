@@ -1,0 +1,151 @@
+"""The web chat channel: visitor tokens, resume after reload, frames, uploads and their limits."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+
+import aiohttp
+import pytest
+
+from tests.support.actors import Resident
+
+
+def png_bytes(width: int = 2, height: int = 2) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+async def upload(http: aiohttp.ClientSession, url: str, token: str | None, name: str, data: bytes,
+                 ) -> tuple[int, dict]:
+    form = aiohttp.FormData(quote_fields=False)  # as browsers send it: the UTF-8 name unquoted
+    form.add_field("file", io.BytesIO(data), filename=name, content_type="application/octet-stream")
+    headers = {"X-Visitor-Token": token} if token else {}
+    async with http.post(f"{url}/webchat/upload", data=form, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_reload_resumes_the_same_conversation_with_its_history(http, running_hub, agent) -> None:
+    first_visit = await Resident(http, running_hub.url).connect()
+    said = await first_visit.says("请问营业厅几点下班")
+    await agent.claims(said["conversation_id"])
+    await agent.replies(said["conversation_id"], "营业厅工作日 8:30-17:30 营业")
+    await first_visit.hears("agent")
+    await first_visit.close()
+
+    reload = await Resident(http, running_hub.url, token=first_visit.token).connect()
+    try:
+        assert reload.hello["conversation"]["id"] == said["conversation_id"]
+        assert reload.hello["conversation"]["state"] == "assigned"
+        assert [(m["author"], m["text"]) for m in reload.hello["messages"]] == [
+            ("resident", "请问营业厅几点下班"), ("agent", "营业厅工作日 8:30-17:30 营业")]
+    finally:
+        await reload.close()
+
+
+async def test_a_forged_token_is_refused(http, running_hub) -> None:
+    ws = await http.ws_connect(f"{running_hub.url.replace('http', 'ws')}/webchat/ws", params={"token": "forged.x.y"})
+    message = await ws.receive(timeout=5)
+    assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 4401
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    ("not json", "malformed_json"),
+    ({"type": "shout"}, "unknown_frame"),
+    ({"type": "message", "text": "缺少 client_id"}, "invalid_message"),
+    ({"type": "message", "client_id": "bad id!", "text": "x"}, "invalid_message"),
+    ({"type": "message", "client_id": "c" * 12, "text": "   "}, "invalid_message"),
+    ({"type": "message", "client_id": "d" * 12, "text": "长" * 2001}, "invalid_message"),
+    ({"type": "ack", "ids": "all"}, "invalid_ack"),
+])
+async def test_bad_frames_get_an_error_frame_and_the_socket_stays_open(resident: Resident, frame, code) -> None:
+    await resident.send_raw(frame if isinstance(frame, str) else json.dumps(frame))
+    error = await resident.expect(lambda f: f["type"] == "error")
+    assert error["code"] == code and error["message"]
+    await resident.send_raw({"type": "ping"})
+    assert (await resident.expect(lambda f: f["type"] == "pong"))["type"] == "pong"
+    assert resident.hello["conversation"] is None  # nothing was stored for the rejected frames
+
+
+async def test_an_oversized_frame_closes_the_socket_with_1009(http, running_hub) -> None:
+    resident = await Resident(http, running_hub.url).connect()
+    await resident.send_raw(json.dumps({"type": "message", "client_id": "e" * 12, "text": "大" * 70000}))
+    await resident.closed()
+    assert resident.ws.close_code == 1009
+
+
+async def test_typing_reaches_the_agent_and_back(resident: Resident, agent) -> None:
+    said = await resident.says("我想问一下")
+    await agent.claims(said["conversation_id"])
+    await resident.send_raw({"type": "typing"})
+    typing = await agent.sees(lambda e: e["type"] == "typing" and e["conversation_id"] == said["conversation_id"])
+    assert typing["author"] == "resident"
+    await agent.ws.send_json({"type": "typing", "conversation_id": said["conversation_id"]})
+    assert (await resident.expect(lambda f: f["type"] == "typing"))["author"] == "agent"
+
+
+async def test_image_upload_becomes_a_message_the_agent_can_open(http, resident: Resident, agent, running_hub) -> None:
+    status, body = await upload(http, running_hub.url, resident.token, "../../etc/漏水.png", png_bytes())
+    assert status == 201, body
+    message = body["message"]
+    assert message["type"] == "image"
+    assert message["attachment"]["name"] == "漏水.png"
+    assert message["attachment"]["content_type"] == "image/png"
+    pushed = await resident.expect(lambda f: f["type"] == "message" and f["message"]["id"] == message["id"])
+    assert pushed["message"]["attachment"]["url"] == message["attachment"]["url"]
+
+    url = running_hub.url + message["attachment"]["url"]
+    async with http.get(url, params={"token": resident.token}) as response:
+        assert response.status == 200 and await response.read() == png_bytes()
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    async with agent.http.get(url) as response:
+        assert response.status == 200
+    async with http.get(url) as response:  # neither the visitor nor staff
+        assert response.status == 404
+    stranger = await Resident(http, running_hub.url).connect()
+    async with http.get(url, params={"token": stranger.token}) as response:
+        assert response.status == 404
+    await stranger.close()
+
+
+@pytest.mark.parametrize(("name", "data", "status", "code"), [
+    ("a.exe", b"MZ\x90\x00" + b"\x00" * 100, 415, "unsupported_type"),
+    ("fake.png", b"<html><script>alert(1)</script></html>", 415, "unsupported_type"),
+    ("empty.txt", b"", 400, "empty_file"),
+    ("big.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * (10 * 1024 * 1024 + 1), 413, "too_large"),
+])
+async def test_uploads_outside_the_limits_are_refused(http, resident: Resident, running_hub, name, data, status,
+                                                      code) -> None:
+    got, body = await upload(http, running_hub.url, resident.token, name, data)
+    assert (got, body["error"]["code"]) == (status, code)
+
+
+async def test_upload_needs_a_valid_token_and_multipart(http, running_hub) -> None:
+    status, body = await upload(http, running_hub.url, None, "a.png", png_bytes())
+    assert (status, body["error"]["code"]) == (401, "bad_token")
+    resident = await Resident(http, running_hub.url).connect()
+    async with http.post(f"{running_hub.url}/webchat/upload", json={"file": "x"},
+                         headers={"X-Visitor-Token": resident.token}) as response:
+        assert response.status == 415
+    await resident.close()
+
+
+async def test_widget_endpoints_allow_embedding_sites(http, running_hub) -> None:
+    async with http.options(f"{running_hub.url}/webchat/upload", headers={
+        "Origin": "https://www.example-water.cn", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "X-Visitor-Token"}) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert "X-Visitor-Token" in response.headers["Access-Control-Allow-Headers"]
+    async with http.get(f"{running_hub.url}/widget.js") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("application/javascript")
+        assert "shadow" in (await response.text()).lower()
+    async with http.get(f"{running_hub.url}/api/auth/me", headers={"Origin": "https://evil.example"}) as response:
+        assert "Access-Control-Allow-Origin" not in response.headers
