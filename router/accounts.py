@@ -51,7 +51,7 @@ async def create_user(
 ) -> StaffUser:
     if await session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is not None:
         raise Conflict("用户名已存在", code="username_taken")
-    teams = [await ensure_team(session, name) for name in team_names or []]
+    teams = [await ensure_team(session, name) for name in dict.fromkeys(team_names or [])]
     user = StaffUser(
         username=username,
         display_name=display_name or username,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from sqlalchemy.exc import IntegrityError
 
 from router.accounts import principal_from_api_token, principal_from_session
 from router.api.spec import HUB, PRINCIPAL_KEY
@@ -54,6 +55,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except HubError as exc:
         log.info("request rejected", method=request.method, path=request.path, status=exc.status, code=exc.code)
         return web.json_response(exc.body(), status=exc.status, dumps=_dumps)
+    except IntegrityError:
+        # A concurrent request created the same unique thing first (username, token name, …).
+        log.info("request conflicted with stored data", method=request.method, path=request.path)
+        return error_response(409, "conflict", "与已有数据冲突,请刷新后重试")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

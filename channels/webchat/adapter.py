@@ -31,7 +31,7 @@ from channels.base import (
     RouterPort,
 )
 from channels.webchat.files import classify, safe_name
-from router.api.spec import PRINCIPAL_KEY
+from router.api.spec import PRINCIPAL_KEY, loads_strict
 from router.errors import BadRequest, NotFound, TooLarge, Unauthorized, UnsupportedMediaType
 from router.logs import get_logger
 
@@ -155,11 +155,11 @@ class WebChatAdapter(ChannelAdapter):
                 if frame.type != WSMsgType.TEXT:
                     continue
                 try:
-                    data = json.loads(frame.data)
-                    kind = data.get("type") if isinstance(data, dict) else None
-                except ValueError:
+                    data = loads_strict(frame.data)
+                except BadRequest:
                     await _send_error(ws, "malformed_json", "消息不是有效的 JSON")
                     continue
+                kind = data.get("type") if isinstance(data, dict) else None
                 if kind == "message":
                     await self._resident_message(ws, visitor_id, data)
                 elif kind == "typing":

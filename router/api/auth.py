@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
 from router.access import ALL_ROLES
@@ -17,6 +19,7 @@ from router.schemas import ItemsOfUsers, StrictBody, UserOut, user_out
 
 ADMIN = frozenset({Role.ADMIN})
 USERNAME = r"^[A-Za-z0-9_.\-]{2,64}$"
+TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 class LoginBody(StrictBody):
@@ -34,7 +37,7 @@ class NewUserBody(StrictBody):
     password: str = Field(min_length=8, max_length=256)
     role: Role
     display_name: str = Field(min_length=1, max_length=100)
-    teams: list[str] = Field(default_factory=list, max_length=20)
+    teams: list[TeamName] = Field(default_factory=list, max_length=20)
     max_chats: int = Field(5, ge=1, le=50)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from router import conversations as convs
 from router.access import OVERSEER_ROLES, STAFF_ROLES
 from router.api import api
-from router.api.spec import HUB, Call
+from router.api.spec import HUB, MAX_ID, Call
 from router.models import Team
 from router.schemas import (
     ConversationOut,
@@ -30,7 +30,7 @@ class ListQuery(BaseModel):
     state: StateName | None = None
     mine: bool = False
     limit: int = Field(50, ge=1, le=200)
-    before_id: int | None = Field(None, ge=1, le=2**62)
+    before_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class MessagesQuery(BaseModel):
@@ -42,7 +42,7 @@ class ReplyBody(StrictBody):
 
 
 class AssignBody(StrictBody):
-    agent_id: int = Field(ge=1, le=2**62)
+    agent_id: int = Field(ge=1, le=MAX_ID)
 
 
 class CloseBody(StrictBody):
@@ -50,8 +50,8 @@ class CloseBody(StrictBody):
 
 
 class TransferBody(StrictBody):
-    agent_id: int | None = Field(None, ge=1, le=2**62)
-    team_id: int | None = Field(None, ge=1, le=2**62)
+    agent_id: int | None = Field(None, ge=1, le=MAX_ID)
+    team_id: int | None = Field(None, ge=1, le=MAX_ID)
     note: str | None = Field(None, max_length=500)
 
     @model_validator(mode="after")

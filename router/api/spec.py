@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from router.hub import Hub
 
 JSON_BODY_MAX_BYTES = 64 * 1024
+MAX_ID = 2**31 - 1  # ids are 32-bit integer columns; larger ones cannot exist
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal")
@@ -86,10 +87,18 @@ async def read_json(request: web.Request, limit: int = JSON_BODY_MAX_BYTES) -> A
     raw = await request.content.read(limit + 1)
     if len(raw) > limit:
         raise TooLarge(f"请求体超过 {limit} 字节")
+    return loads_strict(raw) if raw else None
+
+
+def loads_strict(raw: str | bytes) -> Any:
+    """JSON from outside, refusing what cannot be stored: malformed text and lone UTF-16 surrogates."""
     try:
-        return json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(raw)
+        # json accepts "\ud800" escapes that no UTF-8 database column can hold.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError) as exc:
         raise BadRequest("请求体不是有效的 JSON", code="malformed_json") from exc
+    return value
 
 
 class Api:
@@ -134,7 +143,7 @@ class Api:
             call = Call(request=request, principal=principal)
             for name in endpoint.path_params:
                 value = int(request.match_info[name])
-                if value > 2**62:
+                if value > MAX_ID:
                     raise web.HTTPNotFound()
                 call.path[name] = value
             if endpoint.query is not None:
@@ -173,7 +182,7 @@ class Api:
                         "name": name,
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
                     }
                     for name in endpoint.path_params
                 ],

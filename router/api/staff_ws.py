@@ -12,8 +12,8 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field, ValidationError
 
 from router.access import STAFF_ROLES, Principal, can_view
-from router.api.spec import HUB, PRINCIPAL_KEY
-from router.errors import Forbidden, Unauthorized
+from router.api.spec import HUB, MAX_ID, PRINCIPAL_KEY, loads_strict
+from router.errors import BadRequest, Forbidden, Unauthorized
 from router.hub import TOPIC
 from router.logs import get_logger
 
@@ -23,7 +23,7 @@ QUEUE_LIMIT = 2000  # a tab that falls this far behind is disconnected and resyn
 
 class TypingFrame(BaseModel):
     type: str
-    conversation_id: int = Field(ge=1, le=2**62)
+    conversation_id: int = Field(ge=1, le=MAX_ID)
 
 
 def check_origin(request: web.Request) -> None:
@@ -80,10 +80,10 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
 
 async def _handle_frame(hub: Any, principal: Principal, ws: web.WebSocketResponse, data: str) -> None:
     try:
-        frame = json.loads(data)
-        kind = frame.get("type") if isinstance(frame, dict) else None
-    except ValueError:
-        kind = None
+        frame = loads_strict(data)
+    except BadRequest:
+        frame = None
+    kind = frame.get("type") if isinstance(frame, dict) else None
     if kind == "ping":
         await ws.send_json({"type": "pong"})
     elif kind == "typing":

@@ -114,6 +114,7 @@ class Staff:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.events = Inbox()
         self._reader: asyncio.Task[None] | None = None
+        self.last_status = 0
 
     async def login(self, username: str, password: str) -> Staff:
         async with self.http.post(f"{self.base_url}/api/auth/login",
@@ -127,6 +128,7 @@ class Staff:
         headers = {"X-CSRF-Token": self.csrf} if method != "GET" else {}
         async with self.http.request(method, f"{self.base_url}{path}", json=json_body, headers=headers) as response:
             body = await response.json() if response.content_type == "application/json" else None
+            self.last_status = response.status
             if expect is not None:
                 assert response.status == expect, (response.status, body)
             return body

@@ -1,0 +1,33 @@
+# Shuiwu Hub - build/run/test entry points (GNU make).  `make` alone lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+
+.PHONY: help run test lint bench clean
+
+help:
+	@echo "make run    start the hub on SQLite with demo accounts (HUB_DEMO=1 unless set; var/ holds the data)"
+	@echo "make test   install test deps, start PostgreSQL + Redis, run pytest (extra args: make test ARGS='-k x')"
+	@echo "make lint   ruff check ."
+	@echo "make bench  load benchmark against PostgreSQL + Redis (python -m bench)"
+	@echo "make clean  remove var/ and the ./.venv link (the cached venv is kept)"
+
+run:
+	@bash scripts/bootstrap.sh
+	HUB_DEMO="$${HUB_DEMO:-1}" exec $(PY) -m router run
+
+test:
+	@bash scripts/run-tests.sh $(ARGS)
+
+lint:
+	@bash scripts/bootstrap.sh
+	.venv/bin/ruff check .
+
+bench:
+	@bash scripts/bootstrap.sh test
+	@bash scripts/services.sh
+	exec $(PY) -m bench
+
+clean:
+	rm -rf var
+	if [ -L .venv ]; then rm -f .venv; fi

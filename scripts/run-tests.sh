@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The test suite from nothing: Debian packages + venv, PostgreSQL and Redis, then pytest.
+# Arguments go to pytest unchanged, e.g.  scripts/run-tests.sh -k webchat -x
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/bootstrap.sh test
+bash scripts/services.sh
+
+export PYTHONDONTWRITEBYTECODE=1
+status=0
+.venv/bin/python -m pytest "$@" || status=$?
+
+if [[ $status -eq 5 ]]; then
+  echo "run-tests: pytest collected no tests (exit 5) - failing" >&2
+  exit 1
+fi
+exit "$status"
