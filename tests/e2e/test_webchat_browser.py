@@ -1,0 +1,82 @@
+"""A resident in the widget and an agent on the agent page, each in their own browser."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Browser, Page, expect
+
+from router.models import Role
+from tests.conftest import PASSWORD
+
+RESIDENT_MESSAGE = "你好,我家楼下马路在冒水,地址是清源路18号"
+AGENT_REPLY = "收到,抢修人员30分钟内到达,请注意安全"
+
+
+def widget(page: Page, selector: str):  # the widget lives in an open shadow root; Playwright pierces it
+    return page.locator(f"[data-testid={selector}]")
+
+
+async def sign_in(page: Page, base_url: str, username: str) -> None:
+    await page.goto(f"{base_url}/app/agent")
+    await expect(page).to_have_url(f"{base_url}/app/login?next=/app/agent")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.click("[data-testid=login-submit]")
+    await expect(page).to_have_url(f"{base_url}/app/agent")
+
+
+async def test_resident_and_agent_chat_across_browsers_and_history_survives_reload(
+    browser: Browser, running_hub
+) -> None:
+    base = running_hub.url
+    agent_user = await running_hub.staff(Role.AGENT, listen=False)
+    errors: list[str] = []
+    agent_context = await browser.new_context()
+    resident_context = await browser.new_context(viewport={"width": 412, "height": 860})
+    try:
+        agent = await agent_context.new_page()
+        agent.on("pageerror", lambda e: errors.append(f"agent: {e}"))
+        await sign_in(agent, base, agent_user.user["username"])
+        await agent.click("[data-testid=tab-queued]")
+
+        resident = await resident_context.new_page()
+        resident.on("pageerror", lambda e: errors.append(f"resident: {e}"))
+        await resident.goto(f"{base}/#chat")
+        await expect(widget(resident, "webchat-panel")).to_be_visible()
+        await widget(resident, "webchat-input").fill(RESIDENT_MESSAGE)
+        await widget(resident, "webchat-input").press("Enter")
+        mine = widget(resident, "webchat-message").filter(has_text=RESIDENT_MESSAGE)
+        await expect(mine).to_have_attribute("data-author", "resident")
+        await expect(mine).to_have_attribute("data-message-id", re.compile(r"^\d+$"))
+
+        # The agent's page shows the new conversation live, without a reload.
+        item = agent.locator("[data-testid=conversation-item][data-state=queued]").filter(has_text="清源路18号")
+        await expect(item).to_be_visible()
+        await item.click()
+        await expect(agent.locator("[data-testid=agent-message][data-author=resident]")).to_contain_text(
+            RESIDENT_MESSAGE)
+        await agent.click("[data-testid=claim]")
+        await expect(agent.locator("[data-testid=reply-input]")).to_be_enabled()
+        await agent.fill("[data-testid=reply-input]", AGENT_REPLY)
+        await agent.click("[data-testid=reply-send]")
+
+        reply = widget(resident, "webchat-message").filter(has_text=AGENT_REPLY)
+        await expect(reply).to_have_attribute("data-author", "agent")
+        # The widget acknowledged the reply; the agent sees it delivered.
+        await expect(agent.locator("[data-testid=agent-message][data-author=agent]")).to_contain_text("已送达")
+
+        await resident.reload()
+        await expect(widget(resident, "webchat-panel")).to_be_visible()
+        history = widget(resident, "webchat-message")
+        await expect(history.filter(has_text=RESIDENT_MESSAGE)).to_have_attribute("data-author", "resident")
+        await expect(history.filter(has_text=AGENT_REPLY)).to_have_attribute("data-author", "agent")
+        texts = await history.all_inner_texts()
+        assert [i for i, t in enumerate(texts) if RESIDENT_MESSAGE in t] < [
+            i for i, t in enumerate(texts) if AGENT_REPLY in t]  # in the order they were said
+        await resident.screenshot(path=str(running_hub.hub.settings.var_dir / "resident-after-reload.png"))
+        assert errors == []
+    finally:
+        await agent_context.close()
+        await resident_context.close()
+        await agent_user.close()
