@@ -81,8 +81,9 @@ class RedisEventBus(EventBus):
         await self._redis.aclose()
 
     async def healthy(self) -> bool:
+        """Redis answers and this process is subscribed (so it receives other processes' events)."""
         try:
-            return bool(await self._redis.ping())
+            return bool(await self._redis.ping()) and self._subscribed.is_set()
         except (RedisError, OSError):
             return False
 
@@ -111,11 +112,12 @@ class RedisEventBus(EventBus):
                 await pubsub.aclose()
                 raise
             except (RedisError, OSError) as exc:
+                self._subscribed.clear()
                 log.warning("redis subscription lost; reconnecting", error=str(exc), retry_in=delay)
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10)
+                delay = min(delay * 2, 5)
 
 
 def create_event_bus(redis_url: str, prefix: str) -> EventBus:

@@ -147,8 +147,8 @@ class Staff:
     async def sees(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
         return await self.events.take(predicate, timeout)
 
-    async def sees_message(self, text: str) -> dict[str, Any]:
-        event = await self.sees(lambda e: e["type"] == "message" and e["message"]["text"] == text)
+    async def sees_message(self, text: str, timeout: float = WAIT) -> dict[str, Any]:
+        event = await self.sees(lambda e: e["type"] == "message" and e["message"]["text"] == text, timeout)
         return event["message"]
 
     async def claims(self, conversation_id: int) -> dict[str, Any]:

@@ -1,0 +1,117 @@
+"""Several hub processes share PostgreSQL and Redis: a resident on one reaches an agent on another."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import requests
+
+from tests.conftest import PASSWORD
+from tests.support.actors import Resident, Staff
+from tests.support.hubproc import HubProcess
+from tests.support.services import REDIS_URL, free_port
+
+
+@pytest.fixture
+def shared_env(backend: str, fresh_database_url: str, tmp_path: Path) -> dict[str, str]:
+    if backend != "postgresql":
+        pytest.skip("several processes share PostgreSQL; SQLite is the single-process embedded mode")
+    return {"HUB_DATABASE_URL": fresh_database_url, "HUB_REDIS_URL": REDIS_URL,
+            "HUB_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}", "HUB_SECRET_KEY": "s" * 40,
+            "HUB_FIRST_ADMIN_PASSWORD": PASSWORD, "HUB_OUTBOUND_POLL_SECONDS": "0.2"}
+
+
+@contextlib.contextmanager
+def hubs(env: dict[str, str], tmp_path: Path, count: int = 2) -> Iterator[list[HubProcess]]:
+    processes = [HubProcess(env, tmp_path / "var", name=f"hub{i}") for i in range(count)]
+    try:
+        for process in processes:
+            process.start()
+        yield processes
+    finally:
+        for process in processes:
+            process.kill()
+
+
+async def test_resident_on_process_a_reaches_agent_on_process_b(shared_env, tmp_path) -> None:
+    with hubs(shared_env, tmp_path) as (a, b):
+        async with aiohttp.ClientSession() as http:
+            agent = await (await Staff(b.url).login("admin", PASSWORD)).listen()
+            resident = await Resident(http, a.url).connect()
+            try:
+                said = await resident.says("两个进程之间也能收到吗")
+                seen = await agent.sees_message("两个进程之间也能收到吗")
+                assert seen["id"] == said["id"]
+
+                await agent.claims(said["conversation_id"])
+                assert (await resident.expect(
+                    lambda f: f["type"] == "state" and f["conversation"]["state"] == "assigned"))
+                await agent.replies(said["conversation_id"], "可以,这条回复来自另一个进程")
+                heard = await resident.hears("agent")
+                assert heard["text"] == "可以,这条回复来自另一个进程"
+
+                await agent.ws.send_json({"type": "typing", "conversation_id": said["conversation_id"]})
+                assert (await resident.expect(lambda f: f["type"] == "typing"))["author"] == "agent"
+            finally:
+                await resident.close()
+                await agent.close()
+
+
+@contextlib.contextmanager
+def own_redis(tmp_path: Path) -> Iterator[tuple[str, callable]]:
+    """A real Redis server of this test's own, so that it can be stopped and started again."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(tmp_path)]
+    state = {"process": subprocess.Popen(command, stdout=subprocess.DEVNULL)}
+
+    def restart(running: bool) -> None:
+        state["process"].terminate()
+        state["process"].wait(timeout=10)
+        if running:
+            state["process"] = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+    try:
+        yield f"redis://127.0.0.1:{port}/0", restart
+    finally:
+        state["process"].kill()
+        state["process"].wait(timeout=10)
+
+
+async def test_redis_down_loses_nothing_and_events_resume_when_it_returns(shared_env, tmp_path) -> None:
+    with own_redis(tmp_path) as (redis_url, set_redis), hubs({**shared_env, "HUB_REDIS_URL": redis_url},
+                                                                  tmp_path) as (a, b):
+        async with aiohttp.ClientSession() as http:
+            resident = await Resident(http, a.url).connect()
+            agent_on_a = await (await Staff(a.url).login("admin", PASSWORD)).listen()
+            agent_on_b = await Staff(b.url).login("admin", PASSWORD)
+            try:
+                set_redis(running=False)
+                # The hub keeps taking messages; this process's own sockets still get them at once.
+                said = await resident.says("Redis 停了,消息还在吗")
+                assert (await agent_on_a.sees_message("Redis 停了,消息还在吗"))["id"] == said["id"]
+                ready = requests.get(f"{a.url}/readyz", timeout=5).json()
+                assert ready["status"] == "ready" and ready["checks"]["events"] is False
+                # The other process reads it from the database.
+                history = await agent_on_b.call("GET", f"/api/conversations/{said['conversation_id']}/messages")
+                assert "Redis 停了,消息还在吗" in [m["text"] for m in history["items"]]
+
+                set_redis(running=True)
+                await agent_on_b.listen()
+                for _ in range(150):  # both processes resubscribe with back-off
+                    if all(requests.get(f"{h.url}/readyz", timeout=5).json()["checks"]["events"] for h in (a, b)):
+                        break
+                    await asyncio.sleep(0.2)
+                again = await resident.says("Redis 回来了")
+                assert (await agent_on_b.sees_message("Redis 回来了", timeout=15))["id"] == again["id"]
+            finally:
+                await resident.close()
+                await agent_on_a.close()
+                await agent_on_b.close()

@@ -1,0 +1,58 @@
+"""The commands an operator types: run (with the demo), create-user, create-token, migrate."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import requests
+
+from tests.support.hubproc import ROOT, HubProcess
+
+
+def router_command(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "router", *args], cwd=ROOT, env={**os.environ, **env},
+                          input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_run_with_demo_prints_urls_and_working_credentials(tmp_path) -> None:
+    hub = HubProcess({"HUB_DEMO": "1", "HUB_DATABASE_URL": ""}, tmp_path / "var").start()
+    try:
+        output = hub.output()
+        assert f"{hub.url}/" in output and f"{hub.url}/app/agent" in output
+        admin = re.search(r"first admin: admin / (\S+)", output)
+        agent = re.search(r"demo agent: (agent1) / (\S+)", output)
+        assert admin and agent, output
+        assert (tmp_path / "var" / "hub.sqlite3").exists()  # SQLite under var/ by default
+        page = requests.get(f"{hub.url}/", timeout=5)
+        assert page.status_code == 200 and "/widget.js" in page.text and "962740" in page.text
+        for username, password in [("admin", admin.group(1)), agent.groups()]:
+            login = requests.post(f"{hub.url}/api/auth/login", json={"username": username, "password": password},
+                                  timeout=10)
+            assert login.status_code == 200, login.text
+            assert "HttpOnly" in login.headers["Set-Cookie"] and "SameSite=Lax" in login.headers["Set-Cookie"]
+        assert admin.group(1) not in (tmp_path / "var").joinpath("hub.sqlite3").read_bytes().decode("latin-1")
+    finally:
+        hub.kill()
+    restarted = HubProcess({"HUB_DEMO": "1", "HUB_DATABASE_URL": ""}, tmp_path / "var").start()
+    try:  # the one-time password is shown only once
+        assert "first admin" not in restarted.output().split("Shuiwu Hub is running")[-1]
+        assert restarted.terminate() == 0  # SIGTERM: a clean, graceful exit
+    finally:
+        restarted.kill()
+
+
+def test_create_user_and_token_from_the_command_line(tmp_path) -> None:
+    env = {"HUB_VAR_DIR": str(tmp_path), "HUB_DATABASE_URL": "", "HUB_NEW_USER_PASSWORD": "a-long-password"}
+    created = router_command("create-user", "zhangsan", "--role", "agent", "--display-name", "张三",
+                             "--team", "热线坐席", env=env)
+    assert created.returncode == 0 and "created agent zhangsan" in created.stdout, created.stderr
+    again = router_command("create-user", "zhangsan", "--role", "agent", env=env)
+    assert again.returncode == 2 and "用户名已存在" in again.stderr
+    weak = router_command("create-user", "lisi", "--role", "agent", env={**env, "HUB_NEW_USER_PASSWORD": "short"})
+    assert weak.returncode == 2 and "密码至少" in weak.stderr
+    token = router_command("create-token", "action-server", "--role", "agent", env=env)
+    assert token.returncode == 0 and token.stdout.startswith("shw_")
+    assert token.stdout.strip() not in token.stderr  # printed once to stdout, never logged
