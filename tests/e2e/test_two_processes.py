@@ -11,7 +11,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import requests
 
 from tests.conftest import PASSWORD
 from tests.support.actors import Resident, Staff
@@ -64,6 +63,11 @@ async def test_resident_on_process_a_reaches_agent_on_process_b(shared_env, tmp_
                 await agent.close()
 
 
+async def readiness(http: aiohttp.ClientSession, url: str) -> dict:
+    async with http.get(f"{url}/readyz") as response:
+        return await response.json()
+
+
 @contextlib.contextmanager
 def own_redis(tmp_path: Path) -> Iterator[tuple[str, callable]]:
     """A real Redis server of this test's own, so that it can be stopped and started again."""
@@ -97,7 +101,7 @@ async def test_redis_down_loses_nothing_and_events_resume_when_it_returns(shared
                 # The hub keeps taking messages; this process's own sockets still get them at once.
                 said = await resident.says("Redis 停了,消息还在吗")
                 assert (await agent_on_a.sees_message("Redis 停了,消息还在吗"))["id"] == said["id"]
-                ready = requests.get(f"{a.url}/readyz", timeout=5).json()
+                ready = await readiness(http, a.url)
                 assert ready["status"] == "ready" and ready["checks"]["events"] is False
                 # The other process reads it from the database.
                 history = await agent_on_b.call("GET", f"/api/conversations/{said['conversation_id']}/messages")
@@ -106,7 +110,7 @@ async def test_redis_down_loses_nothing_and_events_resume_when_it_returns(shared
                 set_redis(running=True)
                 await agent_on_b.listen()
                 for _ in range(150):  # both processes resubscribe with back-off
-                    if all(requests.get(f"{h.url}/readyz", timeout=5).json()["checks"]["events"] for h in (a, b)):
+                    if all((await readiness(http, h.url))["checks"]["events"] for h in (a, b)):
                         break
                     await asyncio.sleep(0.2)
                 again = await resident.says("Redis 回来了")
