@@ -125,3 +125,74 @@ async def test_invalid_transition_is_409(agent, running_hub) -> None:
     await agent.closes(conversation_id)
     body = await agent.call("POST", f"/api/conversations/{conversation_id}/claim", expect=409)
     assert body["error"]["code"] == "not_queued"
+
+
+async def test_transfer_to_an_agent_and_to_a_team_with_a_note(running_hub) -> None:
+    hub = running_hub.hub
+    first, second = await running_hub.staff(Role.AGENT), await running_hub.staff(Role.AGENT)
+    billing = await running_hub.staff(Role.AGENT, teams=["营业收费组"])
+    supervisor = await running_hub.staff(Role.SUPERVISOR, listen=False)
+    try:
+        result = await hub.ingest(InboundMessage(channel="webchat", external_id="transfer-visitor",
+                                                 channel_message_id="transfer-1", text="水费怎么这么高"))
+        conversation_id = result.conversation["id"]
+        await first.claims(conversation_id)
+        moved = await first.call("POST", f"/api/conversations/{conversation_id}/transfer",
+                                 {"agent_id": second.user["id"], "note": "请帮忙看下抄表记录"})
+        assert moved["assignee"]["id"] == second.user["id"] and moved["state"] == "assigned"
+        assert (await second.sees(lambda e: e["type"] == "conversation" and e["conversation"]["id"] == conversation_id
+                                  and e["conversation"]["assignee"] is not None))
+        # The first agent no longer handles it.
+        await first.call("POST", f"/api/conversations/{conversation_id}/messages", {"text": "还在吗"}, expect=403)
+
+        teams = await supervisor.call("GET", "/api/teams")
+        billing_team = next(t for t in teams["items"] if t["name"] == "营业收费组")
+        queued = await second.call("POST", f"/api/conversations/{conversation_id}/transfer",
+                                   {"team_id": billing_team["id"], "note": "转营业收费组核对水费"})
+        assert queued["state"] == "queued" and queued["team"]["name"] == "营业收费组" and queued["assignee"] is None
+        await billing.sees(lambda e: e["type"] == "conversation" and e["conversation"]["id"] == conversation_id)
+        await billing.claims(conversation_id)
+
+        history = await supervisor.call("GET", f"/api/conversations/{conversation_id}/messages")
+        notes = [m["text"] for m in history["items"] if (m["payload"] or {}).get("kind") == "transfer_note"]
+        assert notes == ["请帮忙看下抄表记录", "转营业收费组核对水费"]
+        await first.call("POST", f"/api/conversations/{conversation_id}/transfer", {"agent_id": 1, "team_id": 1},
+                         expect=422)
+    finally:
+        for staff in (first, second, billing, supervisor):
+            await staff.close()
+
+
+async def test_a_supervisor_assigns_a_queued_conversation_to_an_agent(running_hub) -> None:
+    hub = running_hub.hub
+    supervisor = await running_hub.staff(Role.SUPERVISOR, listen=False)
+    agent = await running_hub.staff(Role.AGENT)
+    try:
+        result = await hub.ingest(InboundMessage(channel="webchat", external_id="assign-visitor",
+                                                 channel_message_id="assign-1", text="我要投诉"))
+        conversation_id = result.conversation["id"]
+        assigned = await supervisor.call("POST", f"/api/conversations/{conversation_id}/assign",
+                                         {"agent_id": agent.user["id"]})
+        assert assigned["assignee"]["id"] == agent.user["id"]
+        await agent.replies(conversation_id, "您好,我是值班坐席")
+        crew = await running_hub.staff(Role.FIELD_CREW, listen=False)
+        body = await supervisor.call("POST", f"/api/conversations/{conversation_id}/assign",
+                                     {"agent_id": crew.user["id"]}, expect=422)
+        assert body["error"]["code"] == "unknown_agent"
+        await crew.close()
+    finally:
+        await supervisor.close()
+        await agent.close()
+
+
+async def test_sign_out_ends_the_session(running_hub) -> None:
+    agent = await running_hub.staff(Role.AGENT, listen=False)
+    try:
+        await agent.call("GET", "/api/auth/me")
+        await agent.call("POST", "/api/auth/logout", expect=204)
+        await agent.call("GET", "/api/auth/me", expect=401)
+        wrong = await agent.call("POST", "/api/auth/login", {"username": agent.user["username"], "password": "x"},
+                                 expect=401)
+        assert wrong["error"]["code"] == "bad_credentials"
+    finally:
+        await agent.close()
