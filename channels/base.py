@@ -179,8 +179,11 @@ class ChannelAdapter(ABC):
     async def start(self) -> None:
         """Open long-lived connections; called once the router is ready."""
 
+    async def disconnect(self) -> None:
+        """Close client connections as shutdown begins, so that clients reconnect to another process."""
+
     async def stop(self) -> None:
-        """Close connections; called on shutdown after in-flight sends finished."""
+        """Release what ``start`` opened; called on shutdown after in-flight sends finished."""
 
     def render_fallback_text(self, message: OutboundMessage) -> str:
         """Text for a message this channel cannot carry natively (e.g. an image as a link)."""

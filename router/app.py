@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from aiohttp import web
 
@@ -16,14 +15,14 @@ from router.api.staff_ws import staff_socket
 from router.hub import Hub
 from router.middleware import auth_middleware, errors_middleware
 from router.settings import Settings
+from router.web import STATIC
 
-WEB_STATIC = Path(__file__).resolve().parent / "web" / "static"
 VERSION = "0.1.0"
 
 
 def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     async def serve(_request: web.Request) -> web.FileResponse:
-        return web.FileResponse(WEB_STATIC / name, headers={"Cache-Control": "no-cache"})
+        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
 
     return serve
 
@@ -41,7 +40,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     app.router.add_get("/app/login", page("login.html"))
     app.router.add_get("/app/agent", page("agent.html"))
     app.router.add_get("/app", _redirect_to_agent)
-    app.router.add_static("/app/static", WEB_STATIC, append_version=False)
+    app.router.add_static("/app/static", STATIC, append_version=False)
     cross_origin: list[str] = []
     for adapter in hub.adapters.values():
         app.router.add_routes(adapter.routes())
@@ -54,6 +53,8 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     async def on_shutdown(_app: web.Application) -> None:
         for ws in list(hub.staff_sockets):
             await ws.close(code=1001, message=b"server shutdown")
+        for adapter in hub.adapters.values():
+            await adapter.disconnect()
 
     async def on_cleanup(_app: web.Application) -> None:
         await hub.stop()

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     upload_max_bytes: int = 10 * 1024 * 1024
     ws_max_frame_bytes: int = 64 * 1024
     message_max_chars: int = 2000
+    webchat_messages_per_second: float = 2.0  # sustained, per visitor socket
+    webchat_message_burst: int = 20
 
     first_admin_username: str = "admin"
     first_admin_password: SecretStr = SecretStr("")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,29 +29,30 @@ SECRET = "test-secret-key-0123456789abcdef"
 configure_logging("WARNING")
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'hub.sqlite3'}"
+@contextlib.contextmanager
+def new_database(backend: str, directory: Path) -> Iterator[str]:
+    """An empty database: a SQLite file in ``directory``, or a PostgreSQL database dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / 'hub.sqlite3'}"
         return
     name, url = create_pg_database()
     try:
         yield url
     finally:
         drop_pg_database(name)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with new_database(request.param, tmp_path_factory.mktemp(request.param)) as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A database of its own, for a test that runs extra hubs (without Redis they must not share one)."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'own.sqlite3'}"
-        return
-    name, url = create_pg_database()
-    try:
+    with new_database(backend, tmp_path) as url:
         yield url
-    finally:
-        drop_pg_database(name)
 
 
 @pytest.fixture

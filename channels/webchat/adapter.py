@@ -34,6 +34,7 @@ from channels.webchat.files import classify, safe_name
 from router.api.spec import PRINCIPAL_KEY, loads_strict
 from router.errors import BadRequest, NotFound, TooLarge, Unauthorized, UnsupportedMediaType
 from router.logs import get_logger
+from router.web import CHATKIT
 
 log = get_logger(__name__)
 
@@ -66,6 +67,9 @@ class WebChatAdapter(ChannelAdapter):
         self._tokens = URLSafeTimedSerializer(router.secret_key, salt="webchat-visitor")
         self._sockets: defaultdict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._unsubscribe: list[Any] = []
+        # The widget is one file for the embedding site: the shared chat kit and the widget in one scope.
+        self._widget_bundle = ("(() => {\n" + CHATKIT.read_text("utf-8") + "\n"
+                               + (STATIC / "widget.js").read_text("utf-8") + "\n})();\n").encode()
 
     # -- ChannelAdapter -------------------------------------------------------------------------
 
@@ -85,12 +89,14 @@ class WebChatAdapter(ChannelAdapter):
             self.router.subscribe(TOPIC, self._on_delivery),
         ]
 
-    async def stop(self) -> None:
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
+    async def disconnect(self) -> None:
         for sockets in list(self._sockets.values()):
             for ws in list(sockets):
                 await ws.close(code=1001, message=b"server shutdown")
+
+    async def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
 
     def parse(self, raw: Any, external_id: str) -> InboundMessage:
         frame = MessageFrame.model_validate(raw)
@@ -127,8 +133,8 @@ class WebChatAdapter(ChannelAdapter):
     async def demo_page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "demo.html", headers={"Cache-Control": "no-cache"})
 
-    async def widget_script(self, request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC / "widget.js", headers={
+    async def widget_script(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._widget_bundle, headers={
             "Content-Type": "application/javascript; charset=utf-8",
             "Cache-Control": "no-cache",
         })
@@ -151,6 +157,7 @@ class WebChatAdapter(ChannelAdapter):
                 "messages": messages,
             })
             last_typing = 0.0
+            budget = MessageBudget(rate=settings.webchat_messages_per_second, burst=settings.webchat_message_burst)
             async for frame in ws:
                 if frame.type != WSMsgType.TEXT:
                     continue
@@ -161,7 +168,11 @@ class WebChatAdapter(ChannelAdapter):
                     continue
                 kind = data.get("type") if isinstance(data, dict) else None
                 if kind == "message":
-                    await self._resident_message(ws, visitor_id, data)
+                    if budget.spend():
+                        await self._resident_message(ws, visitor_id, data)
+                    else:
+                        log.info("visitor over the message rate; frame refused", visitor=visitor_id)
+                        await _send_error(ws, "rate_limited", "发送太频繁,请稍后再试", client_id=data.get("client_id"))
                 elif kind == "typing":
                     if time.monotonic() - last_typing >= TYPING_INTERVAL:
                         last_typing = time.monotonic()
@@ -284,6 +295,23 @@ class WebChatAdapter(ChannelAdapter):
             "Content-Security-Policy": "sandbox",
             "Cache-Control": "private, max-age=86400",
         })
+
+
+class MessageBudget:
+    """A token bucket per socket: a person types a few messages a second at most; a script does not."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.tokens, self.at = float(burst), time.monotonic()
+
+    def spend(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 async def _send_error(ws: web.WebSocketResponse, code: str, message: str, **extra: Any) -> None:

@@ -39,33 +39,20 @@ class Inbox:
             raise AssertionError(f"no matching frame within {timeout}s; received: {self._frames[-10:]}") from None
 
 
-class Resident:
-    """A visitor of the web chat, speaking the widget's WebSocket protocol."""
+class SocketReader:
+    """Reads a WebSocket's JSON frames into an :class:`Inbox` in the background."""
 
-    def __init__(self, http: aiohttp.ClientSession, base_url: str, token: str | None = None) -> None:
-        self.http = http
-        self.base_url = base_url
-        self.token = token
+    def __init__(self) -> None:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.hello: dict[str, Any] = {}
         self.frames = Inbox()
         self._reader: asyncio.Task[None] | None = None
 
-    async def connect(self) -> Resident:
-        if self.token is None:
-            async with self.http.post(f"{self.base_url}/webchat/visitors", json={}) as response:
-                assert response.status == 201, await response.text()
-                self.token = (await response.json())["token"]
-        self.ws = await self.http.ws_connect(f"{self.base_url.replace('http', 'ws', 1)}/webchat/ws",
-                                             params={"token": self.token})
-        self.hello = await self.ws.receive_json(timeout=WAIT)
-        assert self.hello["type"] == "hello", self.hello
-        self._reader = asyncio.create_task(self._read())
-        return self
+    def start_reading(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._reader = asyncio.create_task(self._read(ws))
 
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for frame in self.ws:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
             if frame.type == aiohttp.WSMsgType.TEXT:
                 await self.frames.put(json.loads(frame.data))
 
@@ -73,6 +60,35 @@ class Resident:
         """Wait until the hub has closed the socket."""
         assert self._reader is not None
         await asyncio.wait_for(self._reader, timeout)
+
+    async def stop_reading(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.ws is not None:
+            await self.ws.close()
+
+
+class Resident(SocketReader):
+    """A visitor of the web chat, speaking the widget's WebSocket protocol."""
+
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, token: str | None = None) -> None:
+        super().__init__()
+        self.http = http
+        self.base_url = base_url
+        self.token = token
+        self.hello: dict[str, Any] = {}
+
+    async def connect(self) -> Resident:
+        if self.token is None:
+            async with self.http.post(f"{self.base_url}/webchat/visitors", json={}) as response:
+                assert response.status == 201, await response.text()
+                self.token = (await response.json())["token"]
+        ws = await self.http.ws_connect(f"{self.base_url.replace('http', 'ws', 1)}/webchat/ws",
+                                        params={"token": self.token})
+        self.hello = await ws.receive_json(timeout=WAIT)
+        assert self.hello["type"] == "hello", self.hello
+        self.start_reading(ws)
+        return self
 
     async def says(self, text: str, client_id: str | None = None) -> dict[str, Any]:
         """Send a message and return the stored message the hub echoes back."""
@@ -97,23 +113,18 @@ class Resident:
         return frame["message"]
 
     async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
-        if self._reader is not None:
-            self._reader.cancel()
+        await self.stop_reading()
 
 
-class Staff:
+class Staff(SocketReader):
     """A signed-in member of staff using the REST API and the staff WebSocket."""
 
     def __init__(self, base_url: str) -> None:
+        super().__init__()
         self.base_url = base_url
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self.csrf = ""
         self.user: dict[str, Any] = {}
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.events = Inbox()
-        self._reader: asyncio.Task[None] | None = None
         self.last_status = 0
 
     async def login(self, username: str, password: str) -> Staff:
@@ -134,18 +145,11 @@ class Staff:
             return body
 
     async def listen(self) -> Staff:
-        self.ws = await self.http.ws_connect(f"{self.base_url.replace('http', 'ws', 1)}/api/ws")
-        self._reader = asyncio.create_task(self._read())
+        self.start_reading(await self.http.ws_connect(f"{self.base_url.replace('http', 'ws', 1)}/api/ws"))
         return self
 
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for frame in self.ws:
-            if frame.type == aiohttp.WSMsgType.TEXT:
-                await self.events.put(json.loads(frame.data))
-
     async def sees(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
-        return await self.events.take(predicate, timeout)
+        return await self.frames.take(predicate, timeout)
 
     async def sees_message(self, text: str, timeout: float = WAIT) -> dict[str, Any]:
         event = await self.sees(lambda e: e["type"] == "message" and e["message"]["text"] == text, timeout)
@@ -161,8 +165,5 @@ class Staff:
         return await self.call("POST", f"/api/conversations/{conversation_id}/close", {"disposition": disposition})
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        if self.ws is not None:
-            await self.ws.close()
+        await self.stop_reading()
         await self.http.close()

@@ -6,6 +6,9 @@
  * `data-hub` is optional; it defaults to the origin the script was loaded from.
  *
  * Wire protocol: docs/api-contract.md ("Resident web chat").
+ *
+ * The hub serves this file together with router/web/static/chatkit.js, in one function scope:
+ * `ChatKit` (rendering, reconnecting socket, typing indicator) comes from there.
  */
 (() => {
   'use strict';
@@ -17,15 +20,8 @@
   const TOKEN_KEY = 'shuiwu.webchat.token';
   const MAX_TEXT_LENGTH = 2000;
   const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
-  const TYPING_SEND_INTERVAL_MS = 2000;
-  const TYPING_SHOW_MS = 3000;
-  const PING_INTERVAL_MS = 25000;
-  const IDLE_TIMEOUT_MS = 70000;
-  const BACKOFF_BASE_MS = 1000;
-  const BACKOFF_MAX_MS = 30000;
   const NOTICE_MS = 6000;
-  const CLOSE_AUTH_FAILED = 4401;
-  const AUTHORS = new Set(['resident', 'agent', 'bot', 'system']);
+  const SCROLL_SLACK_PX = 60;
   const ACCEPTED_FILES = 'image/jpeg,image/png,image/gif,image/webp,application/pdf,text/plain,'
     + '.docx,.xlsx,application/vnd.openxmlformats-officedocument.wordprocessingml.document,'
     + 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet';
@@ -35,6 +31,12 @@
     open: '已连接，客服将尽快回复您',
     closed: '连接已断开，正在尝试重新连接…',
   };
+  const HTTP_ERRORS = {
+    413: '文件过大，请选择 10 MB 以内的文件',
+    415: '不支持该文件类型',
+  };
+
+  const { el, formatTime, formatSize, readJson, errorMessage } = ChatKit;
 
   // document.currentScript is only set while this file is first evaluated.
   const scriptEl = document.currentScript || document.querySelector('script[src*="widget.js"]');
@@ -68,20 +70,6 @@
     return url.href;
   }
 
-  function el(tag, attrs = {}, children = []) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs)) {
-      if (value === null || value === undefined || value === false) continue;
-      if (name === 'class') node.className = value;
-      else if (name === 'text') node.textContent = value;
-      else node.setAttribute(name, value === true ? '' : String(value));
-    }
-    for (const child of children) {
-      if (child) node.append(child);
-    }
-    return node;
-  }
-
   function icon(pathData) {
     const ns = 'http://www.w3.org/2000/svg';
     const svg = document.createElementNS(ns, 'svg');
@@ -112,39 +100,6 @@
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
     return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-  }
-
-  function formatTime(iso) {
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return '';
-    const pad = (n) => String(n).padStart(2, '0');
-    const hm = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
-    const now = new Date();
-    if (date.toDateString() === now.toDateString()) return hm;
-    return `${date.getMonth() + 1}月${date.getDate()}日 ${hm}`;
-  }
-
-  function formatSize(bytes) {
-    if (!Number.isFinite(bytes) || bytes < 0) return '';
-    if (bytes < 1024) return `${bytes} B`;
-    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
-    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
-  }
-
-  async function readJson(response) {
-    try {
-      return await response.json();
-    } catch (err) {
-      return null;
-    }
-  }
-
-  function errorText(body, status) {
-    const message = body && body.error && body.error.message;
-    if (message) return message;
-    if (status === 413) return '文件过大，请选择 10 MB 以内的文件';
-    if (status === 415) return '不支持该文件类型';
-    return `请求失败（HTTP ${status}）`;
   }
 
   async function hubFetch(path, init) {
@@ -207,7 +162,7 @@
     });
     const body = await readJson(response);
     if (!response.ok || !body || typeof body.token !== 'string') {
-      throw new Error(errorText(body, response.status));
+      throw new Error(errorMessage(body, response.status, HTTP_ERRORS));
     }
     tokenStore.set(body.token);
     return body.token;
@@ -332,21 +287,9 @@
   const shownIds = new Set(); // server ids of rendered messages
   const unacked = new Set(); // outbound message ids rendered but not yet acknowledged
 
-  const conn = {
-    ws: null,
-    ready: false, // true once the server's hello frame has arrived
-    connecting: false,
-    started: false,
-    attempts: 0,
-    retryTimer: 0,
-    pingTimer: 0,
-    lastFrameAt: 0,
-  };
-
+  let ready = false; // true once the hub's hello frame has arrived on the current socket
   let panelOpen = false;
   let unread = 0;
-  let lastTypingSent = 0;
-  let typingTimer = 0;
   let noticeTimer = 0;
   let conversationState = null;
   let agentName = null;
@@ -386,8 +329,10 @@
     ui.empty = el('p', { class: 'empty', text: '您好！请描述您遇到的用水问题，如缴费、报修、停水咨询等，我们将尽快为您解答。' });
     ui.list = el('ol', { class: 'messages', 'data-testid': 'webchat-messages', 'aria-live': 'polite' });
     ui.body = el('div', { class: 'body' }, [ui.empty, ui.list]);
+    ui.scroll = ChatKit.scroller(ui.body, SCROLL_SLACK_PX);
 
-    ui.typing = el('div', { class: 'typing', 'data-testid': 'webchat-typing', hidden: true, text: '客服正在输入…' });
+    const typingLine = el('div', { class: 'typing', 'data-testid': 'webchat-typing', hidden: true, text: '客服正在输入…' });
+    ui.typing = ChatKit.typingIndicator(typingLine, () => socket.send({ type: 'typing' }));
 
     ui.file = el('input', { type: 'file', 'data-testid': 'webchat-file', accept: ACCEPTED_FILES, hidden: true, tabindex: '-1' });
     ui.attach = el('button', { type: 'button', class: 'icon-btn', 'aria-label': '发送图片或文件', title: '发送图片或文件（10 MB 以内）' }, [icon(ICON_ATTACH)]);
@@ -409,7 +354,7 @@
       role: 'dialog',
       'aria-labelledby': 'swc-title',
       hidden: true,
-    }, [head, ui.status, ui.body, ui.typing, ui.form]);
+    }, [head, ui.status, ui.body, typingLine, ui.form]);
 
     const root = el('div', { class: 'root' }, [ui.launcher, ui.panel]);
     shadow.append(style, root);
@@ -430,16 +375,10 @@
       event.preventDefault();
       submitText();
     });
-    ui.input.addEventListener('keydown', (event) => {
-      // Enter sends; Shift+Enter inserts a newline; never interrupt an IME composition.
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
-        event.preventDefault();
-        submitText();
-      }
-    });
+    ChatKit.sendOnEnter(ui.input, submitText);
     ui.input.addEventListener('input', () => {
       autosize();
-      notifyTyping();
+      if (ready && ui.input.value.trim()) ui.typing.notify();
     });
     ui.attach.addEventListener('click', () => ui.file.click());
     ui.file.addEventListener('change', () => {
@@ -459,9 +398,9 @@
     ui.launcher.setAttribute('aria-expanded', 'true');
     unread = 0;
     renderBadge();
-    ensureStarted();
+    socket.start();
     flushAcks();
-    scrollToBottom();
+    ui.scroll.scrollToBottom();
     ui.input.focus();
   }
 
@@ -491,34 +430,15 @@
     noticeTimer = setTimeout(() => setStatus(ui.status.dataset.state), NOTICE_MS);
   }
 
-  function isNearBottom() {
-    return ui.body.scrollHeight - ui.body.scrollTop - ui.body.clientHeight < 60;
-  }
-
-  function scrollToBottom() {
-    ui.body.scrollTop = ui.body.scrollHeight;
-  }
-
   function appendNode(node, forceScroll = false) {
-    const stick = forceScroll || isNearBottom();
+    const stick = forceScroll || ui.scroll.isNearBottom();
     ui.list.append(node);
     updateEmpty();
-    if (stick) scrollToBottom();
+    if (stick) ui.scroll.scrollToBottom();
   }
 
   function updateEmpty() {
     ui.empty.hidden = ui.list.childElementCount > 0;
-  }
-
-  function showTyping() {
-    ui.typing.hidden = false;
-    clearTimeout(typingTimer);
-    typingTimer = setTimeout(hideTyping, TYPING_SHOW_MS);
-  }
-
-  function hideTyping() {
-    clearTimeout(typingTimer);
-    ui.typing.hidden = true;
   }
 
   // ---------------------------------------------------------- message nodes
@@ -537,35 +457,6 @@
     return url.href;
   }
 
-  function contentNodes(msg) {
-    const nodes = [];
-    const attachment = msg.attachment;
-    if ((msg.type === 'image' || msg.type === 'file') && attachment) {
-      const href = fileHref(attachment.url);
-      const name = attachment.name || (msg.type === 'image' ? '图片' : '附件');
-      if (msg.type === 'image' && href) {
-        const img = el('img', { src: href, alt: name, loading: 'lazy' });
-        img.addEventListener('load', () => {
-          if (isNearBottom()) scrollToBottom();
-        });
-        nodes.push(el('a', { class: 'thumb', href, target: '_blank', rel: 'noopener noreferrer', title: name }, [img]));
-      } else {
-        nodes.push(el(href ? 'a' : 'span', {
-          class: 'file',
-          href,
-          target: href ? '_blank' : null,
-          rel: href ? 'noopener noreferrer' : null,
-          title: name,
-        }, [
-          el('span', { class: 'file-name', text: name }),
-          el('span', { class: 'file-size', text: formatSize(attachment.size) }),
-        ]));
-      }
-    }
-    if (msg.text) nodes.push(el('div', { class: 'text', text: msg.text }));
-    return nodes;
-  }
-
   function systemNode(text, attrs = {}) {
     return el('li', { class: 'msg msg-system', 'data-testid': 'webchat-message', 'data-author': 'system', ...attrs }, [
       el('span', { class: 'system-text', text }),
@@ -573,7 +464,7 @@
   }
 
   function messageNode(msg) {
-    const author = AUTHORS.has(msg.author) ? msg.author : 'system';
+    const author = ChatKit.authorOf(msg);
     const ids = { 'data-message-id': msg.id, 'data-client-id': msg.client_id || null };
     if (author === 'system' || msg.type === 'event') {
       const node = systemNode(msg.text || '', ids);
@@ -584,7 +475,8 @@
     if (author !== 'resident') {
       node.append(el('div', { class: 'who', text: msg.author_name || (author === 'bot' ? '智能客服' : '人工客服') }));
     }
-    node.append(el('div', { class: 'bubble' }, contentNodes(msg)));
+    const content = ChatKit.contentNodes(msg, { hrefFor: fileHref, onImageLoad: ui.scroll.follow });
+    node.append(el('div', { class: 'bubble' }, content));
     node.append(el('div', { class: 'meta', text: formatTime(msg.created_at) }));
     return node;
   }
@@ -605,8 +497,8 @@
   }
 
   function updatePendingLabel(entry) {
-    entry.node.classList.toggle('queued', !conn.ready);
-    entry.meta.textContent = conn.ready ? '发送中…' : '未连接，恢复后自动发送';
+    entry.node.classList.toggle('queued', !ready);
+    entry.meta.textContent = ready ? '发送中…' : '未连接，恢复后自动发送';
   }
 
   function updatePendingLabels() {
@@ -616,7 +508,7 @@
   // ---------------------------------------------------------- conversation
 
   function renderHistory(messages) {
-    hideTyping();
+    ui.typing.hide();
     shownIds.clear();
     const nodes = [];
     for (const msg of messages) {
@@ -628,7 +520,7 @@
     for (const entry of pending.values()) nodes.push(entry.node);
     ui.list.replaceChildren(...nodes);
     updateEmpty();
-    scrollToBottom();
+    ui.scroll.scrollToBottom();
     trackOutbound(messages);
   }
 
@@ -639,15 +531,15 @@
     const node = messageNode(msg);
     if (entry && entry.node.isConnected) {
       pending.delete(msg.client_id);
-      const stick = isNearBottom();
+      const stick = ui.scroll.isNearBottom();
       entry.node.replaceWith(node);
-      if (stick) scrollToBottom();
+      if (stick) ui.scroll.scrollToBottom();
     } else {
       if (entry) pending.delete(msg.client_id);
       appendNode(node, msg.author === 'resident');
     }
     if (msg.author === 'agent' || msg.author === 'bot') {
-      hideTyping();
+      ui.typing.hide();
       if (!panelOpen) {
         unread += 1;
         renderBadge();
@@ -667,8 +559,8 @@
 
   // Outbound messages count as delivered once the resident can actually see them.
   function flushAcks() {
-    if (!panelOpen || !conn.ready || unacked.size === 0) return;
-    if (sendFrame({ type: 'ack', ids: Array.from(unacked) })) unacked.clear();
+    if (!panelOpen || !ready || unacked.size === 0) return;
+    if (socket.send({ type: 'ack', ids: Array.from(unacked) })) unacked.clear();
   }
 
   function handleState(conversation) {
@@ -685,7 +577,7 @@
       line = '正在为您转接人工客服，请稍候…';
     } else if (conversation.state === 'closed' && previousState !== 'closed') {
       line = '会话已结束，如有其他问题可继续留言';
-      hideTyping();
+      ui.typing.hide();
     }
     if (line) appendNode(systemNode(line));
   }
@@ -704,26 +596,12 @@
     appendNode(pendingNode(entry), true);
     ui.input.value = '';
     autosize();
-    if (conn.ready) transmit(entry);
-    else ensureStarted();
+    if (ready) transmit(entry);
+    else socket.start();
   }
 
   function transmit(entry) {
-    sendFrame({ type: 'message', client_id: entry.clientId, text: entry.text });
-  }
-
-  function sendFrame(frame) {
-    const ws = conn.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(JSON.stringify(frame));
-    return true;
-  }
-
-  function notifyTyping() {
-    if (!conn.ready || !ui.input.value.trim()) return;
-    const now = Date.now();
-    if (now - lastTypingSent < TYPING_SEND_INTERVAL_MS) return;
-    if (sendFrame({ type: 'typing' })) lastTypingSent = now;
+    socket.send({ type: 'message', client_id: entry.clientId, text: entry.text });
   }
 
   // --------------------------------------------------------------- upload
@@ -744,7 +622,7 @@
       showNotice('文件超过 10 MB，无法发送');
       return;
     }
-    ensureStarted();
+    socket.start();
     ui.attach.disabled = true;
     showNotice(`正在上传 ${file.name}…`, false);
     try {
@@ -754,11 +632,11 @@
         // The visitor token was rejected: start a fresh visitor session and retry once.
         tokenStore.drop(token);
         token = await getToken();
-        restartConnection();
+        socket.restart();
         response = await postUpload(file, token);
       }
       const body = await readJson(response);
-      if (!response.ok) throw new Error(errorText(body, response.status));
+      if (!response.ok) throw new Error(errorMessage(body, response.status, HTTP_ERRORS));
       if (body && body.message) handleMessage(body.message);
       setStatus(ui.status.dataset.state);
     } catch (err) {
@@ -770,103 +648,30 @@
 
   // ----------------------------------------------------------- connection
 
-  function ensureStarted() {
-    if (conn.started) return;
-    conn.started = true;
-    connect();
-  }
+  let socketToken = null; // the visitor token of the current connection attempt
 
-  async function connect() {
-    clearTimeout(conn.retryTimer);
-    if (conn.ws || conn.connecting) return;
-    conn.connecting = true;
-    setStatus('connecting');
-    let token;
-    try {
-      token = await getToken();
-    } catch (err) {
-      conn.connecting = false;
-      scheduleReconnect();
-      return;
-    }
-    conn.connecting = false;
-    if (conn.ws) return;
-    let ws;
-    try {
-      ws = new WebSocket(socketUrl(token));
-    } catch (err) {
-      scheduleReconnect();
-      return;
-    }
-    conn.ws = ws;
-    conn.lastFrameAt = Date.now();
-    ws.onmessage = (event) => {
-      if (conn.ws !== ws) return;
-      conn.lastFrameAt = Date.now();
-      handleFrame(event.data);
-    };
-    ws.onclose = (event) => {
-      if (conn.ws !== ws) return;
-      if (event.code === CLOSE_AUTH_FAILED) tokenStore.drop(token);
-      detachSocket();
-      scheduleReconnect();
-    };
-  }
+  const socket = ChatKit.reconnectingSocket({
+    async url() {
+      socketToken = await getToken();
+      return socketUrl(socketToken);
+    },
+    onConnecting: () => setStatus('connecting'),
+    onFrame: handleFrame,
+    onClose: ({ authFailed }) => {
+      // The hub refused the token: forget it so that the next attempt starts a new visitor session.
+      if (authFailed) tokenStore.drop(socketToken);
+      ready = false;
+      ui.typing.hide();
+      updatePendingLabels();
+      setStatus('closed');
+    },
+  });
 
-  function detachSocket() {
-    const ws = conn.ws;
-    conn.ws = null;
-    conn.ready = false;
-    clearInterval(conn.pingTimer);
-    hideTyping();
-    updatePendingLabels();
-    if (ws) {
-      ws.onmessage = null;
-      ws.onclose = null;
-      if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close();
-    }
-  }
-
-  function restartConnection() {
-    detachSocket();
-    conn.attempts = 0;
-    connect();
-  }
-
-  function scheduleReconnect() {
-    clearTimeout(conn.retryTimer);
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(conn.attempts, 15));
-    const delay = Math.min(BACKOFF_MAX_MS, base * (0.8 + Math.random() * 0.4));
-    conn.attempts += 1;
-    setStatus('closed');
-    conn.retryTimer = setTimeout(connect, delay);
-  }
-
-  function startPing() {
-    clearInterval(conn.pingTimer);
-    conn.pingTimer = setInterval(() => {
-      if (Date.now() - conn.lastFrameAt > IDLE_TIMEOUT_MS) {
-        // No pong for too long: the connection is dead even if the browser has not noticed.
-        detachSocket();
-        scheduleReconnect();
-        return;
-      }
-      sendFrame({ type: 'ping' });
-    }, PING_INTERVAL_MS);
-  }
-
-  function handleFrame(raw) {
-    let frame;
-    try {
-      frame = JSON.parse(raw);
-    } catch (err) {
-      return;
-    }
-    if (!frame || typeof frame !== 'object') return;
+  function handleFrame(frame) {
     switch (frame.type) {
       case 'hello':
-        conn.ready = true;
-        conn.attempts = 0;
+        ready = true;
+        socket.resetBackoff();
         conversationState = frame.conversation ? frame.conversation.state : null;
         agentName = frame.conversation ? frame.conversation.agent_name || null : null;
         setStatus('open');
@@ -874,13 +679,12 @@
         updatePendingLabels();
         for (const entry of pending.values()) transmit(entry);
         flushAcks();
-        startPing();
         break;
       case 'message':
         handleMessage(frame.message);
         break;
       case 'typing':
-        if (frame.author !== 'resident') showTyping();
+        if (frame.author !== 'resident') ui.typing.show();
         break;
       case 'state':
         handleState(frame.conversation);
@@ -898,16 +702,10 @@
   function init() {
     buildUi();
     // A returning visitor resumes right away so replies arrive even before the panel is opened.
-    if (tokenStore.get()) ensureStarted();
+    if (tokenStore.get()) socket.start();
     if (window.location.hash === '#chat') openPanel();
     window.addEventListener('hashchange', () => {
       if (window.location.hash === '#chat') openPanel();
-    });
-    window.addEventListener('online', () => {
-      if (conn.started && !conn.ws) {
-        conn.attempts = 0;
-        connect();
-      }
     });
   }
 

@@ -2,6 +2,7 @@
  * Shuiwu Hub — agent workspace (/app/agent).
  *
  * REST and WebSocket protocol: docs/api-contract.md ("Staff").
+ * Uses `ChatKit` from chatkit.js, which the page loads first.
  */
 (() => {
   'use strict';
@@ -9,15 +10,9 @@
   const LOGIN_URL = '/app/login?next=/app/agent';
   const LIST_LIMIT = 50;
   const MAX_REPLY_LENGTH = 2000;
-  const TYPING_SEND_INTERVAL_MS = 2000;
-  const TYPING_SHOW_MS = 3000;
-  const PING_INTERVAL_MS = 25000;
-  const IDLE_TIMEOUT_MS = 70000;
-  const BACKOFF_BASE_MS = 1000;
-  const BACKOFF_MAX_MS = 30000;
   const CLOCK_INTERVAL_MS = 15000;
   const TOAST_MS = 6000;
-  const CLOSE_AUTH_FAILED = 4401;
+  const SCROLL_SLACK_PX = 80;
 
   const TABS = {
     queued: { state: 'queued', mine: false, empty: '暂无排队中的会话' },
@@ -30,7 +25,8 @@
   const ROLE_LABELS = { agent: '坐席', supervisor: '班长', admin: '管理员' };
   const DELIVERY_LABELS = { queued: '待发送', sending: '发送中', sent: '已发送', delivered: '已送达', failed: '发送失败' };
   const CONNECTION_TEXT = { connecting: '正在连接…', open: '实时连接正常', closed: '连接已断开，正在重连…' };
-  const AUTHORS = new Set(['resident', 'agent', 'bot', 'system']);
+
+  const { el, formatTime } = ChatKit;
 
   const dom = {};
 
@@ -51,29 +47,11 @@
     listSeq: 0,
     openSeq: 0,
     sending: false,
-    lastTypingSent: 0,
   };
 
-  const sock = { ws: null, attempts: 0, retryTimer: 0, pingTimer: 0, lastFrameAt: 0 };
-
-  let typingTimer = 0;
   let toastTimer = 0;
 
   // ---------------------------------------------------------------- helpers
-
-  function el(tag, attrs = {}, children = []) {
-    const node = document.createElement(tag);
-    for (const [name, value] of Object.entries(attrs)) {
-      if (value === null || value === undefined || value === false) continue;
-      if (name === 'class') node.className = value;
-      else if (name === 'text') node.textContent = value;
-      else node.setAttribute(name, value === true ? '' : String(value));
-    }
-    for (const child of children) {
-      if (child) node.append(child);
-    }
-    return node;
-  }
 
   function sameId(a, b) {
     return a !== null && a !== undefined && b !== null && b !== undefined && String(a) === String(b);
@@ -81,18 +59,6 @@
 
   function time(iso) {
     return iso ? Date.parse(iso) : NaN;
-  }
-
-  function pad(n) {
-    return String(n).padStart(2, '0');
-  }
-
-  function formatClock(iso) {
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return '';
-    const hm = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
-    if (date.toDateString() === new Date().toDateString()) return hm;
-    return `${date.getMonth() + 1}月${date.getDate()}日 ${hm}`;
   }
 
   function formatDuration(ms) {
@@ -105,13 +71,6 @@
     return `${Math.floor(hours / 24)}天`;
   }
 
-  function formatSize(bytes) {
-    if (!Number.isFinite(bytes) || bytes < 0) return '';
-    if (bytes < 1024) return `${bytes} B`;
-    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
-    return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
-  }
-
   function safeHref(path) {
     if (!path) return null;
     try {
@@ -120,19 +79,6 @@
     } catch (err) {
       return null;
     }
-  }
-
-  function readCookie(name) {
-    for (const part of document.cookie.split(';')) {
-      const index = part.indexOf('=');
-      if (index < 0 || part.slice(0, index).trim() !== name) continue;
-      try {
-        return decodeURIComponent(part.slice(index + 1).trim());
-      } catch (err) {
-        return null;
-      }
-    }
-    return null;
   }
 
   function contactName(conversation) {
@@ -191,7 +137,7 @@
   }
 
   function csrfToken() {
-    return readCookie('hub_csrf') || state.csrf;
+    return ChatKit.readCookie('hub_csrf') || state.csrf;
   }
 
   async function api(method, path, body) {
@@ -214,15 +160,10 @@
       throw new ApiError(401, 'unauthorized', '登录已失效，请重新登录', true);
     }
     if (response.status === 204) return null;
-    let data = null;
-    try {
-      data = await response.json();
-    } catch (err) {
-      data = null;
-    }
+    const data = await ChatKit.readJson(response);
     if (!response.ok) {
-      const error = (data && data.error) || {};
-      throw new ApiError(response.status, error.code || 'http_error', error.message || `请求失败（HTTP ${response.status}）`);
+      const code = (data && data.error && data.error.code) || 'http_error';
+      throw new ApiError(response.status, code, ChatKit.errorMessage(data, response.status));
     }
     return data;
   }
@@ -240,14 +181,7 @@
 
   function leave() {
     state.leaving = true;
-    clearTimeout(sock.retryTimer);
-    clearInterval(sock.pingTimer);
-    const ws = sock.ws;
-    sock.ws = null;
-    if (ws) {
-      ws.onclose = null;
-      ws.close();
-    }
+    socket.stop();
   }
 
   // ------------------------------------------------------------------ toast
@@ -439,7 +373,7 @@
       state.lastRendered = null;
       dom.messages.replaceChildren();
       dom.replyInput.value = state.drafts.get(id) || '';
-      hideTyping();
+      dom.typing.hide();
       dom.placeholder.hidden = true;
       dom.view.hidden = false;
       renderConversationHeader();
@@ -487,7 +421,7 @@
     if (conversation.team && conversation.team.name) parts.push(conversation.team.name);
     const assignee = assigneeName(conversation);
     if (assignee) parts.push(`接待坐席：${isMine(conversation) ? '我' : assignee}`);
-    if (conversation.created_at) parts.push(`创建于 ${formatClock(conversation.created_at)}`);
+    if (conversation.created_at) parts.push(`创建于 ${formatTime(conversation.created_at)}`);
     dom.meta.textContent = parts.filter(Boolean).join(' · ');
     dom.claim.hidden = conversation.state !== 'queued';
     dom.close.hidden = !(conversation.state === 'assigned' && (isMine(conversation) || isSupervisor()));
@@ -520,35 +454,6 @@
     return Number(a.id) - Number(b.id);
   }
 
-  function contentNodes(message) {
-    const nodes = [];
-    const attachment = message.attachment;
-    if ((message.type === 'image' || message.type === 'file') && attachment) {
-      const href = safeHref(attachment.url);
-      const name = attachment.name || (message.type === 'image' ? '图片' : '附件');
-      if (message.type === 'image' && href) {
-        const img = el('img', { src: href, alt: name, loading: 'lazy' });
-        img.addEventListener('load', () => {
-          if (isNearBottom()) scrollToBottom();
-        });
-        nodes.push(el('a', { class: 'thumb', href, target: '_blank', rel: 'noopener noreferrer', title: name }, [img]));
-      } else {
-        nodes.push(el(href ? 'a' : 'span', {
-          class: 'file',
-          href,
-          target: href ? '_blank' : null,
-          rel: href ? 'noopener noreferrer' : null,
-          title: name,
-        }, [
-          el('span', { class: 'file-name', text: name }),
-          el('span', { class: 'file-size', text: formatSize(attachment.size) }),
-        ]));
-      }
-    }
-    if (message.text) nodes.push(el('div', { class: 'text', text: message.text }));
-    return nodes;
-  }
-
   function authorLabel(message) {
     if (message.author === 'resident') return contactName(state.open);
     if (message.author === 'bot') return message.author_name || '机器人';
@@ -556,22 +461,23 @@
   }
 
   function messageItem(message) {
-    const author = AUTHORS.has(message.author) ? message.author : 'system';
+    const author = ChatKit.authorOf(message);
     const attrs = { 'data-testid': 'agent-message', 'data-author': author, 'data-message-id': message.id };
     if (author === 'system' || message.type === 'event') {
       return el('li', { class: 'msg msg-system', ...attrs }, [
         el('span', { class: 'system-text', text: message.text || '' }),
-        el('span', { class: 'system-time', text: formatClock(message.created_at) }),
+        el('span', { class: 'system-time', text: formatTime(message.created_at) }),
       ]);
     }
     const internal = message.direction === 'internal';
+    const content = ChatKit.contentNodes(message, { hrefFor: safeHref, onImageLoad: dom.scroll.follow });
     const node = el('li', { class: `msg msg-${author}${internal ? ' msg-internal' : ''}`, ...attrs }, [
       el('div', { class: 'msg-head' }, [
         el('span', { class: 'who', text: authorLabel(message) }),
         internal ? el('span', { class: 'note-tag', text: '内部备注' }) : null,
-        el('span', { text: formatClock(message.created_at) }),
+        el('span', { text: formatTime(message.created_at) }),
       ]),
-      el('div', { class: 'bubble' }, contentNodes(message)),
+      el('div', { class: 'bubble' }, content),
     ]);
     if (message.direction === 'out' && message.delivery) {
       node.append(el('div', {
@@ -582,21 +488,12 @@
     return node;
   }
 
-  function isNearBottom() {
-    const list = dom.messages;
-    return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-  }
-
-  function scrollToBottom() {
-    dom.messages.scrollTop = dom.messages.scrollHeight;
-  }
-
   function renderAllMessages() {
-    const stick = state.lastRendered === null || isNearBottom();
+    const stick = state.lastRendered === null || dom.scroll.isNearBottom();
     const ordered = Array.from(state.messages.values()).sort(compareMessages);
     dom.messages.replaceChildren(...ordered.map(messageItem));
     state.lastRendered = ordered.length ? ordered[ordered.length - 1] : null;
-    if (stick) scrollToBottom();
+    if (stick) dom.scroll.scrollToBottom();
   }
 
   function addMessage(message) {
@@ -612,10 +509,10 @@
       renderAllMessages(); // arrived out of order
       return;
     }
-    const stick = isNearBottom() || message.author === 'agent';
+    const stick = dom.scroll.isNearBottom() || message.author === 'agent';
     dom.messages.append(messageItem(message));
     state.lastRendered = message;
-    if (stick) scrollToBottom();
+    if (stick) dom.scroll.scrollToBottom();
   }
 
   function onMessage(message) {
@@ -624,7 +521,7 @@
     const isOpen = sameId(state.openId, conversationId);
     if (isOpen) {
       addMessage(message);
-      if (message.author === 'resident') hideTyping();
+      if (message.author === 'resident') dom.typing.hide();
     }
 
     const known = state.latest.get(conversationId);
@@ -643,26 +540,6 @@
     const known = state.messages.get(frame.message_id);
     if (!known || !sameId(state.openId, known.conversation_id)) return;
     addMessage({ ...known, delivery: frame.delivery, last_error: frame.last_error });
-  }
-
-  // ----------------------------------------------------------------- typing
-
-  function showTyping() {
-    dom.typing.hidden = false;
-    clearTimeout(typingTimer);
-    typingTimer = setTimeout(hideTyping, TYPING_SHOW_MS);
-  }
-
-  function hideTyping() {
-    clearTimeout(typingTimer);
-    dom.typing.hidden = true;
-  }
-
-  function notifyTyping() {
-    if (!canReply() || !dom.replyInput.value.trim()) return;
-    const now = Date.now();
-    if (now - state.lastTypingSent < TYPING_SEND_INTERVAL_MS) return;
-    if (sendFrame({ type: 'typing', conversation_id: state.openId })) state.lastTypingSent = now;
   }
 
   // ---------------------------------------------------------------- actions
@@ -744,80 +621,23 @@
     dom.connection.textContent = CONNECTION_TEXT[stateName];
   }
 
-  function sendFrame(frame) {
-    const ws = sock.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(JSON.stringify(frame));
-    return true;
-  }
-
-  function connectSocket() {
-    clearTimeout(sock.retryTimer);
-    if (sock.ws || state.leaving) return;
-    setConnection('connecting');
-    const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-    let ws;
-    try {
-      ws = new WebSocket(`${scheme}//${window.location.host}/api/ws`);
-    } catch (err) {
-      scheduleReconnect();
-      return;
-    }
-    sock.ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      if (sock.ws !== ws) return;
-      opened = true;
-      sock.attempts = 0;
-      sock.lastFrameAt = Date.now();
+  const socket = ChatKit.reconnectingSocket({
+    url: () => `${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/api/ws`,
+    onConnecting: () => setConnection('connecting'),
+    onOpen: () => {
+      socket.resetBackoff();
       setConnection('open');
-      startPing();
       // Anything that happened while we were not subscribed is picked up by re-fetching.
       resync();
-    };
-    ws.onmessage = (event) => {
-      if (sock.ws !== ws) return;
-      sock.lastFrameAt = Date.now();
-      handleFrame(event.data);
-    };
-    ws.onclose = (event) => {
-      if (sock.ws !== ws) return;
-      sock.ws = null;
-      clearInterval(sock.pingTimer);
-      hideTyping();
+    },
+    onFrame: handleFrame,
+    onClose: ({ authFailed, opened }) => {
+      dom.typing.hide();
       // A refused handshake or an auth close may mean the session expired: api() redirects on 401.
-      if (event.code === CLOSE_AUTH_FAILED || !opened) verifySession();
-      scheduleReconnect();
-    };
-  }
-
-  function scheduleReconnect() {
-    if (state.leaving) return;
-    clearTimeout(sock.retryTimer);
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(sock.attempts, 15));
-    const delay = Math.min(BACKOFF_MAX_MS, base * (0.8 + Math.random() * 0.4));
-    sock.attempts += 1;
-    setConnection('closed');
-    sock.retryTimer = setTimeout(connectSocket, delay);
-  }
-
-  function startPing() {
-    clearInterval(sock.pingTimer);
-    sock.pingTimer = setInterval(() => {
-      const ws = sock.ws;
-      if (!ws) return;
-      if (Date.now() - sock.lastFrameAt > IDLE_TIMEOUT_MS) {
-        // No traffic (not even pongs) for too long: treat the connection as dead.
-        sock.ws = null;
-        ws.onclose = null;
-        ws.close();
-        clearInterval(sock.pingTimer);
-        scheduleReconnect();
-        return;
-      }
-      sendFrame({ type: 'ping' });
-    }, PING_INTERVAL_MS);
-  }
+      if (authFailed || !opened) verifySession();
+      setConnection('closed');
+    },
+  });
 
   async function verifySession() {
     try {
@@ -834,14 +654,7 @@
     if (state.openId !== null) refreshOpenConversation();
   }
 
-  function handleFrame(raw) {
-    let frame;
-    try {
-      frame = JSON.parse(raw);
-    } catch (err) {
-      return;
-    }
-    if (!frame || typeof frame !== 'object') return;
+  function handleFrame(frame) {
     switch (frame.type) {
       case 'conversation':
         applyConversation(frame.conversation);
@@ -853,7 +666,7 @@
         onDelivery(frame);
         break;
       case 'typing':
-        if (frame.author === 'resident' && sameId(frame.conversation_id, state.openId)) showTyping();
+        if (frame.author === 'resident' && sameId(frame.conversation_id, state.openId)) dom.typing.show();
         break;
       default:
         break; // pong and unknown frames
@@ -878,7 +691,9 @@
     dom.claim = document.querySelector('[data-testid=claim]');
     dom.close = document.querySelector('[data-testid=close-conversation]');
     dom.messages = document.getElementById('message-list');
-    dom.typing = document.getElementById('typing-indicator');
+    dom.scroll = ChatKit.scroller(dom.messages, SCROLL_SLACK_PX);
+    dom.typing = ChatKit.typingIndicator(document.getElementById('typing-indicator'),
+      () => socket.send({ type: 'typing', conversation_id: state.openId }));
     dom.replyForm = document.getElementById('reply-form');
     dom.replyInput = document.querySelector('[data-testid=reply-input]');
     dom.replySend = document.querySelector('[data-testid=reply-send]');
@@ -894,21 +709,11 @@
       event.preventDefault();
       sendReply();
     });
-    dom.replyInput.addEventListener('keydown', (event) => {
-      // Enter sends; Shift+Enter inserts a newline; never interrupt an IME composition.
-      if (event.key === 'Enter' && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
-        event.preventDefault();
-        sendReply();
-      }
+    ChatKit.sendOnEnter(dom.replyInput, sendReply);
+    dom.replyInput.addEventListener('input', () => {
+      if (canReply() && dom.replyInput.value.trim()) dom.typing.notify();
     });
-    dom.replyInput.addEventListener('input', notifyTyping);
     dom.toast.addEventListener('click', hideToast);
-    window.addEventListener('online', () => {
-      if (!sock.ws) {
-        sock.attempts = 0;
-        connectSocket();
-      }
-    });
   }
 
   async function boot() {
@@ -928,7 +733,7 @@
     document.body.classList.remove('booting');
 
     selectTab('queued');
-    connectSocket();
+    socket.start();
     setInterval(refreshClocks, CLOCK_INTERVAL_MS);
   }
 

@@ -9,7 +9,9 @@ import zlib
 
 import aiohttp
 import pytest
+from sqlalchemy import func, select
 
+from router.models import Message
 from tests.support.actors import Resident
 
 
@@ -149,3 +151,18 @@ async def test_widget_endpoints_allow_embedding_sites(http, running_hub) -> None
         assert "shadow" in (await response.text()).lower()
     async with http.get(f"{running_hub.url}/api/auth/me", headers={"Origin": "https://evil.example"}) as response:
         assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_a_flood_from_one_socket_is_throttled_without_losing_what_was_accepted(resident: Resident,
+                                                                                      running_hub) -> None:
+    burst = running_hub.hub.settings.webchat_message_burst
+    client_ids = [f"flood-{i:04d}-{resident.hello['visitor_id'][:8]}" for i in range(burst + 5)]
+    for client_id in client_ids:
+        await resident.send_raw({"type": "message", "client_id": client_id, "text": "刷屏"})
+    refused = [await resident.expect(lambda f: f["type"] == "error") for _ in range(3)]
+    assert {r["code"] for r in refused} == {"rate_limited"}
+    history = await resident.expect(lambda f: f["type"] == "message" and f["message"]["client_id"] == client_ids[0])
+    async with running_hub.hub.sessions() as session:
+        stored = await session.scalar(select(func.count()).select_from(Message).where(
+            Message.conversation_id == history["message"]["conversation_id"], Message.direction == "in"))
+    assert burst <= stored < len(client_ids)
