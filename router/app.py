@@ -13,7 +13,7 @@ from router.api import system as _system  # noqa: F401
 from router.api.spec import HUB, OPENAPI
 from router.api.staff_ws import staff_socket
 from router.hub import Hub
-from router.middleware import auth_middleware, errors_middleware
+from router.middleware import auth_middleware, errors_middleware, staff_pages_middleware
 from router.settings import Settings
 from router.web import STATIC
 
@@ -30,7 +30,7 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
 def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     hub = hub or Hub(settings)
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware],
+        middlewares=[staff_pages_middleware, errors_middleware, auth_middleware],
         client_max_size=settings.upload_max_bytes + 256 * 1024,
     )
     app[HUB] = hub

@@ -80,3 +80,21 @@ async def test_resident_and_agent_chat_across_browsers_and_history_survives_relo
         await agent_context.close()
         await resident_context.close()
         await agent_user.close()
+
+
+async def test_staff_pages_run_under_a_strict_content_security_policy(browser: Browser, running_hub) -> None:
+    violations: list[str] = []
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+        response = await page.goto(f"{running_hub.url}/app/login")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        assert response.headers["x-frame-options"] == "DENY"
+        await page.fill("#username", "nobody")
+        await page.fill("#password", "wrong-password")
+        await page.click("[data-testid=login-submit]")
+        await expect(page.locator("[data-testid=login-error]")).to_contain_text("用户名或密码错误")
+        assert violations == []
+    finally:
+        await context.close()
