@@ -98,3 +98,20 @@ async def test_staff_pages_run_under_a_strict_content_security_policy(browser: B
         assert violations == []
     finally:
         await context.close()
+
+
+async def test_widget_retries_a_throttled_message_until_the_hub_takes_it(browser: Browser, running_hub) -> None:
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(f"{running_hub.url}/#chat")
+        box = widget(page, "webchat-input")
+        burst = running_hub.hub.settings.webchat_message_burst
+        for i in range(burst + 2):  # faster than any person types
+            await box.fill(f"第{i}条")
+            await box.press("Enter")
+        last = widget(page, "webchat-message").filter(has_text=f"第{burst + 1}条")
+        await expect(last).to_have_attribute("data-message-id", re.compile(r"^\d+$"), timeout=15000)
+        await expect(widget(page, "webchat-message").and_(page.locator("[data-pending=true]"))).to_have_count(0)
+    finally:
+        await context.close()

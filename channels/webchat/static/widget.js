@@ -19,6 +19,7 @@
 
   const TOKEN_KEY = 'shuiwu.webchat.token';
   const MAX_TEXT_LENGTH = 2000;
+  const RATE_LIMIT_RETRY_MS = 3000;
   const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
   const NOTICE_MS = 6000;
   const SCROLL_SLACK_PX = 60;
@@ -244,6 +245,8 @@
     }
     .msg[data-pending="true"] .bubble { opacity: .6; }
     .msg.queued .bubble { background: #9fb3c4; border-color: #9fb3c4; }
+    .msg.failed .bubble { background: #fff; color: #b42318; border: 1px solid #f3b7b0; }
+    .msg.failed .meta { color: #b42318; }
     .thumb { display: block; line-height: 0; }
     .thumb img { max-width: 220px; max-height: 220px; border-radius: 8px; background: #e9eef3; }
     .thumb + .text { margin-top: 6px; }
@@ -600,6 +603,20 @@
     else socket.start();
   }
 
+  // The hub refused a message: a flood limit passes, so try again later; anything else is final.
+  function refused(entry, code) {
+    if (code === 'rate_limited') {
+      setTimeout(() => {
+        if (ready && pending.get(entry.clientId) === entry) transmit(entry);
+      }, RATE_LIMIT_RETRY_MS);
+      return;
+    }
+    pending.delete(entry.clientId);
+    entry.node.removeAttribute('data-pending');
+    entry.node.classList.add('failed');
+    entry.meta.textContent = '发送失败';
+  }
+
   function transmit(entry) {
     socket.send({ type: 'message', client_id: entry.clientId, text: entry.text });
   }
@@ -691,6 +708,7 @@
         break;
       case 'error':
         showNotice(frame.message || '操作失败，请稍后重试');
+        if (frame.client_id && pending.has(frame.client_id)) refused(pending.get(frame.client_id), frame.code);
         break;
       default:
         break; // pong and unknown frames
