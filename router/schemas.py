@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from router.models import Conversation, Message, StaffUser, Team
+from router.models import Conversation, Message, StaffUser
 
 
 class ErrorDetail(BaseModel):
@@ -18,6 +18,12 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorDetail
+
+
+class FromRow(BaseModel):
+    """Read from an ORM row's attributes of the same names."""
+
+    model_config = ConfigDict(from_attributes=True)
 
 
 class AttachmentOut(BaseModel):
@@ -43,7 +49,7 @@ class MessageOut(BaseModel):
     last_error: str | None = None
 
 
-class TeamOut(BaseModel):
+class TeamOut(FromRow):
     id: int
     name: str
 
@@ -56,19 +62,19 @@ class UserOut(BaseModel):
     teams: list[TeamOut]
 
 
-class ContactOut(BaseModel):
+class ContactOut(FromRow):
     id: int
     display_name: str
     vip: bool
     blacklisted: bool
 
 
-class AgentRef(BaseModel):
+class AgentRef(FromRow):
     id: int
     display_name: str
 
 
-class ConversationOut(BaseModel):
+class ConversationOut(FromRow):
     id: int
     channel: str
     state: str
@@ -104,17 +110,13 @@ class StrictBody(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-def team_out(team: Team | None) -> TeamOut | None:
-    return TeamOut(id=team.id, name=team.name) if team is not None else None
-
-
 def user_out(user: StaffUser) -> UserOut:
     return UserOut(
         id=user.id,
         username=user.username,
         display_name=user.display_name,
         role=user.role,
-        teams=[TeamOut(id=t.id, name=t.name) for t in user.teams],
+        teams=[TeamOut.model_validate(t) for t in user.teams],
     )
 
 
@@ -140,25 +142,10 @@ def message_out(message: Message) -> MessageOut:
 
 
 def conversation_out(conversation: Conversation, last_message: Message | None = None) -> ConversationOut:
-    contact = conversation.contact
-    assignee = conversation.assignee
-    return ConversationOut(
-        id=conversation.id,
-        channel=conversation.channel,
-        state=conversation.state,
-        team=team_out(conversation.team),
-        contact=ContactOut(
-            id=contact.id, display_name=contact.display_name, vip=contact.vip, blacklisted=contact.blacklisted
-        ),
-        assignee=AgentRef(id=assignee.id, display_name=assignee.display_name) if assignee else None,
-        last_message=message_out(last_message) if last_message is not None else None,
-        disposition=conversation.disposition,
-        created_at=conversation.created_at,
-        updated_at=conversation.updated_at,
-        queued_at=conversation.queued_at,
-        assigned_at=conversation.assigned_at,
-        closed_at=conversation.closed_at,
-    )
+    out = ConversationOut.model_validate(conversation)
+    if last_message is not None:
+        out.last_message = message_out(last_message)
+    return out
 
 
 class VisibilityKey(BaseModel):
