@@ -110,7 +110,7 @@ async def test_redis_down_loses_nothing_and_events_resume_when_it_returns(shared
                 set_redis(running=True)
                 await agent_on_b.listen()
                 for _ in range(150):  # both processes resubscribe with back-off
-                    if all((await readiness(http, h.url))["checks"]["events"] for h in (a, b)):
+                    if all([(await readiness(http, h.url))["checks"]["events"] for h in (a, b)]):
                         break
                     await asyncio.sleep(0.2)
                 again = await resident.says("Redis 回来了")
