@@ -116,8 +116,11 @@ EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
+    """The stored message (as the web chat protocol shows it) and where it went."""
+
     message: dict[str, Any]
-    conversation: dict[str, Any]
+    conversation_id: int
+    conversation_state: str
     duplicate: bool
 
 

@@ -13,13 +13,10 @@ import uuid
 import weakref
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, text, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels import load_adapter
 from channels.base import (
@@ -38,11 +35,10 @@ from router.bot import BotBridge, BotUnavailable
 from router.db import create_engine, migrate, session_factory
 from router.errors import Conflict, Forbidden
 from router.events import create_event_bus
+from router.inbound import Ingestor
 from router.logs import get_logger
 from router.models import (
     Author,
-    Contact,
-    ContactIdentity,
     Conversation,
     ConversationState,
     Delivery,
@@ -55,7 +51,15 @@ from router.models import (
     utcnow,
 )
 from router.outbound import OutboundWorker, new_outbound
-from router.schemas import ConversationOut, MessageOut, conversation_out, message_out, visibility_key
+from router.schemas import (
+    ConversationOut,
+    MessageOut,
+    conversation_event,
+    conversation_out,
+    message_event,
+    message_out,
+    visibility_key,
+)
 from router.settings import Settings, load_secret_key
 
 log = get_logger(__name__)
@@ -76,6 +80,8 @@ class Hub:
         for name in filter(None, (n.strip() for n in settings.channels.split(","))):
             self.adapters[name] = load_adapter(name)(self)
         self.worker = OutboundWorker(self.sessions, self.adapters, settings, self._publish_delivery)
+        self.ingestor = Ingestor(self.sessions, settings, bot_enabled=self.bot is not None,
+                                 default_team_id=lambda: self.default_team_id)
         self._bot_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[None]] = set()
         self.default_team_id: int | None = None
@@ -91,12 +97,14 @@ class Hub:
         await self.bus.start()
         if self.bot is not None:
             await self.bot.start()
+        self.ingestor.start()
         for adapter in self.adapters.values():
             await adapter.start()
         self.worker.start()
 
     async def stop(self) -> None:
         """Finish what is under way (bot turns, sends), then close connections."""
+        await self.ingestor.stop()
         if self._background:
             await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
         await self.worker.stop()
@@ -130,24 +138,10 @@ class Hub:
         await self.bus.publish(topic, event)
 
     async def _publish_message(self, message: Message, conversation: Conversation) -> None:
-        await self.bus.publish(
-            TOPIC,
-            {
-                "type": "message",
-                "key": visibility_key(conversation),
-                "message": message_out(message).model_dump(mode="json"),
-            },
-        )
+        await self.bus.publish(TOPIC, message_event(message, conversation))
 
     async def _publish_conversation(self, conversation: Conversation, last: Message | None = None) -> None:
-        await self.bus.publish(
-            TOPIC,
-            {
-                "type": "conversation",
-                "key": visibility_key(conversation),
-                "conversation": conversation_out(conversation, last).model_dump(mode="json"),
-            },
-        )
+        await self.bus.publish(TOPIC, conversation_event(conversation, last))
 
     async def _publish_all(self, conversation: Conversation, messages: list[Message], state_changed: bool) -> None:
         for message in messages:
@@ -181,160 +175,27 @@ class Hub:
 
     async def ingest(self, inbound: InboundMessage) -> IngestResult:
         """Store a resident's message once, in the right conversation, and route it (bot or human)."""
-        for attempt in range(3):
-            try:
-                return await self._ingest_once(inbound)
-            except IntegrityError:
-                # A concurrent delivery of the same message, or a concurrent first message of the
-                # same resident, won the race; the next pass finds what it stored.
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _ingest_once(self, inbound: InboundMessage) -> IngestResult:
-        now = utcnow()
-        async with self.sessions.begin() as session:
-            existing = await session.scalar(
-                select(Message).where(
-                    Message.channel == inbound.channel, Message.channel_message_id == inbound.channel_message_id
-                )
-            )
-            if existing is not None:
-                conversation = await session.get(Conversation, existing.conversation_id)
-                assert conversation is not None
-                return IngestResult(
-                    message=message_out(existing).model_dump(mode="json"),
-                    conversation=conversation_out(conversation).model_dump(mode="json"),
-                    duplicate=True,
-                )
-            contact = await self._resolve_contact(session, inbound)
-            conversation, events, state_changed = await self._open_conversation(session, inbound, contact)
-            message = Message(
-                conversation_id=conversation.id,
-                channel=inbound.channel,
-                direction=Direction.IN,
-                author=Author.RESIDENT,
-                author_user=None,
-                type=inbound.type,
-                text=inbound.text,
-                payload=self._inbound_payload(inbound),
-                channel_message_id=inbound.channel_message_id,
-                created_at=now,
-            )
-            session.add(message)
-            convs.stamp_activity(conversation, now)
-            if conversation.state == ConversationState.WAITING_RESIDENT:
-                events.append(convs.transition(session, conversation, "resident_replied", actor="resident"))
-                state_changed = True
-            await session.flush()
-        await self._publish_all(conversation, [*events, message], state_changed)
-        if conversation.state == ConversationState.BOT and self.bot is not None:
-            self._spawn(self._bot_turn(conversation.id, message))
-        return IngestResult(
-            message=message_out(message).model_dump(mode="json"),
-            conversation=conversation_out(conversation).model_dump(mode="json"),
-            duplicate=False,
-        )
-
-    @staticmethod
-    def _inbound_payload(inbound: InboundMessage) -> dict[str, Any] | None:
-        payload = dict(inbound.payload)
-        if inbound.attachment is not None:
-            attachment = inbound.attachment
-            payload["attachment"] = {
-                "url": attachment.url,
-                "name": attachment.name,
-                "size": attachment.size,
-                "content_type": attachment.content_type,
-            }
-        return payload or None
-
-    async def _resolve_contact(self, session: AsyncSession, inbound: InboundMessage) -> Contact:
-        identity = await session.scalar(
-            select(ContactIdentity).where(
-                ContactIdentity.channel == inbound.channel, ContactIdentity.external_id == inbound.external_id
-            )
-        )
-        if identity is not None:
-            return identity.contact
-        contact = Contact(
-            display_name=inbound.display_name or f"访客 {inbound.external_id[-4:]}",
-            vip=False,
-            blacklisted=False,
-            created_at=utcnow(),
-        )
-        session.add(contact)
-        await session.flush()
-        session.add(
-            ContactIdentity(
-                contact_id=contact.id, channel=inbound.channel, external_id=inbound.external_id, created_at=utcnow()
-            )
-        )
-        await session.flush()
-        return contact
-
-    async def _open_conversation(
-        self, session: AsyncSession, inbound: InboundMessage, contact: Contact
-    ) -> tuple[Conversation, list[Message], bool]:
-        """The resident's open conversation on this channel address, reopened or new if none."""
-        address = (Conversation.channel == inbound.channel) & (Conversation.external_id == inbound.external_id)
-        open_conversation = await session.scalar(
-            select(Conversation)
-            .where(address, Conversation.state != ConversationState.CLOSED)
-            .with_for_update(of=Conversation)
-        )
-        if open_conversation is not None:
-            return open_conversation, [], False
-        now = utcnow()
-        last_closed = await session.scalar(
-            select(Conversation).where(address).order_by(Conversation.id.desc()).limit(1)
-        )
-        window = timedelta(seconds=self.settings.reopen_window_seconds)
-        if last_closed is not None and last_closed.closed_at and now - last_closed.closed_at <= window:
-            # Within the window the thread goes on: back to humans if humans handled it.
-            action = "reopen_queue" if last_closed.last_agent_id or self.bot is None else "reopen_bot"
-            last_closed.reopen_count += 1
-            return last_closed, [convs.transition(session, last_closed, action, actor="resident")], True
-        conversation = Conversation(
-            channel=inbound.channel,
-            external_id=inbound.external_id,
-            contact_id=contact.id,
-            contact=contact,
-            assignee=None,
-            state=ConversationState.BOT if self.bot is not None else ConversationState.QUEUED,
-            team_id=self.default_team_id,
-            priority=1 if contact.vip else 0,
-            created_at=now,
-            updated_at=now,
-            bot_at=now if self.bot is not None else None,
-            queued_at=None if self.bot is not None else now,
-            reopen_count=0,
-        )
-        session.add(conversation)
-        await session.flush()
-        await session.refresh(conversation, ["team"])
-        events = []
-        if self.bot is None:
-            events.append(
-                convs.system_event(conversation, "queued", "未配置机器人,会话直接进入人工排队", reason="no_bot")
-            )
-            session.add(events[-1])
-        return conversation, events, True
+        ingested = await self.ingestor.ingest(inbound)
+        for event in ingested.events:
+            await self.bus.publish(TOPIC, event)
+        if ingested.ask_bot:
+            self._spawn(self._bot_turn(ingested.result.conversation_id, inbound.channel, ingested.result.message))
+        return ingested.result
 
     # -- bot ----------------------------------------------------------------------------------
 
-    async def _bot_turn(self, conversation_id: int, message: Message) -> None:
+    async def _bot_turn(self, conversation_id: int, channel: str, message: dict[str, Any]) -> None:
         """Ask the bot about one resident message; on any failure hand the resident to a human."""
         assert self.bot is not None
         async with self._bot_locks[conversation_id]:
             metadata = {
-                "channel": message.channel,
+                "channel": channel,
                 "conversation_id": conversation_id,
-                "message_id": message.id,
-                "type": message.type,
-                "attachment": (message.payload or {}).get("attachment"),
+                "message_id": message["id"],
+                "type": message["type"],
+                "attachment": message["attachment"],
             }
-            text = message.text or f"[{message.type}]"
+            text = message["text"] or f"[{message['type']}]"
             try:
                 turn = await self.bot.ask(str(conversation_id), text, metadata)
             except BotUnavailable as exc:

@@ -117,6 +117,8 @@ class OutboundWorker:
 
     async def _run(self) -> None:
         while not self._stopping:
+            # Cleared before the pass: a wake() during it (a reply committed meanwhile) is not lost.
+            self._wake.clear()
             try:
                 claimed = await self.drain_once()
             except Exception:
@@ -124,7 +126,6 @@ class OutboundWorker:
                 claimed = 0
             if claimed >= self._batch_size or self._stopping:
                 continue
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._settings.outbound_poll_seconds)
 

@@ -172,3 +172,15 @@ def visibility_key(conversation: Conversation) -> dict[str, Any]:
         last_agent_id=conversation.last_agent_id,
         contact_id=conversation.contact_id,
     ).model_dump()
+
+
+def message_event(message: Message, conversation: Conversation) -> dict[str, Any]:
+    """The bus event for a new message, with what subscribers need to filter it."""
+    return {"type": "message", "key": visibility_key(conversation),
+            "message": message_out(message).model_dump(mode="json")}
+
+
+def conversation_event(conversation: Conversation, last_message: Message | None = None) -> dict[str, Any]:
+    """The bus event for a conversation whose state, team or assignee changed."""
+    return {"type": "conversation", "key": visibility_key(conversation),
+            "conversation": conversation_out(conversation, last_message).model_dump(mode="json")}

@@ -64,7 +64,7 @@ async def people(running_hub) -> dict:
     users[None] = Staff(running_hub.url)
     result = await hub.ingest(InboundMessage(channel="webchat", external_id=f"matrix-{uuid.uuid4()}",
                                              channel_message_id=str(uuid.uuid4()), text="测试"))
-    yield {"users": users, "usernames": usernames, "conversation_id": result.conversation["id"]}
+    yield {"users": users, "usernames": usernames, "conversation_id": result.conversation_id}
     for staff in users.values():
         await staff.close()
 
@@ -158,7 +158,7 @@ async def test_an_agent_cannot_read_another_teams_conversation(running_hub) -> N
     try:
         result = await hub.ingest(InboundMessage(channel="webchat", external_id=f"team-{uuid.uuid4()}",
                                                  channel_message_id=str(uuid.uuid4()), text="热线组的会话"))
-        conversation_id = result.conversation["id"]
+        conversation_id = result.conversation_id
         for method, path in [("GET", ""), ("GET", "/messages"), ("POST", "/claim")]:
             answer = await outsider.call(method, f"/api/conversations/{conversation_id}{path}", expect=403)
             assert answer["error"]["code"] == "forbidden"

@@ -68,7 +68,7 @@ async def test_first_messages_racing_open_one_conversation(running_hub) -> None:
     messages = [InboundMessage(channel="webchat", external_id="race-visitor-1", channel_message_id=f"race-{i}",
                                text=f"第{i}条") for i in range(10)]
     results = await asyncio.gather(*(hub.ingest(m) for m in messages))
-    assert len({r.conversation["id"] for r in results}) == 1
+    assert len({r.conversation_id for r in results}) == 1
 
 
 async def test_message_after_close_reopens_within_window_else_starts_new(running_hub) -> None:
@@ -77,14 +77,14 @@ async def test_message_after_close_reopens_within_window_else_starts_new(running
     try:
         first = await hub.ingest(InboundMessage(channel="webchat", external_id="reopen-visitor",
                                                 channel_message_id="reopen-1", text="咨询水费"))
-        conversation_id = first.conversation["id"]
+        conversation_id = first.conversation_id
         await agent.claims(conversation_id)
         await agent.closes(conversation_id)
 
         reopened = await hub.ingest(InboundMessage(channel="webchat", external_id="reopen-visitor",
                                                    channel_message_id="reopen-2", text="还有一个问题"))
-        assert reopened.conversation["id"] == conversation_id
-        assert reopened.conversation["state"] == "queued"  # a person handled it: back to people
+        assert reopened.conversation_id == conversation_id
+        assert reopened.conversation_state == "queued"  # a person handled it: back to people
 
         await agent.claims(conversation_id)
         await agent.closes(conversation_id)
@@ -93,7 +93,7 @@ async def test_message_after_close_reopens_within_window_else_starts_new(running
                 closed_at=utcnow() - timedelta(seconds=hub.settings.reopen_window_seconds + 60)))
         fresh = await hub.ingest(InboundMessage(channel="webchat", external_id="reopen-visitor",
                                                 channel_message_id="reopen-3", text="新的问题"))
-        assert fresh.conversation["id"] != conversation_id
+        assert fresh.conversation_id != conversation_id
     finally:
         await agent.close()
 
@@ -105,7 +105,7 @@ async def test_claim_race_assigns_once(running_hub) -> None:
     agents = [await running_hub.staff(Role.AGENT, listen=False) for _ in range(4)]
     try:
         answers = await asyncio.gather(*(
-            a.call("POST", f"/api/conversations/{result.conversation['id']}/claim", expect=None) for a in agents))
+            a.call("POST", f"/api/conversations/{result.conversation_id}/claim", expect=None) for a in agents))
         winners = [a for a in answers if a.get("state") == "assigned"]
         assert len(winners) == 1
         assert sorted(a.get("error", {}).get("code", "") for a in answers if a not in winners) == ["not_queued"] * 3
@@ -117,7 +117,7 @@ async def test_claim_race_assigns_once(running_hub) -> None:
 async def test_invalid_transition_is_409(agent, running_hub) -> None:
     result = await running_hub.hub.ingest(InboundMessage(channel="webchat", external_id="conflict-visitor",
                                                          channel_message_id="conflict-1", text="你好"))
-    conversation_id = result.conversation["id"]
+    conversation_id = result.conversation_id
     body = await agent.call("POST", f"/api/conversations/{conversation_id}/messages", {"text": "未接入就回复"},
                             expect=409)
     assert body["error"]["code"] == "not_assigned"
@@ -135,7 +135,7 @@ async def test_transfer_to_an_agent_and_to_a_team_with_a_note(running_hub) -> No
     try:
         result = await hub.ingest(InboundMessage(channel="webchat", external_id="transfer-visitor",
                                                  channel_message_id="transfer-1", text="水费怎么这么高"))
-        conversation_id = result.conversation["id"]
+        conversation_id = result.conversation_id
         await first.claims(conversation_id)
         moved = await first.call("POST", f"/api/conversations/{conversation_id}/transfer",
                                  {"agent_id": second.user["id"], "note": "请帮忙看下抄表记录"})
@@ -170,7 +170,7 @@ async def test_a_supervisor_assigns_a_queued_conversation_to_an_agent(running_hu
     try:
         result = await hub.ingest(InboundMessage(channel="webchat", external_id="assign-visitor",
                                                  channel_message_id="assign-1", text="我要投诉"))
-        conversation_id = result.conversation["id"]
+        conversation_id = result.conversation_id
         assigned = await supervisor.call("POST", f"/api/conversations/{conversation_id}/assign",
                                          {"agent_id": agent.user["id"]})
         assert assigned["assignee"]["id"] == agent.user["id"]
@@ -196,3 +196,35 @@ async def test_sign_out_ends_the_session(running_hub) -> None:
         assert wrong["error"]["code"] == "bad_credentials"
     finally:
         await agent.close()
+
+
+async def test_messages_arriving_together_are_stored_together_in_order(running_hub) -> None:
+    """A burst mixes plain messages, copies, first messages and a waiting conversation; each ends up right."""
+    hub = running_hub.hub
+    known = [await hub.ingest(InboundMessage(channel="webchat", external_id=f"burst-known-{i}",
+                                             channel_message_id=f"burst-known-{i}-0", text="开始"))
+             for i in range(5)]
+    burst = []
+    for n in range(1, 21):
+        for i in range(5):
+            burst.append(InboundMessage(channel="webchat", external_id=f"burst-known-{i}",
+                                        channel_message_id=f"burst-known-{i}-{n}", text=f"第{n}条"))
+        burst.append(InboundMessage(channel="webchat", external_id=f"burst-new-{n % 3}",
+                                    channel_message_id=f"burst-new-{n}", text=f"新访客第{n}条"))
+    copies = burst[:10]
+    results = await asyncio.gather(*(hub.ingest(m) for m in [*burst, *copies]))
+    fresh, repeated = results[:len(burst)], results[len(burst):]
+    assert [m.channel_message_id for m, r in zip(burst, fresh, strict=True) if r.duplicate] == []
+    assert all(r.duplicate for r in repeated)
+    assert [r.message["id"] for r in repeated] == [r.message["id"] for r in fresh[:10]]
+    assert len({r.message["id"] for r in fresh}) == len(burst)
+    for i, first in enumerate(known):
+        mine = [r for m, r in zip(burst, fresh, strict=True) if m.external_id == f"burst-known-{i}"]
+        assert {r.conversation_id for r in mine} == {first.conversation_id}
+        assert [r.message["id"] for r in mine] == sorted(r.message["id"] for r in mine)  # arrival order kept
+    assert len({r.conversation_id for m, r in zip(burst, fresh, strict=True) if m.external_id.startswith("burst-new")}
+               ) == 3
+    async with hub.sessions() as session:
+        stored = await session.scalar(select(func.count()).select_from(Message).where(
+            Message.channel_message_id.like("burst-%")))
+    assert stored == len(known) + len(burst)

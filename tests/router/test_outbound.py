@@ -25,7 +25,7 @@ async def queue_messages(hub, external_id: str, texts: list[str]) -> list[int]:
     result = await hub.ingest(InboundMessage(channel="webchat", external_id=external_id,
                                              channel_message_id=f"{external_id}-in", text="你好"))
     async with hub.sessions.begin() as session:
-        conversation = await session.get(Conversation, result.conversation["id"])
+        conversation = await session.get(Conversation, result.conversation_id)
         messages = [new_outbound(conversation, author=Author.SYSTEM, text=text) for text in texts]
         session.add_all(messages)
         await session.flush()
