@@ -80,7 +80,7 @@ class Hub:
         for name in filter(None, (n.strip() for n in settings.channels.split(","))):
             self.adapters[name] = load_adapter(name)(self)
         self.worker = OutboundWorker(self.sessions, self.adapters, settings, self._publish_delivery)
-        self.ingestor = Ingestor(self.sessions, settings, bot_enabled=self.bot is not None,
+        self.ingestor = Ingestor(self.engine, self.sessions, settings, bot_enabled=self.bot is not None,
                                  default_team_id=lambda: self.default_team_id)
         self._bot_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[None]] = set()

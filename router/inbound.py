@@ -10,16 +10,20 @@ path, one message at a time with row locks, and so does a batch whose transactio
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from channels.base import InboundMessage, IngestResult
 from router import conversations as convs
@@ -42,6 +46,45 @@ log = get_logger(__name__)
 MAX_BATCH = 500
 # States in which a new message changes nothing but the conversation's activity time.
 _PLAIN_STATES = (ConversationState.BOT, ConversationState.QUEUED, ConversationState.ASSIGNED)
+
+# The batch path's statements, built once (their compiled forms are cached).
+_LOCK_OPEN_CONVERSATIONS = (
+    select(
+        Conversation.id,
+        Conversation.channel,
+        Conversation.external_id,
+        Conversation.state,
+        Conversation.team_id,
+        Conversation.assignee_id,
+        Conversation.last_agent_id,
+        Conversation.contact_id,
+    )
+    .where(
+        tuple_(Conversation.channel, Conversation.external_id).in_(bindparam("addresses", expanding=True)),
+        Conversation.state.in_(_PLAIN_STATES),
+    )
+    .order_by(Conversation.id)  # every batch locks in the same order: no deadlocks between batches
+    .with_for_update()
+)
+_STAMP_ACTIVITY = (
+    update(Conversation.__table__)
+    .where(Conversation.__table__.c.id.in_(bindparam("ids", expanding=True)))
+    .values(updated_at=bindparam("now"), last_message_at=bindparam("now"))
+)
+_INSERTED_COLUMNS = ("conversation_id", "channel", "direction", "author", "type", "text", "payload",
+                     "channel_message_id", "attempts", "created_at")
+_MESSAGES = Message.__table__
+
+
+@functools.cache
+def _insert_new_messages(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING: a message stored before is skipped, not an error."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(_MESSAGES)
+        .on_conflict_do_nothing(index_elements=[_MESSAGES.c.channel, _MESSAGES.c.channel_message_id])
+        .returning(_MESSAGES.c.id, _MESSAGES.c.channel, _MESSAGES.c.channel_message_id)
+    )
 
 
 @dataclass(slots=True)
@@ -87,6 +130,7 @@ def resident_message(inbound: InboundMessage, conversation_id: int, now: datetim
         text=inbound.text,
         payload=payload or None,
         channel_message_id=inbound.channel_message_id,
+        attempts=0,
         created_at=now,
     )
 
@@ -94,31 +138,36 @@ def resident_message(inbound: InboundMessage, conversation_id: int, now: datetim
 class Ingestor:
     def __init__(
         self,
+        engine: AsyncEngine,
         sessions: async_sessionmaker[AsyncSession],
         settings: Settings,
         *,
         bot_enabled: bool,
         default_team_id: Callable[[], int | None],
     ) -> None:
+        self._engine = engine
         self._sessions = sessions
         self._settings = settings
         self._bot_enabled = bot_enabled
         self._default_team_id = default_team_id
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self.stored = collections.Counter[str]()  # messages stored by each path, for monitoring
+        self._workers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._worker = asyncio.create_task(self._run(), name="inbound-batcher")
+        # Several batches in flight: one is being written while the database commits another.
+        self._workers = [asyncio.create_task(self._run(), name=f"inbound-batcher-{i}")
+                         for i in range(self._settings.ingest_pipelines)]
 
     async def stop(self) -> None:
         """Store what was already handed in, then stop."""
-        if self._worker is None:
-            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout=self._settings.shutdown_grace_seconds)
-        self._worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._worker
+        for worker in self._workers:
+            worker.cancel()
+        for worker in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
 
     async def ingest(self, inbound: InboundMessage) -> Ingested:
         future: asyncio.Future[Ingested] = asyncio.get_running_loop().create_future()
@@ -158,6 +207,7 @@ class Ingestor:
         for pending in items:  # in arrival order: the first may open the conversation the next one joins
             try:
                 pending.future.set_result(await self._store_carefully(pending.inbound))
+                self.stored["one_by_one"] += 1
             except Exception as exc:
                 pending.future.set_exception(exc)
 
@@ -170,73 +220,31 @@ class Ingestor:
                 careful.append(pending)  # a copy inside the batch: stored after the first, as a duplicate
             else:
                 first_of_key[pending.key] = pending
+        addresses = list({p.address for p in first_of_key.values()})
         now = utcnow()
-        async with self._sessions.begin() as session:
-            stored_keys = {
-                (row.channel, row.channel_message_id)
-                for row in await session.execute(
-                    select(Message.channel, Message.channel_message_id).where(
-                        tuple_(Message.channel, Message.channel_message_id).in_(list(first_of_key))
-                    )
-                )
-            }
-            candidates = [p for key, p in first_of_key.items() if key not in stored_keys]
-            careful += [p for key, p in first_of_key.items() if key in stored_keys]
-            addresses = {p.address for p in candidates}
+        async with self._engine.begin() as connection:
             open_rows = {
                 (row.channel, row.external_id): row
-                for row in await session.execute(
-                    select(
-                        Conversation.id,
-                        Conversation.channel,
-                        Conversation.external_id,
-                        Conversation.state,
-                        Conversation.team_id,
-                        Conversation.assignee_id,
-                        Conversation.last_agent_id,
-                        Conversation.contact_id,
-                    )
-                    .where(
-                        tuple_(Conversation.channel, Conversation.external_id).in_(list(addresses)),
-                        Conversation.state.in_(_PLAIN_STATES),
-                    )
-                    .with_for_update()
-                )
-            } if addresses else {}
-            plain = [p for p in candidates if p.address in open_rows]
-            careful += [p for p in candidates if p.address not in open_rows]
+                for row in await connection.execute(_LOCK_OPEN_CONVERSATIONS, {"addresses": addresses})
+            }
+            plain = [p for p in first_of_key.values() if p.address in open_rows]
+            careful += [p for p in first_of_key.values() if p.address not in open_rows]
             if not plain:
                 return careful
-            messages = [resident_message(p.inbound, open_rows[p.address].id, now) for p in plain]
-            table = Message.__table__
-            ids = (
-                await session.execute(
-                    insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                    [
-                        {
-                            "conversation_id": m.conversation_id,
-                            "channel": m.channel,
-                            "direction": m.direction,
-                            "author": m.author,
-                            "type": m.type,
-                            "text": m.text,
-                            "payload": m.payload,
-                            "channel_message_id": m.channel_message_id,
-                            "attempts": 0,
-                            "created_at": now,
-                        }
-                        for m in messages
-                    ],
-                )
-            ).scalars().all()
-            await session.execute(
-                update(Conversation)
-                .where(Conversation.id.in_({row.id for row in open_rows.values()}))
-                .values(updated_at=now, last_message_at=now)
-                .execution_options(synchronize_session=False)
+            messages = {p.key: resident_message(p.inbound, open_rows[p.address].id, now) for p in plain}
+            inserted = await connection.execute(
+                _insert_new_messages(connection.dialect.name),
+                [{column: getattr(m, column) for column in _INSERTED_COLUMNS} for m in messages.values()],
             )
-        for pending, message, message_id in zip(plain, messages, ids, strict=True):
-            message.id = message_id
+            ids = {(row.channel, row.channel_message_id): row.id for row in inserted}
+            await connection.execute(_STAMP_ACTIVITY, {"ids": [open_rows[p.address].id for p in plain], "now": now})
+        for pending in plain:
+            if pending.key not in ids:
+                careful.append(pending)  # stored before, by another process or an earlier batch
+                continue
+            self.stored["batched"] += 1
+            message = messages[pending.key]
+            message.id = ids[pending.key]
             row = open_rows[pending.address]
             out = message_out(message).model_dump(mode="json")
             pending.future.set_result(Ingested(

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     bot_timeout_seconds: float = 3.0
 
     reopen_window_seconds: int = 24 * 3600
+    ingest_pipelines: int = 2  # inbound batches written concurrently
     default_team: str = "热线坐席"
 
     outbound_max_attempts: int = 8

@@ -212,6 +212,7 @@ async def test_messages_arriving_together_are_stored_together_in_order(running_h
         burst.append(InboundMessage(channel="webchat", external_id=f"burst-new-{n % 3}",
                                     channel_message_id=f"burst-new-{n}", text=f"新访客第{n}条"))
     copies = burst[:10]
+    batched_before = hub.ingestor.stored["batched"]
     results = await asyncio.gather(*(hub.ingest(m) for m in [*burst, *copies]))
     fresh, repeated = results[:len(burst)], results[len(burst):]
     assert [m.channel_message_id for m, r in zip(burst, fresh, strict=True) if r.duplicate] == []
@@ -228,3 +229,4 @@ async def test_messages_arriving_together_are_stored_together_in_order(running_h
         stored = await session.scalar(select(func.count()).select_from(Message).where(
             Message.channel_message_id.like("burst-%")))
     assert stored == len(known) + len(burst)
+    assert hub.ingestor.stored["batched"] - batched_before >= 50  # the known residents' messages went in batches
