@@ -201,7 +201,13 @@ class WebChatAdapter(ChannelAdapter):
             log.info("visitor frame rejected", visitor=visitor_id, reason=message)
             await _send_error(ws, "invalid_message", message, client_id=data.get("client_id"))
             return
-        result = await self.router.ingest(inbound)
+        try:
+            result = await self.router.ingest(inbound)
+        except Exception:
+            # The database is unreachable or failing: the widget keeps the message and sends it again.
+            log.exception("visitor message not stored", visitor=visitor_id)
+            await _send_error(ws, "unavailable", "系统繁忙,消息稍后自动重发", client_id=inbound.channel_message_id)
+            return
         if result.duplicate:
             # A resend after a reconnect: confirm it to this socket, nothing is stored twice.
             await ws.send_json({"type": "message", "message": result.message})

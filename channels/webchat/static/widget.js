@@ -603,9 +603,9 @@
     else socket.start();
   }
 
-  // The hub refused a message: a flood limit passes, so try again later; anything else is final.
+  // The hub refused a message: a flood limit or an outage passes, so try again later; anything else is final.
   function refused(entry, code) {
-    if (code === 'rate_limited') {
+    if (code === 'rate_limited' || code === 'unavailable') {
       setTimeout(() => {
         if (ready && pending.get(entry.clientId) === entry) transmit(entry);
       }, RATE_LIMIT_RETRY_MS);

@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from router.models import Message
+from tests.conftest import start_hub
 from tests.support.actors import Resident
+from tests.support.services import set_pg_database_reachable
 
 
 def png_bytes(width: int = 2, height: int = 2) -> bytes:
@@ -166,3 +168,27 @@ async def test_a_flood_from_one_socket_is_throttled_without_losing_what_was_acce
         stored = await session.scalar(select(func.count()).select_from(Message).where(
             Message.conversation_id == history["message"]["conversation_id"], Message.direction == "in"))
     assert burst <= stored < len(client_ids)
+
+
+async def test_a_database_outage_refuses_messages_softly_and_they_are_stored_once_afterwards(
+    backend, own_settings, fresh_database_url, http
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("an outage of one database is staged on PostgreSQL")
+    database = fresh_database_url.rsplit("/", 1)[1]
+    running = await start_hub(own_settings())
+    resident = await Resident(http, running.url).connect()
+    try:
+        await resident.says("停电前的一条")
+        set_pg_database_reachable(database, False)
+        await resident.send_raw({"type": "message", "client_id": "outage-0000-0001", "text": "数据库停了"})
+        refused = await resident.expect(lambda f: f["type"] == "error", timeout=30)
+        assert (refused["code"], refused["client_id"]) == ("unavailable", "outage-0000-0001")
+        set_pg_database_reachable(database, True)
+        stored = await resident.says("数据库停了", client_id="outage-0000-0001")  # the widget's resend
+        again = await resident.says("数据库停了", client_id="outage-0000-0001")
+        assert stored["id"] == again["id"]
+    finally:
+        set_pg_database_reachable(database, True)
+        await resident.close()
+        await running.runner.cleanup()
