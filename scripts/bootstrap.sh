@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare this clone to run: a Python 3.11 venv with the project and its `test` extra, and (for
+# Prepare this clone to run: a Python 3.11 venv with the project's dependencies and its `test` extra, and (for
 # `bootstrap.sh test`) the Debian packages the test suite needs.
 #
 #   scripts/bootstrap.sh          venv only (enough for `make run` / `make lint`)
@@ -121,14 +121,17 @@ pip_install() {  # pip install ... into the venv, output in $PIP_LOG
 
 if [[ ! -f "$MARKER" ]]; then
   started=$SECONDS
-  pip_install -e '.[test]'
-  printf 'source=%s\n' "$ROOT" >"$MARKER"
-  did+=("installed -e .[test] in $((SECONDS - started))s")
-elif ! grep -qxF "source=$ROOT" "$MARKER"; then
-  # The same pyproject.toml in another clone: point the editable install at this one (no dependency changes).
-  pip_install --no-deps -e .
-  printf 'source=%s\n' "$ROOT" >"$MARKER"
-  did+=("re-pointed editable install at $ROOT")
+  # Only the dependencies (and the `test` extra): the code runs from the clone itself (`python -m router`
+  # from its root), so any number of clones can share this venv without pointing it at one of them.
+  mapfile -t requirements < <("$VENV/bin/python" - <<'PY'
+import tomllib
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+print("\n".join(project["dependencies"] + project["optional-dependencies"]["test"]))
+PY
+)
+  pip_install "${requirements[@]}"
+  touch "$MARKER"
+  did+=("installed ${#requirements[@]} requirements in $((SECONDS - started))s")
 fi
 
 # --- ./.venv -> cached venv ---------------------------------------------------------------------------
