@@ -11,8 +11,7 @@ import contextlib
 import hashlib
 import uuid
 import weakref
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +67,30 @@ TOPIC = "conversation"  # staff-facing and channel-facing conversation events
 HANDOFF_NOTICE = "正在为您转接人工客服,请稍候。"
 
 
+class KeyedLock:
+    """One asyncio lock per key, dropped when nobody holds or waits for it (keys come and go)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: int) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 class Hub:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -82,7 +105,7 @@ class Hub:
         self.worker = OutboundWorker(self.sessions, self.adapters, settings, self._publish_delivery)
         self.ingestor = Ingestor(self.engine, self.sessions, settings, bot_enabled=self.bot is not None,
                                  default_team_id=lambda: self.default_team_id)
-        self._bot_locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._bot_turns = KeyedLock()  # one bot turn at a time per conversation, in arrival order
         self._background: set[asyncio.Task[None]] = set()
         self.default_team_id: int | None = None
         self.staff_sockets: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -187,7 +210,7 @@ class Hub:
     async def _bot_turn(self, conversation_id: int, channel: str, message: dict[str, Any]) -> None:
         """Ask the bot about one resident message; on any failure hand the resident to a human."""
         assert self.bot is not None
-        async with self._bot_locks[conversation_id]:
+        async with self._bot_turns.hold(conversation_id):
             metadata = {
                 "channel": channel,
                 "conversation_id": conversation_id,

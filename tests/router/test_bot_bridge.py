@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from router.bot import BotUnavailable, parse_turn
+from router.hub import KeyedLock
 from router.models import Role
 from tests.conftest import start_hub
 from tests.support.actors import Resident
@@ -135,3 +136,18 @@ async def test_bot_answers_and_hands_off_by_custom_payload(own_settings, http) -
 def test_garbage_from_the_bot_counts_as_unavailable(body) -> None:
     with pytest.raises(BotUnavailable):
         parse_turn(json.loads(json.dumps(body)))
+
+
+async def test_bot_turns_of_one_conversation_run_one_at_a_time_and_leave_no_locks() -> None:
+    turns, order = KeyedLock(), []
+
+    async def turn(key: int, label: str) -> None:
+        async with turns.hold(key):
+            order.append(f"{label}+")
+            await asyncio.sleep(0.01)
+            order.append(f"{label}-")
+
+    await asyncio.gather(turn(1, "a"), turn(1, "b"), turn(2, "c"))
+    assert order.index("a-") < order.index("b+")  # same conversation: in turn
+    assert order.index("c+") < order.index("a-")  # other conversations: side by side
+    assert len(turns) == 0
