@@ -51,6 +51,7 @@ from router.models import (
 )
 from router.outbound import OutboundWorker, new_outbound
 from router.schemas import (
+    KEY_COLUMNS,
     ConversationOut,
     MessageOut,
     conversation_event,
@@ -177,22 +178,14 @@ class Hub:
         if not message_ids:
             return
         async with self.sessions() as session:
-            rows = await session.execute(
-                select(Message.id, Message.delivery, Message.last_error, Conversation)
+            rows = (await session.execute(
+                select(Message.id.label("message_id"), Message.delivery, Message.last_error, *KEY_COLUMNS)
                 .join(Conversation, Conversation.id == Message.conversation_id)
                 .where(Message.id.in_(message_ids))
-            )
-            for message_id, delivery, last_error, conversation in rows.unique():
-                await self.bus.publish(
-                    TOPIC,
-                    {
-                        "type": "delivery",
-                        "key": visibility_key(conversation),
-                        "message_id": message_id,
-                        "delivery": delivery,
-                        "last_error": last_error,
-                    },
-                )
+            )).all()
+        for row in rows:
+            await self.bus.publish(TOPIC, {"type": "delivery", "key": visibility_key(row), "message_id": row.message_id,
+                                           "delivery": row.delivery, "last_error": row.last_error})
 
     # -- inbound ------------------------------------------------------------------------------
 

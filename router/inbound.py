@@ -38,7 +38,7 @@ from router.models import (
     Message,
     utcnow,
 )
-from router.schemas import conversation_event, message_event, message_out, visibility_key
+from router.schemas import KEY_COLUMNS, conversation_event, message_event, message_out, visibility_key
 from router.settings import Settings
 
 log = get_logger(__name__)
@@ -49,16 +49,7 @@ _PLAIN_STATES = (ConversationState.BOT, ConversationState.QUEUED, ConversationSt
 
 # The batch path's statements, built once (their compiled forms are cached).
 _LOCK_OPEN_CONVERSATIONS = (
-    select(
-        Conversation.id,
-        Conversation.channel,
-        Conversation.external_id,
-        Conversation.state,
-        Conversation.team_id,
-        Conversation.assignee_id,
-        Conversation.last_agent_id,
-        Conversation.contact_id,
-    )
+    select(*KEY_COLUMNS)
     .where(
         tuple_(Conversation.channel, Conversation.external_id).in_(bindparam("addresses", expanding=True)),
         Conversation.state.in_(_PLAIN_STATES),

@@ -161,7 +161,21 @@ class VisibilityKey(BaseModel):
     contact_id: int = Field(...)
 
 
-def visibility_key(conversation: Conversation) -> dict[str, Any]:
+# The conversation columns a visibility key is made of: select these instead of whole rows.
+KEY_COLUMNS = (
+    Conversation.id,
+    Conversation.channel,
+    Conversation.external_id,
+    Conversation.state,
+    Conversation.team_id,
+    Conversation.assignee_id,
+    Conversation.last_agent_id,
+    Conversation.contact_id,
+)
+
+
+def visibility_key(conversation: Any) -> dict[str, Any]:
+    """From a Conversation, or a row of :data:`KEY_COLUMNS`."""
     return VisibilityKey(
         conversation_id=conversation.id,
         channel=conversation.channel,
