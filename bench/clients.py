@@ -105,30 +105,58 @@ class Recorder:
         self.ledger = Ledger()
 
 
-class Resident:
-    """A web chat visitor on its own WebSocket, speaking the widget's protocol."""
+class TimedSocket:
+    """A WebSocket whose JSON frames are handed to :meth:`on_frame` with the time they arrived."""
 
-    def __init__(self, http: aiohttp.ClientSession, base_url: str, recorder: Recorder) -> None:
-        self._http = http
-        self._base_url = base_url
+    def __init__(self, recorder: Recorder) -> None:
         self._recorder = recorder
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         self._closing = False
+        self.dropped = False  # the hub closed the socket (it does so to a client that falls behind)
+
+    def _start_reading(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self._reader = asyncio.create_task(self._read(ws))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for frame in ws:
+            if frame.type == aiohttp.WSMsgType.TEXT:
+                at = time.perf_counter()
+                self.on_frame(json.loads(frame.data), at)
+        self.dropped = not self._closing
+
+    def on_frame(self, data: dict[str, Any], at: float) -> None:
+        raise NotImplementedError
+
+    async def _close_socket(self) -> None:
+        self._closing = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await self._reader
+
+
+class Resident(TimedSocket):
+    """A web chat visitor on its own WebSocket, speaking the widget's protocol."""
+
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, recorder: Recorder) -> None:
+        super().__init__(recorder)
+        self._http = http
+        self._base_url = base_url
         self.conversation_id: int | None = None
-        self.dropped = False  # the hub closed the socket
 
     async def connect(self) -> None:
         async with self._http.post(f"{self._base_url}/webchat/visitors", json={}) as response:
             if response.status != 201:
                 raise RuntimeError(f"POST /webchat/visitors answered {response.status}: {await response.text()}")
             token = (await response.json())["token"]
-        self._ws = await self._http.ws_connect(f"{self._base_url.replace('http', 'ws', 1)}/webchat/ws",
-                                               params={"token": token})
-        hello = await self._ws.receive_json(timeout=OPEN_TIMEOUT)
+        ws = await self._http.ws_connect(f"{self._base_url.replace('http', 'ws', 1)}/webchat/ws",
+                                         params={"token": token})
+        hello = await ws.receive_json(timeout=OPEN_TIMEOUT)
         if hello.get("type") != "hello":
             raise RuntimeError(f"expected a hello frame, got {hello}")
-        self._reader = asyncio.create_task(self._read())
+        self._start_reading(ws)
 
     async def send(self, key: str, text: str) -> None:
         """Send a message whose client id is ``key``; the ledger notes the time just before it leaves."""
@@ -137,46 +165,31 @@ class Resident:
         self._recorder.ledger.sent[key] = time.perf_counter()
         await self._ws.send_str(frame)
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        async for frame in self._ws:
-            if frame.type != aiohttp.WSMsgType.TEXT:
-                continue
-            at = time.perf_counter()
-            data: dict[str, Any] = json.loads(frame.data)
-            if data.get("type") == "error":
-                self._recorder.ledger.resident_refused(str(data.get("client_id")), str(data.get("code")))
-            if data.get("type") != "message":
-                continue
-            message = data["message"]
-            if message["direction"] == "in":
-                self.conversation_id = message["conversation_id"]
-                self._recorder.ledger.resident_got(message["client_id"], at)
-            elif message["direction"] == "out" and message["text"]:
-                self._recorder.ledger.resident_got(message["text"], at)
-        self.dropped = not self._closing
+    def on_frame(self, data: dict[str, Any], at: float) -> None:
+        if data.get("type") == "error":
+            self._recorder.ledger.resident_refused(str(data.get("client_id")), str(data.get("code")))
+        if data.get("type") != "message":
+            return
+        message = data["message"]
+        if message["direction"] == "in":
+            self.conversation_id = message["conversation_id"]
+            self._recorder.ledger.resident_got(message["client_id"], at)
+        elif message["direction"] == "out" and message["text"]:
+            self._recorder.ledger.resident_got(message["text"], at)
 
     async def close(self) -> None:
-        self._closing = True
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            await self._reader
+        await self._close_socket()
 
 
-class Staff:
+class Staff(TimedSocket):
     """A signed-in member of staff: cookie session with CSRF header, REST calls and ``/api/ws``."""
 
     def __init__(self, base_url: str, recorder: Recorder) -> None:
+        super().__init__(recorder)
         self._base_url = base_url
-        self._recorder = recorder
         # unsafe=True: keep cookies set by a host that is an IP address (127.0.0.1).
         self._http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
         self._csrf = ""
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._closing = False
-        self.dropped = False  # the hub closed the staff socket (it does so to a client that falls behind)
 
     async def login(self, username: str, password: str) -> None:
         async with self._http.post(f"{self._base_url}/api/auth/login",
@@ -187,19 +200,11 @@ class Staff:
         self._csrf = body["csrf_token"]
 
     async def listen(self) -> None:
-        self._ws = await self._http.ws_connect(f"{self._base_url.replace('http', 'ws', 1)}/api/ws")
-        self._reader = asyncio.create_task(self._read())
+        self._start_reading(await self._http.ws_connect(f"{self._base_url.replace('http', 'ws', 1)}/api/ws"))
 
-    async def _read(self) -> None:
-        assert self._ws is not None
-        async for frame in self._ws:
-            if frame.type != aiohttp.WSMsgType.TEXT:
-                continue
-            at = time.perf_counter()
-            data: dict[str, Any] = json.loads(frame.data)
-            if data.get("type") == "message" and data["message"]["direction"] == "in":
-                self._recorder.ledger.agent_got(data["message"]["client_id"], at)
-        self.dropped = not self._closing
+    def on_frame(self, data: dict[str, Any], at: float) -> None:
+        if data.get("type") == "message" and data["message"]["direction"] == "in":
+            self._recorder.ledger.agent_got(data["message"]["client_id"], at)
 
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         async with self._http.post(f"{self._base_url}{path}", json=body,
@@ -219,9 +224,5 @@ class Staff:
         return status, time.perf_counter() - started
 
     async def close(self) -> None:
-        self._closing = True
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            await self._reader
+        await self._close_socket()
         await self._http.close()
