@@ -21,6 +21,7 @@ class Principal:
     username: str = ""
     display_name: str = ""
     team_ids: frozenset[int] = field(default_factory=frozenset)
+    department_id: int | None = None  # handlers and field crews belong to a department
     csrf_token: str | None = None  # set for cookie sessions only
 
     @property

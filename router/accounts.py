@@ -48,6 +48,7 @@ async def create_user(
     display_name: str | None = None,
     team_names: list[str] | None = None,
     max_chats: int = 5,
+    department_id: int | None = None,
 ) -> StaffUser:
     if await session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is not None:
         raise Conflict("用户名已存在", code="username_taken")
@@ -59,6 +60,7 @@ async def create_user(
         password_hash=hash_password(password),
         active=True,
         max_chats=max_chats,
+        department_id=department_id,
         created_at=utcnow(),
         teams=teams,
     )
@@ -123,6 +125,7 @@ def principal_of(user: StaffUser, csrf_token: str | None) -> Principal:
         username=user.username,
         display_name=user.display_name,
         team_ids=frozenset(t.id for t in user.teams),
+        department_id=user.department_id,
         csrf_token=csrf_token,
     )
 

@@ -16,6 +16,8 @@ from router.hub import Hub
 from router.middleware import auth_middleware, errors_middleware, staff_pages_middleware
 from router.settings import Settings
 from router.web import STATIC
+from workorders.api import WORKORDERS
+from workorders.service import WorkOrderService
 
 VERSION = "0.1.0"
 
@@ -34,6 +36,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
         client_max_size=settings.upload_max_bytes + 256 * 1024,
     )
     app[HUB] = hub
+    app[WORKORDERS] = WorkOrderService(hub.sessions, settings.timezone, hub.publish)
     app[OPENAPI] = api.openapi("Shuiwu Hub API", VERSION)
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)

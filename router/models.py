@@ -159,6 +159,7 @@ class StaffUser(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     max_chats: Mapped[int] = mapped_column(Integer, default=5)
     region_id: Mapped[int | None] = mapped_column(ForeignKey("region.id"))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", use_alter=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     teams: Mapped[list[Team]] = relationship(secondary=user_team, lazy="selectin", order_by=Team.id)

@@ -60,6 +60,7 @@ class UserOut(BaseModel):
     display_name: str
     role: str
     teams: list[TeamOut]
+    department_id: int | None = None
 
 
 class ContactOut(FromRow):
@@ -117,6 +118,7 @@ def user_out(user: StaffUser) -> UserOut:
         display_name=user.display_name,
         role=user.role,
         teams=[TeamOut.model_validate(t) for t in user.teams],
+        department_id=user.department_id,
     )
 
 

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     reopen_window_seconds: int = 24 * 3600
     ingest_pipelines: int = 2  # inbound batches written concurrently
     default_team: str = "热线坐席"
+    timezone: str = "Asia/Shanghai"  # local day of work-order numbers, working hours
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0

@@ -11,11 +11,12 @@ from sqlalchemy import select
 from router.access import ALL_ROLES
 from router.accounts import authenticate, close_session, create_api_token, create_user, open_session
 from router.api import api
-from router.api.spec import HUB, Call
-from router.errors import Unauthorized
+from router.api.spec import HUB, MAX_ID, Call
+from router.errors import Invalid, Unauthorized
 from router.middleware import CSRF_COOKIE, SESSION_COOKIE
 from router.models import Role, StaffUser
 from router.schemas import ItemsOfUsers, StrictBody, UserOut, user_out
+from workorders.models import Department
 
 ADMIN = frozenset({Role.ADMIN})
 USERNAME = r"^[A-Za-z0-9_.\-]{2,64}$"
@@ -39,6 +40,7 @@ class NewUserBody(StrictBody):
     display_name: str = Field(min_length=1, max_length=100)
     teams: list[TeamName] = Field(default_factory=list, max_length=20)
     max_chats: int = Field(5, ge=1, le=50)
+    department_id: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class NewTokenBody(StrictBody):
@@ -104,8 +106,11 @@ async def list_users(call: Call) -> ItemsOfUsers:
 async def add_user(call: Call) -> UserOut:
     body: NewUserBody = call.body
     async with call.request.app[HUB].sessions.begin() as session:
+        if body.department_id is not None and await session.get(Department, body.department_id) is None:
+            raise Invalid("部门不存在", code="unknown_department", details={"fields": {"department_id": "unknown"}})
         user = await create_user(session, username=body.username, password=body.password, role=body.role,
-                                 display_name=body.display_name, team_names=body.teams, max_chats=body.max_chats)
+                                 display_name=body.display_name, team_names=body.teams, max_chats=body.max_chats,
+                                 department_id=body.department_id)
         return user_out(user)
 
 

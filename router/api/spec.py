@@ -91,14 +91,27 @@ async def read_json(request: web.Request, limit: int = JSON_BODY_MAX_BYTES) -> A
 
 
 def loads_strict(raw: str | bytes) -> Any:
-    """JSON from outside, refusing what cannot be stored: malformed text and lone UTF-16 surrogates."""
+    """JSON from outside, refusing what cannot be stored: malformed text, lone UTF-16 surrogates, NUL."""
     try:
         value = json.loads(raw)
         # json accepts "\ud800" escapes that no UTF-8 database column can hold.
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except (ValueError, UnicodeError) as exc:
         raise BadRequest("请求体不是有效的 JSON", code="malformed_json") from exc
+    if _has_nul(value):
+        raise BadRequest("文本中不能含有 NUL 字符", code="nul_character")
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    """NUL ("\u0000") is valid JSON but PostgreSQL text cannot hold it."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Api:
@@ -147,6 +160,8 @@ class Api:
                     raise web.HTTPNotFound()
                 call.path[name] = value
             if endpoint.query is not None:
+                if any(_has_nul(v) for v in request.query.values()):
+                    raise Invalid("查询参数中不能含有 NUL 字符", code="nul_character")
                 try:
                     call.query = endpoint.query.model_validate(dict(request.query))
                 except ValidationError as exc:

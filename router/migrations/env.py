@@ -7,6 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import workorders.models  # noqa: F401  (its tables join the metadata)
 from router.models import Base
 from router.settings import Settings
 

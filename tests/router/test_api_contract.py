@@ -38,6 +38,10 @@ VALID_BODIES = {
     "AssignBody": {"agent_id": 1},
     "CloseBody": {"disposition": None},
     "TransferBody": {"team_id": 1},
+    "CategoryBody": {"code": "consultation", "name": "咨询", "sla_hours": 24},
+    "DepartmentBody": {"name": "管网抢修中心"},
+    "NewOrder": {"category": "consultation", "title": "咨询水价", "description": "阶梯水价怎么算"},
+    "TransitionBody": {"action": "dispatch", "department_id": 1},
 }
 
 
@@ -201,3 +205,11 @@ async def test_schemathesis_finds_no_server_error(running_hub, tmp_path) -> None
     text = output.decode(errors="replace")
     assert process.returncode == 0, text[-6000:]
     assert "passed" in text.lower()
+
+
+async def test_nul_characters_are_refused_before_they_reach_the_database(people, running_hub) -> None:
+    admin = people["users"][Role.ADMIN]
+    body = await admin.call("POST", "/api/auth/login", {"username": "a\u0000b", "password": "x"}, expect=400)
+    assert body["error"]["code"] == "nul_character"
+    body = await admin.call("GET", "/api/workorders?category=a%00b", expect=422)
+    assert body["error"]["code"] == "nul_character"

@@ -1,0 +1,194 @@
+"""Work orders through the API: a repair's whole life, numbering under load, and every refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import pytest
+from sqlalchemy import update
+
+from channels.base import InboundMessage
+from router.models import Role, StaffUser
+from tests.support.actors import Staff
+
+NUMBER = re.compile(r"^GD\d{8}-\d{4,}$")
+LEAK = {"category": "leak_repair", "title": "清源路18号路面冒水", "description": "楼下马路在冒水,水很大",
+        "custom_fields": {"leak_location": "路面", "severity": "冒水"}, "address": "昆山市清源路18号",
+        "contact_phone": "13812345678"}
+
+
+@pytest.fixture(scope="module")
+async def crew(running_hub) -> dict:
+    """An agent, a supervisor, a repair department with its handler and two field crew, a second department."""
+    hub = running_hub.hub
+    people: dict = {"agent": await running_hub.staff(Role.AGENT, listen=False),
+                    "supervisor": await running_hub.staff(Role.SUPERVISOR, listen=False)}
+    admin = await running_hub.staff(Role.ADMIN, listen=False)
+    suffix = uuid.uuid4().hex[:6]
+    repair = await admin.call("POST", "/api/departments", {"name": f"管网抢修中心-{suffix}"}, expect=201)
+    billing = await admin.call("POST", "/api/departments", {"name": f"营业所-{suffix}"}, expect=201)
+    for name, role, department in [("handler", Role.HANDLER, repair), ("field", Role.FIELD_CREW, repair),
+                                   ("field2", Role.FIELD_CREW, repair), ("billing_handler", Role.HANDLER, billing)]:
+        staff = await running_hub.staff(role, teams=[], listen=False)
+        async with hub.sessions.begin() as session:
+            await session.execute(update(StaffUser).where(StaffUser.id == staff.user["id"])
+                                  .values(department_id=department["id"]))
+        people[name] = await Staff(running_hub.url).login(staff.user["username"], "correct-horse-battery")
+        await staff.close()
+    people.update(admin=admin, repair=repair, billing=billing)
+    yield people
+    for value in people.values():
+        if isinstance(value, Staff):
+            await value.close()
+
+
+async def act(staff: Staff, order_id: int, expect: int = 200, **body) -> dict:
+    return await staff.call("POST", f"/api/workorders/{order_id}/transitions", body, expect=expect)
+
+
+async def test_a_repair_from_report_to_close(crew, running_hub) -> None:
+    chat = await running_hub.hub.ingest(InboundMessage(channel="webchat", external_id=f"wo-{uuid.uuid4()}",
+                                                       channel_message_id=str(uuid.uuid4()), text="楼下马路在冒水"))
+    order = await crew["agent"].call("POST", "/api/workorders", {**LEAK, "conversation_id": chat.conversation_id},
+                                     expect=201)
+    assert NUMBER.match(order["number"]) and order["state"] == "new" and order["priority"] == 1
+    assert order["conversation_id"] == chat.conversation_id and order["sla_due_at"]
+    assert "dispatch" in order["actions"]
+
+    order_id = order["id"]
+    await act(crew["agent"], order_id, action="dispatch", department_id=crew["repair"]["id"])
+    await act(crew["handler"], order_id, action="assign", assignee_id=crew["field"].user["id"])
+    await act(crew["field"], order_id, action="start")
+    await act(crew["field"], order_id, action="complete", comment="更换DN100阀门,已恢复供水")
+    await act(crew["agent"], order_id, action="visit", satisfaction=4, comment="居民满意")
+    closed = await act(crew["agent"], order_id, action="close")
+
+    assert closed["state"] == "closed" and closed["state_label"] == "已办结" and closed["satisfaction"] == 4
+    assert closed["closed_at"] and closed["completed_at"] and closed["actions"] == []
+    timeline = [(e["action"], e["from_state"], e["to_state"]) for e in closed["timeline"]]
+    assert timeline == [("create", None, "new"), ("dispatch", "new", "dispatched"),
+                        ("assign", "dispatched", "assigned"), ("start", "assigned", "in_progress"),
+                        ("complete", "in_progress", "completed"), ("visit", "completed", "visited"),
+                        ("close", "visited", "closed")]
+    assert closed["timeline"][1]["data"]["department"] == crew["repair"]["name"]
+    assert closed["timeline"][2]["actor_name"] == crew["handler"].user["display_name"]
+    assert closed["timeline"][4]["comment"] == "更换DN100阀门,已恢复供水"
+
+
+async def test_fifty_concurrent_creations_get_fifty_numbers(crew) -> None:
+    orders = await asyncio.gather(*(crew["agent"].call("POST", "/api/workorders", LEAK, expect=201)
+                                    for _ in range(50)))
+    numbers = [o["number"] for o in orders]
+    assert len(set(numbers)) == 50 and all(NUMBER.match(n) for n in numbers)
+    day = {n[2:10] for n in numbers}
+    assert len(day) == 1  # one local day: consecutive sequence numbers
+    sequence = sorted(int(n.split("-")[1]) for n in numbers)
+    assert sequence == list(range(sequence[0], sequence[0] + 50))
+
+
+async def test_an_invalid_transition_is_409_with_the_reason_and_what_is_allowed(crew) -> None:
+    order = await crew["agent"].call("POST", "/api/workorders", LEAK, expect=201)
+    body = await act(crew["agent"], order["id"], expect=409, action="close")
+    assert body["error"]["code"] == "invalid_transition" and "新建" in body["error"]["message"]
+    assert body["error"]["details"]["allowed"] == ["dispatch", "reject", "escalate", "cancel", "merge"]
+    body = await act(crew["agent"], order["id"], expect=409, action="teleport")
+    assert body["error"]["code"] == "invalid_transition"
+    missing = await act(crew["agent"], order["id"], expect=422, action="dispatch")
+    assert missing["error"]["details"]["fields"] == {"department_id": "required"}
+
+
+@pytest.mark.parametrize(("fields", "errors"), [
+    ({}, {"custom_fields.leak_location"}),
+    ({"leak_location": "天上"}, {"custom_fields.leak_location"}),
+    ({"leak_location": "路面", "severity": 3, "colour": "红"}, {"custom_fields.severity", "custom_fields.colour"}),
+])
+async def test_bad_custom_fields_are_422_field_by_field(crew, fields, errors) -> None:
+    body = await crew["agent"].call("POST", "/api/workorders", {**LEAK, "custom_fields": fields}, expect=422)
+    assert body["error"]["code"] == "invalid_custom_fields"
+    assert set(body["error"]["details"]["fields"]) == errors
+
+
+async def test_roles_and_departments_are_enforced(crew) -> None:
+    order = await crew["agent"].call("POST", "/api/workorders", LEAK, expect=201)
+    body = await act(crew["field"], order["id"], expect=403, action="dispatch", department_id=crew["repair"]["id"])
+    assert body["error"]["code"] == "not_your_order"  # a field crew does not even see unassigned orders
+    await act(crew["agent"], order["id"], action="dispatch", department_id=crew["repair"]["id"])
+    body = await act(crew["agent"], order["id"], expect=403, action="assign", assignee_id=crew["field"].user["id"])
+    assert body["error"]["code"] == "role_forbidden"  # assigning people is the department's job
+    other = await act(crew["billing_handler"], order["id"], expect=403, action="assign",
+                      assignee_id=crew["field"].user["id"])
+    assert other["error"]["code"] == "not_your_order"
+    # A field crew sees only their own orders; the other department's handler not even this one.
+    await crew["field2"].call("GET", f"/api/workorders/{order['id']}", expect=403)
+    await crew["billing_handler"].call("GET", f"/api/workorders/{order['id']}", expect=403)
+    await crew["handler"].call("GET", f"/api/workorders/{order['id']}")
+    await act(crew["handler"], order["id"], action="assign", assignee_id=crew["field2"].user["id"])
+    await act(crew["field"], order["id"], expect=403, action="start")
+    mine = await crew["field2"].call("GET", "/api/workorders?state=assigned")
+    assert order["id"] in [o["id"] for o in mine["items"]]
+    assert all(o["assignee"]["id"] == crew["field2"].user["id"] for o in mine["items"])
+    wrong_crew = await act(crew["handler"], order["id"], expect=422, action="reassign",
+                           assignee_id=crew["billing_handler"].user["id"], reason="换人")
+    assert wrong_crew["error"]["code"] == "unknown_assignee"
+
+
+async def test_return_escalate_cancel_and_merge(crew) -> None:
+    master = await crew["agent"].call("POST", "/api/workorders", LEAK, expect=201)
+    second = await crew["agent"].call("POST", "/api/workorders", LEAK, expect=201)
+    merged = await act(crew["agent"], second["id"], action="merge", master_id=master["id"])
+    assert merged["state"] == "merged" and merged["master_id"] == master["id"]
+    escalated = await act(crew["supervisor"], master["id"], action="escalate", reason="超时未派单")
+    assert escalated["state"] == "new" and escalated["timeline"][-1]["data"]["priority"] == {"from": 1, "to": 1}
+    await act(crew["agent"], master["id"], action="dispatch", department_id=crew["repair"]["id"])
+    returned = await act(crew["handler"], master["id"], action="return", reason="不属于本部门管辖")
+    assert returned["state"] == "new" and returned["department"] is None
+    cancelled = await act(crew["agent"], master["id"], action="cancel", reason="居民已自行修复")
+    assert cancelled["state"] == "cancelled" and cancelled["actions"] == []
+
+
+async def test_list_filters(crew) -> None:
+    created = await crew["agent"].call("POST", "/api/workorders",
+                                       {**LEAK, "category": "meter", "custom_fields": {"problem": "停走"}}, expect=201)
+    listed = await crew["agent"].call("GET", "/api/workorders?category=meter&state=new&overdue=false")
+    assert created["id"] in [o["id"] for o in listed["items"]]
+    assert all(o["category"]["code"] == "meter" and o["state"] == "new" for o in listed["items"])
+    overdue = await crew["agent"].call("GET", "/api/workorders?overdue=true")
+    assert created["id"] not in [o["id"] for o in overdue["items"]]
+    page = await crew["agent"].call("GET", f"/api/workorders?limit=2&before_id={created['id']}")
+    assert len(page["items"]) == 2 and all(o["id"] < created["id"] for o in page["items"])
+
+
+async def test_imports_are_idempotent_by_external_ref(crew) -> None:
+    ref = f"12345-{uuid.uuid4().hex[:10]}"
+    first = await crew["agent"].call("POST", "/api/workorders", {**LEAK, "source": "12345", "external_ref": ref},
+                                     expect=201)
+    again = await crew["agent"].call("POST", "/api/workorders", {**LEAK, "source": "12345", "external_ref": ref},
+                                     expect=409)
+    assert again["error"]["details"]["number"] == first["number"]
+
+
+async def test_admins_configure_categories_and_bad_definitions_are_refused(crew) -> None:
+    admin = crew["admin"]
+    code = f"hydrant_{uuid.uuid4().hex[:6]}"
+    schema = {"type": "object", "properties": {"hydrant_no": {"type": "string", "minLength": 3}},
+              "required": ["hydrant_no"]}
+    created = await admin.call("POST", "/api/workorder-categories",
+                               {"code": code, "name": "消防栓", "fields_schema": schema, "sla_hours": 12}, expect=201)
+    assert created["workflow"]["initial"] == "new"
+    order = await crew["agent"].call("POST", "/api/workorders", {**LEAK, "category": code,
+                                                                 "custom_fields": {"hydrant_no": "XF-021"}}, expect=201)
+    assert order["category"]["name"] == "消防栓"
+    bad_schema = await admin.call("POST", "/api/workorder-categories",
+                                  {"code": code + "x", "name": "x", "sla_hours": 1,
+                                   "fields_schema": {"type": "object", "properties": {"a": {"type": "nope"}}}},
+                                  expect=422)
+    assert "fields_schema" in bad_schema["error"]["details"]["fields"]
+    workflow = {**created["workflow"], "transitions": [{"action": "close", "label": "办结", "from": ["closed"],
+                                                        "to": "nowhere", "roles": ["agent"]}]}
+    bad_flow = await admin.call("POST", "/api/workorder-categories",
+                                {"code": code + "y", "name": "y", "sla_hours": 1, "workflow": workflow}, expect=422)
+    assert "nowhere" in bad_flow["error"]["details"]["fields"]["workflow"]
+    await crew["agent"].call("POST", "/api/workorder-categories",
+                             {"code": code + "z", "name": "z", "sla_hours": 1}, expect=403)

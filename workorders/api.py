@@ -1,0 +1,172 @@
+"""REST API of work orders: categories (admin), departments, orders, transitions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+
+from router.access import ALL_ROLES, STAFF_ROLES
+from router.api import api
+from router.api.spec import Call
+from router.errors import Conflict, Invalid, NotFound
+from router.models import Role
+from router.schemas import StrictBody
+from workorders.categories import check_fields_schema
+from workorders.models import Department, WorkOrderCategory
+from workorders.service import (
+    ListQuery,
+    NewOrder,
+    TransitionBody,
+    WorkOrderDetail,
+    WorkOrderOut,
+    WorkOrderService,
+)
+from workorders.workflow import STANDARD_WORKFLOW, parse_workflow
+
+WORKORDERS: web.AppKey[WorkOrderService] = web.AppKey("workorders")
+ADMIN = frozenset({Role.ADMIN})
+ORDER_READERS = frozenset({Role.ADMIN, Role.SUPERVISOR, Role.AGENT, Role.HANDLER, Role.FIELD_CREW})
+ORDER = "/api/workorders/{order_id:\\d+}"
+
+
+class CategoryOut(BaseModel):
+    id: int
+    code: str
+    name: str
+    fields_schema: dict
+    default_priority: int
+    sla_hours: float
+    workflow: dict
+    active: bool
+
+
+class CategoryBody(StrictBody):
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{1,39}$")
+    name: str = Field(min_length=1, max_length=100)
+    fields_schema: dict = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    default_priority: int = Field(2, ge=1, le=4)
+    sla_hours: float = Field(gt=0, le=24 * 365)
+    workflow: dict = Field(default_factory=lambda: STANDARD_WORKFLOW)
+    active: bool = True
+
+    @field_validator("fields_schema")
+    @classmethod
+    def valid_schema(cls, value: dict) -> dict:
+        check_fields_schema(value)
+        return value
+
+    @field_validator("workflow")
+    @classmethod
+    def valid_workflow(cls, value: dict) -> dict:
+        parse_workflow(value)
+        return value
+
+
+class ItemsOfCategories(BaseModel):
+    items: list[CategoryOut]
+
+
+class DepartmentOut(BaseModel):
+    id: int
+    name: str
+
+
+class DepartmentBody(StrictBody):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ItemsOfDepartments(BaseModel):
+    items: list[DepartmentOut]
+
+
+class ItemsOfOrders(BaseModel):
+    items: list[WorkOrderOut]
+
+
+def _category_out(category: WorkOrderCategory) -> CategoryOut:
+    return CategoryOut(id=category.id, code=category.code, name=category.name, fields_schema=category.fields_schema,
+                       default_priority=category.default_priority, sla_hours=category.sla_hours,
+                       workflow=category.workflow, active=category.active)
+
+
+@api.endpoint("GET", "/api/workorder-categories", summary="Work-order categories", roles=ALL_ROLES,
+              response=ItemsOfCategories, tag="workorders")
+async def list_categories(call: Call) -> ItemsOfCategories:
+    async with call.request.app[WORKORDERS].sessions() as session:
+        categories = await session.scalars(select(WorkOrderCategory).order_by(WorkOrderCategory.id))
+        return ItemsOfCategories(items=[_category_out(c) for c in categories])
+
+
+@api.endpoint("POST", "/api/workorder-categories", summary="Create a category", roles=ADMIN, body=CategoryBody,
+              response=CategoryOut, status=201, tag="workorders", errors=(409,))
+async def create_category(call: Call) -> CategoryOut:
+    body: CategoryBody = call.body
+    async with call.request.app[WORKORDERS].sessions.begin() as session:
+        if await session.scalar(select(WorkOrderCategory.id).where(WorkOrderCategory.code == body.code)):
+            raise Conflict("类别代码已存在", code="category_exists")
+        category = WorkOrderCategory(**body.model_dump())
+        session.add(category)
+        await session.flush()
+        return _category_out(category)
+
+
+@api.endpoint("PUT", "/api/workorder-categories/{category_id:\\d+}", summary="Change a category", roles=ADMIN,
+              body=CategoryBody, response=CategoryOut, tag="workorders", errors=(409,))
+async def update_category(call: Call) -> CategoryOut:
+    body: CategoryBody = call.body
+    async with call.request.app[WORKORDERS].sessions.begin() as session:
+        category = await session.get(WorkOrderCategory, call.path["category_id"])
+        if category is None:
+            raise NotFound("类别不存在", code="category_not_found")
+        if body.code != category.code:
+            raise Invalid("类别代码不能修改", code="code_immutable", details={"fields": {"code": "immutable"}})
+        for name, value in body.model_dump().items():
+            setattr(category, name, value)
+        return _category_out(category)
+
+
+@api.endpoint("GET", "/api/departments", summary="Departments", roles=ALL_ROLES, response=ItemsOfDepartments,
+              tag="workorders")
+async def list_departments(call: Call) -> ItemsOfDepartments:
+    async with call.request.app[WORKORDERS].sessions() as session:
+        departments = await session.scalars(select(Department).order_by(Department.id))
+        return ItemsOfDepartments(items=[DepartmentOut(id=d.id, name=d.name) for d in departments])
+
+
+@api.endpoint("POST", "/api/departments", summary="Create a department", roles=ADMIN, body=DepartmentBody,
+              response=DepartmentOut, status=201, tag="workorders", errors=(409,))
+async def create_department(call: Call) -> DepartmentOut:
+    async with call.request.app[WORKORDERS].sessions.begin() as session:
+        if await session.scalar(select(Department.id).where(Department.name == call.body.name)):
+            raise Conflict("部门已存在", code="department_exists")
+        department = Department(name=call.body.name)
+        session.add(department)
+        await session.flush()
+        return DepartmentOut(id=department.id, name=department.name)
+
+
+@api.endpoint("POST", "/api/workorders", summary="Create a work order", roles=STAFF_ROLES, body=NewOrder,
+              response=WorkOrderDetail, status=201, tag="workorders", errors=(409,))
+async def create_order(call: Call) -> WorkOrderDetail:
+    return await call.request.app[WORKORDERS].create(call.user, call.body)
+
+
+@api.endpoint("GET", "/api/workorders", summary="Work orders the caller may see, newest first", roles=ORDER_READERS,
+              query=ListQuery, response=ItemsOfOrders, tag="workorders")
+async def list_orders(call: Call) -> ItemsOfOrders:
+    return ItemsOfOrders(items=await call.request.app[WORKORDERS].list(call.user, call.query))
+
+
+@api.endpoint("GET", ORDER, summary="A work order with its timeline", roles=ORDER_READERS,
+              response=WorkOrderDetail, tag="workorders")
+async def get_order(call: Call) -> WorkOrderDetail:
+    return await call.request.app[WORKORDERS].get(call.user, call.path["order_id"])
+
+
+@api.endpoint("POST", ORDER + "/transitions", summary="Move a work order through its workflow",
+              roles=ORDER_READERS, body=TransitionBody, response=WorkOrderDetail, tag="workorders", errors=(409,))
+async def transition_order(call: Call) -> WorkOrderDetail:
+    return await call.request.app[WORKORDERS].transition(call.user, call.path["order_id"], call.body)
+
+

@@ -1,0 +1,375 @@
+"""Creating work orders, moving them through their category's workflow, reading them by role."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field
+from sqlalchemy import and_, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from router.access import Principal, can_view
+from router.errors import Conflict, Forbidden, Invalid, NotFound
+from router.models import Conversation, Role, StaffUser, utcnow
+from router.schemas import StrictBody, visibility_key
+from workorders.categories import field_errors
+from workorders.models import Department, WorkOrder, WorkOrderCategory, WorkOrderCounter, WorkOrderEvent
+from workorders.workflow import Transition, Workflow, parse_workflow
+
+TOPIC = "workorder"
+Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+Source = Literal["agent", "bot", "webchat", "wechat", "sms", "phone", "voicemail", "12345", "email", "import"]
+
+
+class NewOrder(StrictBody):
+    category: str = Field(min_length=1, max_length=40, description="category code, e.g. leak_repair")
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(min_length=1, max_length=5000)
+    custom_fields: dict[str, Any] = Field(default_factory=dict)
+    address: str | None = Field(None, max_length=300)
+    lat: float | None = Field(None, ge=-90, le=90)
+    lng: float | None = Field(None, ge=-180, le=180)
+    contact_phone: str | None = Field(None, pattern=r"^\+?[0-9\-]{5,20}$")
+    priority: int | None = Field(None, ge=1, le=4)
+    conversation_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    source: Source = "agent"
+    external_ref: str | None = Field(None, min_length=1, max_length=100)
+
+
+class TransitionBody(StrictBody):
+    action: str = Field(min_length=1, max_length=20)
+    department_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    assignee_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    master_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    reason: str | None = Field(None, min_length=1, max_length=500)
+    comment: str | None = Field(None, min_length=1, max_length=5000)
+    satisfaction: int | None = Field(None, ge=1, le=5)
+
+
+class Ref(BaseModel):
+    id: int
+    name: str
+
+
+class CategoryRef(BaseModel):
+    code: str
+    name: str
+
+
+class EventOut(BaseModel):
+    id: int
+    action: str
+    from_state: str | None
+    to_state: str
+    actor_name: str
+    reason: str | None
+    comment: str | None
+    data: dict[str, Any] | None
+    at: datetime
+
+
+class WorkOrderOut(BaseModel):
+    id: int
+    number: str
+    category: CategoryRef
+    state: str
+    state_label: str
+    priority: int
+    title: str
+    description: str
+    custom_fields: dict[str, Any]
+    address: str | None
+    lat: float | None
+    lng: float | None
+    region_code: str | None
+    contact_phone: str | None
+    department: Ref | None
+    assignee: Ref | None
+    master_id: int | None
+    conversation_id: int | None
+    source: str
+    external_ref: str | None
+    satisfaction: int | None
+    sla_due_at: datetime | None
+    overdue: bool
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    closed_at: datetime | None
+    actions: list[str] = Field(description="actions the workflow allows from the current state")
+
+
+class WorkOrderDetail(WorkOrderOut):
+    timeline: list[EventOut]
+
+
+class ListQuery(BaseModel):
+    state: str | None = Field(None, pattern=r"^[a-z_]+(,[a-z_]+)*$")
+    category: str | None = Field(None, max_length=40)
+    region: str | None = Field(None, max_length=32)
+    overdue: bool | None = None
+    assignee_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    department_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    limit: int = Field(50, ge=1, le=200)
+    before_id: int | None = Field(None, ge=1, le=2**31 - 1)
+
+
+def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
+    workflow = parse_workflow(order.category.workflow)
+    final_or_done = {*workflow.final, "completed", "visited"}
+    return WorkOrderOut(
+        id=order.id, number=order.number, category=CategoryRef(code=order.category.code, name=order.category.name),
+        state=order.state, state_label=workflow.states.get(order.state, order.state), priority=order.priority,
+        title=order.title, description=order.description, custom_fields=order.custom_fields, address=order.address,
+        lat=order.lat, lng=order.lng, region_code=order.region_code, contact_phone=order.contact_phone,
+        department=Ref(id=order.department.id, name=order.department.name) if order.department else None,
+        assignee=Ref(id=order.assignee.id, name=order.assignee.display_name) if order.assignee else None,
+        master_id=order.master_id, conversation_id=order.conversation_id, source=order.source,
+        external_ref=order.external_ref, satisfaction=order.satisfaction, sla_due_at=order.sla_due_at,
+        overdue=bool(order.sla_due_at and order.sla_due_at < now and order.state not in final_or_done),
+        created_at=order.created_at, updated_at=order.updated_at, completed_at=order.completed_at,
+        closed_at=order.closed_at, actions=workflow.actions_from(order.state),
+    )
+
+
+class WorkOrderService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], timezone: str, publish: Publish) -> None:
+        self.sessions = sessions
+        self._zone = ZoneInfo(timezone)
+        self._publish = publish
+
+    # -- numbers ------------------------------------------------------------------------------
+
+    async def _next_number(self, session: AsyncSession, now: datetime) -> str:
+        """GD<yyyymmdd>-<nnnn>, counted per local day by an atomic upsert (safe under concurrency)."""
+        day = now.astimezone(self._zone).strftime("%Y%m%d")
+        insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        statement = (
+            insert(WorkOrderCounter)
+            .values(day=day, last=1)
+            .on_conflict_do_update(index_elements=[WorkOrderCounter.day], set_={"last": WorkOrderCounter.last + 1})
+            .returning(WorkOrderCounter.last)
+        )
+        number = (await session.execute(statement)).scalar_one()
+        return f"GD{day}-{number:04d}"
+
+    # -- create -------------------------------------------------------------------------------
+
+    async def create(self, principal: Principal, body: NewOrder) -> WorkOrderDetail:
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            category = await session.scalar(
+                select(WorkOrderCategory).where(WorkOrderCategory.code == body.category, WorkOrderCategory.active)
+            )
+            if category is None:
+                raise Invalid("工单类别不存在或已停用", code="unknown_category",
+                              details={"fields": {"category": "unknown"}})
+            errors = field_errors(category.fields_schema, body.custom_fields)
+            if errors:
+                raise Invalid("自定义字段不符合该类别的要求", code="invalid_custom_fields", details={"fields": errors})
+            if body.external_ref is not None:
+                existing = await session.scalar(select(WorkOrder).where(
+                    WorkOrder.source == body.source, WorkOrder.external_ref == body.external_ref))
+                if existing is not None:
+                    raise Conflict("该来源的工单已导入", code="duplicate_external_ref",
+                                   details={"number": existing.number, "id": existing.id})
+            contact_id = None
+            if body.conversation_id is not None:
+                conversation = await session.get(Conversation, body.conversation_id)
+                if conversation is None:
+                    raise Invalid("会话不存在", code="unknown_conversation",
+                                  details={"fields": {"conversation_id": "unknown"}})
+                if not can_view(principal, visibility_key(conversation)) and principal.user_id is not None:
+                    raise Forbidden("无权查看该会话")
+                contact_id = conversation.contact_id
+            order = WorkOrder(
+                number=await self._next_number(session, now), category=category, category_id=category.id,
+                state=parse_workflow(category.workflow).initial, priority=body.priority or category.default_priority,
+                title=body.title, description=body.description, custom_fields=body.custom_fields,
+                address=body.address, lat=body.lat, lng=body.lng, contact_phone=body.contact_phone,
+                conversation_id=body.conversation_id, contact_id=contact_id, source=body.source,
+                external_ref=body.external_ref, sla_due_at=now + timedelta(hours=category.sla_hours),
+                created_by_id=principal.user_id, created_at=now, updated_at=now, department=None, assignee=None,
+            )
+            session.add(order)
+            await session.flush()
+            event = WorkOrderEvent(order_id=order.id, action="create", from_state=None, to_state=order.state,
+                                   actor_id=principal.user_id, actor_name=_actor_name(principal), at=now,
+                                   data={"source": body.source})
+            session.add(event)
+            await session.flush()
+            detail = WorkOrderDetail(**order_out(order, now).model_dump(), timeline=[_event_out(event)])
+        await self._publish(TOPIC, {"type": "created", "order": detail.model_dump(mode="json")})
+        return detail
+
+    # -- transitions --------------------------------------------------------------------------
+
+    async def transition(self, principal: Principal, order_id: int, body: TransitionBody) -> WorkOrderDetail:
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            order = await self._load_for_update(session, order_id)
+            self._require_visible(principal, order)
+            workflow = parse_workflow(order.category.workflow)
+            rule = workflow.transition(body.action)
+            if rule is None or order.state not in rule.from_states:
+                raise Conflict(
+                    f"工单当前状态为「{workflow.states.get(order.state, order.state)}」,不能执行 {body.action}",
+                    code="invalid_transition",
+                    details={"state": order.state, "action": body.action,
+                             "allowed": workflow.actions_from(order.state)},
+                )
+            self._authorize(principal, order, rule)
+            missing = {name: "required" for name in rule.requires if getattr(body, name) is None}
+            if missing:
+                raise Invalid(f"「{rule.label}」需要填写:{', '.join(missing)}", code="missing_fields",
+                              details={"fields": missing})
+            previous = order.state
+            data = await self._apply(session, order, rule, body, workflow, now)
+            event = WorkOrderEvent(order_id=order.id, action=rule.action, from_state=previous, to_state=order.state,
+                                   actor_id=principal.user_id, actor_name=_actor_name(principal),
+                                   reason=body.reason, comment=body.comment, data=data or None, at=now)
+            session.add(event)
+            await session.flush()
+            detail = await self._detail(session, order, now)
+        await self._publish(TOPIC, {"type": "transition", "action": rule.action, "from": previous,
+                                    "order": detail.model_dump(mode="json")})
+        return detail
+
+    @staticmethod
+    def _authorize(principal: Principal, order: WorkOrder, rule: Transition) -> None:
+        if principal.role not in rule.roles:
+            raise Forbidden(f"当前角色不能执行「{rule.label}」", code="role_forbidden")
+        if principal.is_overseer or rule.guard is None:
+            return
+        of_department = principal.department_id is not None and order.department_id == principal.department_id
+        is_assignee = principal.user_id is not None and order.assignee_id == principal.user_id
+        allowed = {"department": of_department, "assignee": is_assignee,
+                   "department_or_assignee": of_department or is_assignee}[rule.guard]
+        if not allowed:
+            raise Forbidden(f"只有本部门或被派工人员可以「{rule.label}」", code="not_your_order")
+
+    async def _apply(
+        self, session: AsyncSession, order: WorkOrder, rule: Transition, body: TransitionBody, workflow: Workflow,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """Carry out what the action means beyond the state; returns what the audit trail should keep."""
+        data: dict[str, Any] = {}
+        if rule.action == "dispatch":
+            department = await session.get(Department, body.department_id)
+            if department is None:
+                raise Invalid("部门不存在", code="unknown_department",
+                              details={"fields": {"department_id": "unknown"}})
+            order.department_id, order.department = department.id, department
+            data["department"] = department.name
+        if rule.action in {"assign", "reassign"}:
+            assignee = await session.get(StaffUser, body.assignee_id)
+            if (assignee is None or not assignee.active or assignee.role not in {Role.FIELD_CREW, Role.HANDLER}
+                    or assignee.department_id != order.department_id):
+                raise Invalid("处理人须为本部门在岗的现场人员或处理人", code="unknown_assignee",
+                              details={"fields": {"assignee_id": "not a field crew or handler of the department"}})
+            data["from_assignee"] = order.assignee.display_name if order.assignee else None
+            order.assignee_id, order.assignee = assignee.id, assignee
+            data["assignee"] = assignee.display_name
+        if rule.action == "return":
+            order.department_id, order.department, order.assignee_id, order.assignee = None, None, None, None
+        if rule.action == "escalate":
+            data["priority"] = {"from": order.priority, "to": max(1, order.priority - 1)}
+            order.priority = max(1, order.priority - 1)
+        if rule.action == "merge":
+            master = await session.get(WorkOrder, body.master_id)
+            if master is None or master.id == order.id or master.state in workflow.final:
+                raise Invalid("主工单不存在或已结束", code="unknown_master",
+                              details={"fields": {"master_id": "invalid"}})
+            order.master_id = master.id
+            data["master"] = master.number
+        if rule.action == "visit":
+            order.satisfaction = body.satisfaction
+        if rule.action == "complete":
+            order.completed_at = now
+        if rule.to is not None:
+            order.state = rule.to
+        if order.state in workflow.final:
+            order.closed_at = now
+        order.updated_at = now
+        return data
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, order_id: int) -> WorkOrderDetail:
+        async with self.sessions() as session:
+            order = await session.get(WorkOrder, order_id)
+            if order is None:
+                raise NotFound("工单不存在", code="order_not_found")
+            self._require_visible(principal, order)
+            return await self._detail(session, order, utcnow())
+
+    async def list(self, principal: Principal, query: ListQuery) -> list[WorkOrderOut]:
+        now = utcnow()
+        statement = select(WorkOrder).order_by(WorkOrder.id.desc()).limit(query.limit)
+        conditions = [self._visible_clause(principal)]
+        if query.state:
+            conditions.append(WorkOrder.state.in_(query.state.split(",")))
+        if query.category:
+            conditions.append(WorkOrder.category.has(WorkOrderCategory.code == query.category))
+        if query.region:
+            conditions.append(WorkOrder.region_code == query.region)
+        if query.assignee_id:
+            conditions.append(WorkOrder.assignee_id == query.assignee_id)
+        if query.department_id:
+            conditions.append(WorkOrder.department_id == query.department_id)
+        if query.before_id:
+            conditions.append(WorkOrder.id < query.before_id)
+        if query.overdue is not None:
+            late = and_(WorkOrder.sla_due_at < now,
+                        WorkOrder.state.not_in(["completed", "visited", "closed", "rejected", "cancelled", "merged"]))
+            conditions.append(late if query.overdue else ~late)
+        async with self.sessions() as session:
+            orders = (await session.scalars(statement.where(*conditions))).unique()
+            return [order_out(order, now) for order in orders]
+
+    @staticmethod
+    def _visible_clause(principal: Principal) -> Any:
+        if principal.role in {Role.ADMIN, Role.SUPERVISOR, Role.AGENT}:
+            return True
+        if principal.role == Role.HANDLER:
+            return (WorkOrder.department_id == principal.department_id) | (WorkOrder.assignee_id == principal.user_id)
+        return WorkOrder.assignee_id == principal.user_id
+
+    def _require_visible(self, principal: Principal, order: WorkOrder) -> None:
+        if principal.role in {Role.ADMIN, Role.SUPERVISOR, Role.AGENT}:
+            return
+        mine = principal.user_id is not None and order.assignee_id == principal.user_id
+        of_department = principal.role == Role.HANDLER and principal.department_id is not None and (
+            order.department_id == principal.department_id)
+        if not (mine or of_department):
+            raise Forbidden("无权查看该工单", code="not_your_order")
+
+    @staticmethod
+    async def _load_for_update(session: AsyncSession, order_id: int) -> WorkOrder:
+        order = (await session.execute(
+            select(WorkOrder).where(WorkOrder.id == order_id).with_for_update(of=WorkOrder)
+        )).unique().scalar_one_or_none()
+        if order is None:
+            raise NotFound("工单不存在", code="order_not_found")
+        return order
+
+    @staticmethod
+    async def _detail(session: AsyncSession, order: WorkOrder, now: datetime) -> WorkOrderDetail:
+        events = await session.scalars(
+            select(WorkOrderEvent).where(WorkOrderEvent.order_id == order.id).order_by(WorkOrderEvent.id))
+        return WorkOrderDetail(**order_out(order, now).model_dump(), timeline=[_event_out(e) for e in events])
+
+
+def _event_out(event: WorkOrderEvent) -> EventOut:
+    return EventOut(id=event.id, action=event.action, from_state=event.from_state, to_state=event.to_state,
+                    actor_name=event.actor_name, reason=event.reason, comment=event.comment, data=event.data,
+                    at=event.at)
+
+
+def _actor_name(principal: Principal) -> str:
+    return principal.display_name or principal.username
