@@ -36,7 +36,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
         client_max_size=settings.upload_max_bytes + 256 * 1024,
     )
     app[HUB] = hub
-    app[WORKORDERS] = WorkOrderService(hub.sessions, settings.timezone, hub.publish)
+    app[WORKORDERS] = WorkOrderService(hub.sessions, settings.timezone, hub.publish, hub.worker.wake)
     app[OPENAPI] = api.openapi("Shuiwu Hub API", VERSION)
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)

@@ -5,15 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import ALL_ROLES, STAFF_ROLES
 from router.api import api
 from router.api.spec import Call
 from router.errors import Conflict, Invalid, NotFound
-from router.models import Role
+from router.models import Role, utcnow
 from router.schemas import StrictBody
 from workorders.categories import check_fields_schema
 from workorders.models import Department, WorkOrderCategory
+from workorders.notices import DEFAULT_TEMPLATES, PLACEHOLDERS, MessageTemplate, check_template
 from workorders.service import (
     ListQuery,
     NewOrder,
@@ -170,3 +172,67 @@ async def transition_order(call: Call) -> WorkOrderDetail:
     return await call.request.app[WORKORDERS].transition(call.user, call.path["order_id"], call.body)
 
 
+
+
+class TemplateOut(BaseModel):
+    key: str
+    text: str
+    default: str
+    customised: bool
+
+
+class ItemsOfTemplates(BaseModel):
+    items: list[TemplateOut]
+    placeholders: dict[str, str]
+
+
+class TemplateBody(StrictBody):
+    key: str = Field(max_length=60)
+    text: str | None = Field(None, min_length=1, max_length=500, description="null restores the default")
+
+    @field_validator("key")
+    @classmethod
+    def known_key(cls, value: str) -> str:
+        if value not in DEFAULT_TEMPLATES:
+            raise ValueError(f"unknown template; known: {', '.join(DEFAULT_TEMPLATES)}")
+        return value
+
+    @field_validator("text")
+    @classmethod
+    def valid_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_template(value)
+        return value
+
+
+async def _templates(session: AsyncSession) -> ItemsOfTemplates:
+    custom = {t.key: t.text for t in await session.scalars(select(MessageTemplate))}
+    return ItemsOfTemplates(
+        items=[TemplateOut(key=key, text=custom.get(key, default), default=default, customised=key in custom)
+               for key, default in DEFAULT_TEMPLATES.items()],
+        placeholders=PLACEHOLDERS,
+    )
+
+
+@api.endpoint("GET", "/api/message-templates", summary="Notices sent to residents", roles=ADMIN,
+              response=ItemsOfTemplates, tag="workorders")
+async def list_templates(call: Call) -> ItemsOfTemplates:
+    async with call.request.app[WORKORDERS].sessions() as session:
+        return await _templates(session)
+
+
+@api.endpoint("PUT", "/api/message-templates", summary="Change (or restore) a notice's text", roles=ADMIN,
+              body=TemplateBody, response=ItemsOfTemplates, tag="workorders")
+async def change_template(call: Call) -> ItemsOfTemplates:
+    body: TemplateBody = call.body
+    async with call.request.app[WORKORDERS].sessions.begin() as session:
+        template = await session.get(MessageTemplate, body.key)
+        if body.text is None:
+            if template is not None:
+                await session.delete(template)
+        elif template is None:
+            session.add(MessageTemplate(key=body.key, text=body.text, updated_at=utcnow()))
+        else:
+            template.text, template.updated_at = body.text, utcnow()
+        await session.flush()
+        return await _templates(session)

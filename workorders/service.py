@@ -15,10 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router.access import Principal, can_view
 from router.errors import Conflict, Forbidden, Invalid, NotFound
-from router.models import Conversation, Role, StaffUser, utcnow
-from router.schemas import StrictBody, visibility_key
+from router.hub import TOPIC as CONVERSATION_TOPIC
+from router.models import Author, Conversation, Message, Role, StaffUser, utcnow
+from router.outbound import new_outbound
+from router.schemas import StrictBody, message_event, visibility_key
 from workorders.categories import field_errors
 from workorders.models import Department, WorkOrder, WorkOrderCategory, WorkOrderCounter, WorkOrderEvent
+from workorders.notices import DEFAULT_TEMPLATES, MessageTemplate, render
 from workorders.workflow import Transition, Workflow, parse_workflow
 
 TOPIC = "workorder"
@@ -138,10 +141,14 @@ def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
 
 
 class WorkOrderService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], timezone: str, publish: Publish) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], timezone: str, publish: Publish,
+        wake_outbound: Callable[[], None],
+    ) -> None:
         self.sessions = sessions
         self._zone = ZoneInfo(timezone)
         self._publish = publish
+        self._wake_outbound = wake_outbound
 
     # -- numbers ------------------------------------------------------------------------------
 
@@ -204,7 +211,8 @@ class WorkOrderService:
             session.add(event)
             await session.flush()
             detail = WorkOrderDetail(**order_out(order, now).model_dump(), timeline=[_event_out(event)])
-        await self._publish(TOPIC, {"type": "created", "order": detail.model_dump(mode="json")})
+            notices = await self._notify_residents(session, order, "create", detail, event)
+        await self._published(detail, {"type": "created"}, notices)
         return detail
 
     # -- transitions --------------------------------------------------------------------------
@@ -236,9 +244,52 @@ class WorkOrderService:
             session.add(event)
             await session.flush()
             detail = await self._detail(session, order, now)
-        await self._publish(TOPIC, {"type": "transition", "action": rule.action, "from": previous,
-                                    "order": detail.model_dump(mode="json")})
+            notices = await self._notify_residents(session, order, rule.action, detail, event)
+        await self._published(detail, {"type": "transition", "action": rule.action, "from": previous}, notices)
         return detail
+
+    async def _notify_residents(
+        self, session: AsyncSession, order: WorkOrder, action: str, detail: WorkOrderDetail, event: WorkOrderEvent,
+    ) -> list[tuple[Message, Conversation]]:
+        """Queue the notice for the resident(s) in the same transaction as the change (nothing is lost).
+
+        The order's own conversation hears of it, and so do the conversations of orders merged into it.
+        """
+        key = f"workorder.{action}"
+        if key not in DEFAULT_TEMPLATES:
+            return []  # internal steps (visit, escalate, return) are not announced
+        template = await session.get(MessageTemplate, key)
+        values = {
+            "number": order.number, "category": order.category.name, "state": detail.state_label,
+            "department": detail.department.name if detail.department else None,
+            "assignee": detail.assignee.name if detail.assignee else None,
+            "comment": event.comment, "reason": event.reason, "master": (event.data or {}).get("master"),
+        }
+        text = render(template.text if template else DEFAULT_TEMPLATES[key], values)
+        conversation_ids = {order.conversation_id} if order.conversation_id else set()
+        if action != "merge":
+            conversation_ids |= set(await session.scalars(select(WorkOrder.conversation_id).where(
+                WorkOrder.master_id == order.id, WorkOrder.conversation_id.is_not(None))))
+        notices = []
+        for conversation_id in sorted(conversation_ids):
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                continue
+            notice = new_outbound(conversation, author=Author.SYSTEM, text=text, payload={
+                "work_order": {"id": order.id, "number": order.number, "action": action, "state": order.state}})
+            session.add(notice)
+            notices.append((notice, conversation))
+        await session.flush()
+        return notices
+
+    async def _published(
+        self, detail: WorkOrderDetail, event: dict[str, Any], notices: list[tuple[Message, Conversation]],
+    ) -> None:
+        await self._publish(TOPIC, {**event, "order": detail.model_dump(mode="json")})
+        for notice, conversation in notices:
+            await self._publish(CONVERSATION_TOPIC, message_event(notice, conversation))
+        if notices:
+            self._wake_outbound()
 
     @staticmethod
     def _authorize(principal: Principal, order: WorkOrder, rule: Transition) -> None:

@@ -7,7 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import workorders.models  # noqa: F401  (its tables join the metadata)
+import workorders.models
+import workorders.notices  # noqa: F401
 from router.models import Base
 from router.settings import Settings
 

@@ -42,6 +42,7 @@ VALID_BODIES = {
     "DepartmentBody": {"name": "管网抢修中心"},
     "NewOrder": {"category": "consultation", "title": "咨询水价", "description": "阶梯水价怎么算"},
     "TransitionBody": {"action": "dispatch", "department_id": 1},
+    "TemplateBody": {"key": "workorder.create", "text": None},
 }
 
 

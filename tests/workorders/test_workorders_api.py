@@ -9,9 +9,8 @@ import uuid
 import pytest
 from sqlalchemy import update
 
-from channels.base import InboundMessage
 from router.models import Role, StaffUser
-from tests.support.actors import Staff
+from tests.support.actors import Resident, Staff
 
 NUMBER = re.compile(r"^GD\d{8}-\d{4,}$")
 LEAK = {"category": "leak_repair", "title": "清源路18号路面冒水", "description": "楼下马路在冒水,水很大",
@@ -48,13 +47,16 @@ async def act(staff: Staff, order_id: int, expect: int = 200, **body) -> dict:
     return await staff.call("POST", f"/api/workorders/{order_id}/transitions", body, expect=expect)
 
 
-async def test_a_repair_from_report_to_close(crew, running_hub) -> None:
-    chat = await running_hub.hub.ingest(InboundMessage(channel="webchat", external_id=f"wo-{uuid.uuid4()}",
-                                                       channel_message_id=str(uuid.uuid4()), text="楼下马路在冒水"))
-    order = await crew["agent"].call("POST", "/api/workorders", {**LEAK, "conversation_id": chat.conversation_id},
+async def test_a_repair_from_report_to_close(crew, running_hub, http) -> None:
+    resident = await Resident(http, running_hub.url).connect()
+    said = await resident.says("楼下马路在冒水")
+    order = await crew["agent"].call("POST", "/api/workorders", {**LEAK, "conversation_id": said["conversation_id"]},
                                      expect=201)
+    chat = said["conversation_id"]
     assert NUMBER.match(order["number"]) and order["state"] == "new" and order["priority"] == 1
-    assert order["conversation_id"] == chat.conversation_id and order["sla_due_at"]
+    assert order["conversation_id"] == chat and order["sla_due_at"]
+    heard = await resident.hears("system")
+    assert heard["text"] == f"您反映的问题已受理,工单号 {order['number']}(漏水报修),我们会尽快处理。"
     assert "dispatch" in order["actions"]
 
     order_id = order["id"]
@@ -75,6 +77,54 @@ async def test_a_repair_from_report_to_close(crew, running_hub) -> None:
     assert closed["timeline"][1]["data"]["department"] == crew["repair"]["name"]
     assert closed["timeline"][2]["actor_name"] == crew["handler"].user["display_name"]
     assert closed["timeline"][4]["comment"] == "更换DN100阀门,已恢复供水"
+    # The resident heard of every step they should hear of, in the web chat, in order.
+    updates = [(await resident.hears("system"))["text"] for _ in range(5)]
+    assert updates == [
+        f"工单 {order['number']} 已派至{crew['repair']['name']}处理。",
+        f"工单 {order['number']} 已安排{crew['field'].user['display_name']}负责处理,请保持电话畅通。",
+        f"工单 {order['number']}:维修人员已到场处理。",
+        f"工单 {order['number']} 已处理完毕:更换DN100阀门,已恢复供水。如仍有问题请直接回复。",
+        f"工单 {order['number']} 已办结,感谢您对供水服务的支持。",
+    ]
+    await resident.close()
+
+
+async def test_residents_of_merged_reports_hear_the_master_orders_news(crew, running_hub, http) -> None:
+    first, second = [await Resident(http, running_hub.url).connect() for _ in range(2)]
+    orders = []
+    for resident in (first, second):
+        said = await resident.says("路口爆管了")
+        orders.append(await crew["agent"].call(
+            "POST", "/api/workorders", {**LEAK, "conversation_id": said["conversation_id"]}, expect=201))
+        await resident.hears("system")
+    master, duplicate = orders
+    await act(crew["agent"], duplicate["id"], action="merge", master_id=master["id"])
+    assert master["number"] in (await second.hears("system"))["text"]
+    await act(crew["agent"], master["id"], action="dispatch", department_id=crew["repair"]["id"])
+    for resident in (first, second):
+        assert (await resident.hears("system"))["text"].startswith(f"工单 {master['number']} 已派至")
+        await resident.close()
+
+
+async def test_admins_edit_the_notices_and_bad_placeholders_are_refused(crew, running_hub, http) -> None:
+    admin = crew["admin"]
+    templates = await admin.call("PUT", "/api/message-templates",
+                                 {"key": "workorder.create", "text": "【清源水务】已受理,单号{number}"})
+    assert next(t for t in templates["items"] if t["key"] == "workorder.create")["customised"] is True
+    try:
+        resident = await Resident(http, running_hub.url).connect()
+        said = await resident.says("水表不走了")
+        order = await crew["agent"].call("POST", "/api/workorders", {
+            **LEAK, "category": "meter", "custom_fields": {"problem": "停走"},
+            "conversation_id": said["conversation_id"]}, expect=201)
+        assert (await resident.hears("system"))["text"] == f"【清源水务】已受理,单号{order['number']}"
+        await resident.close()
+        bad = await admin.call("PUT", "/api/message-templates", {"key": "workorder.create", "text": "单号{numbr}"},
+                               expect=422)
+        assert "numbr" in bad["error"]["details"]["fields"]["text"]
+        await crew["agent"].call("GET", "/api/message-templates", expect=403)
+    finally:
+        await admin.call("PUT", "/api/message-templates", {"key": "workorder.create", "text": None})
 
 
 async def test_fifty_concurrent_creations_get_fifty_numbers(crew) -> None:

@@ -158,8 +158,10 @@ def upgrade() -> None:
     now = router.models.utcnow()
     op.bulk_insert(
         categories,
-        [{**category, "workflow": STANDARD_WORKFLOW, "active": True, "created_at": now}
-         for category in DEFAULT_CATEGORIES],
+        [
+            {**category, "workflow": STANDARD_WORKFLOW, "active": True, "created_at": now}
+            for category in DEFAULT_CATEGORIES
+        ],
     )
 
 
