@@ -17,6 +17,7 @@ from router.middleware import auth_middleware, errors_middleware, staff_pages_mi
 from router.settings import Settings
 from router.web import STATIC
 from workorders.api import WORKORDERS
+from workorders.geo import GazetteerGeocoder
 from workorders.service import WorkOrderService
 
 VERSION = "0.1.0"
@@ -36,7 +37,8 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
         client_max_size=settings.upload_max_bytes + 256 * 1024,
     )
     app[HUB] = hub
-    app[WORKORDERS] = WorkOrderService(hub.sessions, settings.timezone, hub.publish, hub.worker.wake)
+    app[WORKORDERS] = WorkOrderService(hub.sessions, settings, GazetteerGeocoder(settings.gazetteer_path), hub.publish,
+                                        hub.worker.wake)
     app[OPENAPI] = api.openapi("Shuiwu Hub API", VERSION)
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)

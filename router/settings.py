@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     ingest_pipelines: int = 2  # inbound batches written concurrently
     default_team: str = "热线坐席"
     timezone: str = "Asia/Shanghai"  # local day of work-order numbers, working hours
+    gazetteer_path: Path | None = None  # districts for dispatch by region; default: the packaged demo
+    duplicate_radius_m: float = 300.0  # reports of one category this close …
+    duplicate_window_minutes: int = 120  # … and this soon after each other are likely one event
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0

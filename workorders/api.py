@@ -9,11 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import ALL_ROLES, STAFF_ROLES
 from router.api import api
-from router.api.spec import Call
+from router.api.spec import MAX_ID, Call
 from router.errors import Conflict, Invalid, NotFound
 from router.models import Role, utcnow
 from router.schemas import StrictBody
 from workorders.categories import check_fields_schema
+from workorders.dispatch import DispatchRule
 from workorders.models import Department, WorkOrderCategory
 from workorders.notices import DEFAULT_TEMPLATES, PLACEHOLDERS, MessageTemplate, check_template
 from workorders.service import (
@@ -236,3 +237,71 @@ async def change_template(call: Call) -> ItemsOfTemplates:
             template.text, template.updated_at = body.text, utcnow()
         await session.flush()
         return await _templates(session)
+
+
+class RuleOut(BaseModel):
+    id: int
+    category_code: str | None
+    region_code: str | None
+    department_id: int
+
+
+class RuleBody(StrictBody):
+    category_code: str | None = Field(None, max_length=40, description="null: any category")
+    region_code: str | None = Field(None, max_length=32, description="null: any region")
+    department_id: int = Field(ge=1, le=MAX_ID)
+
+
+class ItemsOfRules(BaseModel):
+    items: list[RuleOut]
+
+
+def _rule_out(rule: DispatchRule) -> RuleOut:
+    return RuleOut(id=rule.id, category_code=rule.category_code, region_code=rule.region_code,
+                   department_id=rule.department_id)
+
+
+@api.endpoint("GET", "/api/dispatch-rules", summary="Which department gets which category in which region",
+              roles=frozenset({Role.ADMIN, Role.SUPERVISOR}), response=ItemsOfRules, tag="workorders")
+async def list_rules(call: Call) -> ItemsOfRules:
+    async with call.request.app[WORKORDERS].sessions() as session:
+        rules = await session.scalars(select(DispatchRule).order_by(DispatchRule.id))
+        return ItemsOfRules(items=[_rule_out(r) for r in rules])
+
+
+@api.endpoint("POST", "/api/dispatch-rules", summary="Add a dispatch rule", roles=ADMIN, body=RuleBody,
+              response=RuleOut, status=201, tag="workorders", errors=(409,))
+async def add_rule(call: Call) -> RuleOut:
+    body: RuleBody = call.body
+    service = call.request.app[WORKORDERS]
+    async with service.sessions.begin() as session:
+        problems = {}
+        if await session.get(Department, body.department_id) is None:
+            problems["department_id"] = "unknown"
+        if body.category_code is not None and not await session.scalar(
+                select(WorkOrderCategory.id).where(WorkOrderCategory.code == body.category_code)):
+            problems["category_code"] = "unknown"
+        if body.region_code is not None and body.region_code not in service.region_codes:
+            problems["region_code"] = "unknown"
+        if problems:
+            raise Invalid("派单规则引用了不存在的部门、类别或区域", code="invalid_rule", details={"fields": problems})
+        if await session.scalar(select(DispatchRule.id).where(
+                DispatchRule.category_code.is_(None) if body.category_code is None
+                else DispatchRule.category_code == body.category_code,
+                DispatchRule.region_code.is_(None) if body.region_code is None
+                else DispatchRule.region_code == body.region_code)):
+            raise Conflict("已有相同类别与区域的派单规则", code="rule_exists")
+        rule = DispatchRule(**body.model_dump())
+        session.add(rule)
+        await session.flush()
+        return _rule_out(rule)
+
+
+@api.endpoint("DELETE", "/api/dispatch-rules/{rule_id:\\d+}", summary="Remove a dispatch rule", roles=ADMIN,
+              status=204, tag="workorders")
+async def remove_rule(call: Call) -> None:
+    async with call.request.app[WORKORDERS].sessions.begin() as session:
+        rule = await session.get(DispatchRule, call.path["rule_id"])
+        if rule is None:
+            raise NotFound("派单规则不存在", code="rule_not_found")
+        await session.delete(rule)

@@ -66,6 +66,8 @@ class WorkOrder(Base):
     department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"), index=True)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id"), index=True)
     master_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"), index=True)
+    # Another report of the same event, found on creation; an agent confirms it by merging.
+    suggested_master_id: Mapped[int | None] = mapped_column(ForeignKey("work_order.id"))
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversation.id"), index=True)
     source: Mapped[str] = mapped_column(String(20))  # webchat, wechat, phone, agent, bot, 12345, import …

@@ -19,7 +19,10 @@ from router.hub import TOPIC as CONVERSATION_TOPIC
 from router.models import Author, Conversation, Message, Role, StaffUser, utcnow
 from router.outbound import new_outbound
 from router.schemas import StrictBody, message_event, visibility_key
+from router.settings import Settings
 from workorders.categories import field_errors
+from workorders.dispatch import DuplicateRule, likely_master, locate, matching_rule
+from workorders.geo import Geocoder
 from workorders.models import Department, WorkOrder, WorkOrderCategory, WorkOrderCounter, WorkOrderEvent
 from workorders.notices import DEFAULT_TEMPLATES, MessageTemplate, render
 from workorders.workflow import Transition, Workflow, parse_workflow
@@ -94,6 +97,7 @@ class WorkOrderOut(BaseModel):
     department: Ref | None
     assignee: Ref | None
     master_id: int | None
+    suggested_master_id: int | None
     conversation_id: int | None
     source: str
     external_ref: str | None
@@ -132,7 +136,8 @@ def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
         lat=order.lat, lng=order.lng, region_code=order.region_code, contact_phone=order.contact_phone,
         department=Ref(id=order.department.id, name=order.department.name) if order.department else None,
         assignee=Ref(id=order.assignee.id, name=order.assignee.display_name) if order.assignee else None,
-        master_id=order.master_id, conversation_id=order.conversation_id, source=order.source,
+        master_id=order.master_id, suggested_master_id=order.suggested_master_id,
+        conversation_id=order.conversation_id, source=order.source,
         external_ref=order.external_ref, satisfaction=order.satisfaction, sla_due_at=order.sla_due_at,
         overdue=bool(order.sla_due_at and order.sla_due_at < now and order.state not in final_or_done),
         created_at=order.created_at, updated_at=order.updated_at, completed_at=order.completed_at,
@@ -142,11 +147,14 @@ def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
 
 class WorkOrderService:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], timezone: str, publish: Publish,
-        wake_outbound: Callable[[], None],
+        self, sessions: async_sessionmaker[AsyncSession], settings: Settings, geocoder: Geocoder,
+        publish: Publish, wake_outbound: Callable[[], None],
     ) -> None:
         self.sessions = sessions
-        self._zone = ZoneInfo(timezone)
+        self._zone = ZoneInfo(settings.timezone)
+        self._geocoder = geocoder
+        self.region_codes = frozenset(region.code for region in geocoder.regions)
+        self._duplicates = DuplicateRule(settings.duplicate_radius_m, settings.duplicate_window_minutes)
         self._publish = publish
         self._wake_outbound = wake_outbound
 
@@ -201,6 +209,7 @@ class WorkOrderService:
                 address=body.address, lat=body.lat, lng=body.lng, contact_phone=body.contact_phone,
                 conversation_id=body.conversation_id, contact_id=contact_id, source=body.source,
                 external_ref=body.external_ref, sla_due_at=now + timedelta(hours=category.sla_hours),
+                region_code=await locate(self._geocoder, body.address, body.lat, body.lng),
                 created_by_id=principal.user_id, created_at=now, updated_at=now, department=None, assignee=None,
             )
             session.add(order)
@@ -210,10 +219,39 @@ class WorkOrderService:
                                    data={"source": body.source})
             session.add(event)
             await session.flush()
-            detail = WorkOrderDetail(**order_out(order, now).model_dump(), timeline=[_event_out(event)])
-            notices = await self._notify_residents(session, order, "create", detail, event)
+            events = [event, *await self._route(session, order, now)]
+            detail = await self._detail(session, order, now)
+            notices = []
+            for routed in events:
+                notices += await self._notify_residents(session, order, routed.action, detail, routed)
         await self._published(detail, {"type": "created"}, notices)
         return detail
+
+    async def _route(self, session: AsyncSession, order: WorkOrder, now: datetime) -> list[WorkOrderEvent]:
+        """Dispatch a new order by the rules of its category and region; point out a likely master order."""
+        events = []
+        found = await likely_master(session, order, self._duplicates, now)
+        if found is not None:
+            master, distance = found
+            order.suggested_master_id = master.id
+            events.append(WorkOrderEvent(
+                order_id=order.id, action="suggest_master", from_state=order.state, to_state=order.state,
+                actor_name="系统", at=now, data={"master_id": master.id, "master": master.number,
+                                                "distance_m": None if distance is None else round(distance)}))
+        rule = await matching_rule(session, order.category.code, order.region_code)
+        dispatch = parse_workflow(order.category.workflow).transition("dispatch")
+        if rule is not None and dispatch is not None and order.state in dispatch.from_states:
+            department = await session.get(Department, rule.department_id)
+            assert department is not None  # the rule's foreign key cascades on delete
+            previous, order.state = order.state, dispatch.to or order.state
+            order.department_id, order.department = department.id, department
+            events.append(WorkOrderEvent(
+                order_id=order.id, action="dispatch", from_state=previous, to_state=order.state,
+                actor_name="系统派单", at=now,
+                data={"department": department.name, "rule_id": rule.id, "region": order.region_code}))
+        session.add_all(events)
+        await session.flush()
+        return events
 
     # -- transitions --------------------------------------------------------------------------
 

@@ -7,8 +7,10 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+# Every package's tables must be in the metadata that autogenerate compares with the database.
+import workorders.dispatch
 import workorders.models
-import workorders.notices  # noqa: F401
+import workorders.notices  # noqa: F401  (binds the tables; the name itself is unused)
 from router.models import Base
 from router.settings import Settings
 

@@ -43,6 +43,7 @@ VALID_BODIES = {
     "NewOrder": {"category": "consultation", "title": "咨询水价", "description": "阶梯水价怎么算"},
     "TransitionBody": {"action": "dispatch", "department_id": 1},
     "TemplateBody": {"key": "workorder.create", "text": None},
+    "RuleBody": {"department_id": 999999},
 }
 
 

@@ -130,7 +130,12 @@ def synthetic(tmp_path: Path) -> GazetteerGeocoder:
     data = {
         "source": "test",
         "regions": [
-            {"code": "town", "name": "周庄", "keywords": ["周庄", "周庄镇", "东街", "甲村"], "polygon": square(120.0, 31.0)},
+            {
+                "code": "town",
+                "name": "周庄",
+                "keywords": ["周庄", "周庄镇", "东街", "甲村"],
+                "polygon": square(120.0, 31.0),
+            },
             {"code": "road", "name": "某区", "keywords": ["周庄路", "西街", "乙村"], "polygon": square(120.01, 31.0)},
         ],
     }
@@ -300,8 +305,10 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
         (mutate("regions.1.name", "东区"), "duplicate name"),
         (mutate("regions.0.keywords", []), "(east 东区): keywords"),
         (mutate("regions.0.keywords", ["，。"]), "empty once spaces and punctuation are removed"),
-        (mutate("regions.0.polygon", [[120.0, 31.0], [120.01, 31.01], [120.01, 31.0], [120.0, 31.01]]),
-         "(east 东区): polygon is not valid: Self-intersection"),
+        (
+            mutate("regions.0.polygon", [[120.0, 31.0], [120.01, 31.01], [120.01, 31.0], [120.0, 31.01]]),
+            "(east 东区): polygon is not valid: Self-intersection",
+        ),
         (mutate("regions.0.polygon", [[120.0, 31.0], [120.01, 31.0]]), "at least 3"),
         (mutate("regions.0.polygon", [[31.0, 120.0], [31.0, 120.01], [31.01, 120.01]]), "latitude 120.0"),
         (mutate("regions.0.polygon.1", [120.01, "31.0"]), "point 2 must be [lng, lat]"),

@@ -242,3 +242,55 @@ async def test_admins_configure_categories_and_bad_definitions_are_refused(crew)
     assert "nowhere" in bad_flow["error"]["details"]["fields"]["workflow"]
     await crew["agent"].call("POST", "/api/workorder-categories",
                              {"code": code + "z", "name": "z", "sla_hours": 1}, expect=403)
+
+
+async def test_dispatch_by_category_and_region_and_duplicate_bursts(crew, running_hub, http) -> None:
+    """Two residents report the same burst in 花桥 minutes apart: both go to 花桥's crew, the second is
+    suggested as a duplicate, merged, and its resident then hears the master order's news."""
+    admin, agent = crew["admin"], crew["agent"]
+    code = f"burst_{uuid.uuid4().hex[:6]}"
+    await admin.call("POST", "/api/workorder-categories", {"code": code, "name": "爆管", "sla_hours": 2,
+                                                            "default_priority": 1}, expect=201)
+    await admin.call("POST", "/api/dispatch-rules", {"category_code": code, "department_id": crew["billing"]["id"]},
+                     expect=201)
+    await admin.call("POST", "/api/dispatch-rules", {"category_code": code, "region_code": "huaqiao",
+                                                      "department_id": crew["repair"]["id"]}, expect=201)
+    again = await admin.call("POST", "/api/dispatch-rules", {"category_code": code, "region_code": "huaqiao",
+                                                              "department_id": crew["repair"]["id"]}, expect=409)
+    assert again["error"]["code"] == "rule_exists"
+    bad = await admin.call("POST", "/api/dispatch-rules", {"region_code": "atlantis", "department_id": 999999},
+                           expect=422)
+    assert set(bad["error"]["details"]["fields"]) == {"region_code", "department_id"}
+
+    residents = [await Resident(http, running_hub.url).connect() for _ in range(2)]
+    # Both carry a WeChat location, 50 m apart; the addresses are written the way residents write them.
+    first_said = await residents[0].says("花桥绿地大道爆管了")
+    first = await agent.call("POST", "/api/workorders", {
+        "category": code, "title": "爆管", "description": "马路中间水往上喷", "address": "花桥镇绿地大道 靠近地铁站",
+        "lat": 31.3035, "lng": 121.1010, "conversation_id": first_said["conversation_id"]}, expect=201)
+    second_said = await residents[1].says("绿地大道水管爆了")
+    second = await agent.call("POST", "/api/workorders", {
+        "category": code, "title": "爆管", "description": "地铁口往东一直在冒水", "address": "绿地大道地铁口往东",
+        "lat": 31.3039, "lng": 121.1012, "conversation_id": second_said["conversation_id"]}, expect=201)
+    for order in (first, second):
+        assert order["region_code"] == "huaqiao"
+        assert (order["state"], order["department"]["id"]) == ("dispatched", crew["repair"]["id"])
+        assert order["timeline"][-1]["actor_name"] == "系统派单"
+    assert first["suggested_master_id"] is None and second["suggested_master_id"] == first["id"]
+    suggestion = next(e for e in second["timeline"] if e["action"] == "suggest_master")
+    assert suggestion["data"]["master"] == first["number"] and 30 < suggestion["data"]["distance_m"] < 80
+
+    elsewhere = await agent.call("POST", "/api/workorders", {
+        "category": code, "title": "爆管", "description": "另一处", "address": "周庄镇全福路"}, expect=201)
+    assert elsewhere["region_code"] == "zhouzhuang" and elsewhere["department"]["id"] == crew["billing"]["id"]
+    assert elsewhere["suggested_master_id"] is None
+
+    await act(agent, second["id"], action="merge", master_id=first["id"])
+    for resident in residents:
+        texts = [(await resident.hears("system"))["text"] for _ in range(2)]
+        assert "已受理" in texts[0] and "已派至" in texts[1]
+    assert first["number"] in (await residents[1].hears("system"))["text"]  # the merge notice
+    await act(crew["handler"], first["id"], action="assign", assignee_id=crew["field"].user["id"])
+    for resident in residents:
+        assert (await resident.hears("system"))["text"].startswith(f"工单 {first['number']} 已安排")
+        await resident.close()
