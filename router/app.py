@@ -19,6 +19,7 @@ from router.web import STATIC
 from workorders.api import WORKORDERS
 from workorders.geo import GazetteerGeocoder
 from workorders.service import WorkOrderService
+from workorders.sla import SlaClock
 
 VERSION = "0.1.0"
 
@@ -37,8 +38,9 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
         client_max_size=settings.upload_max_bytes + 256 * 1024,
     )
     app[HUB] = hub
+    clock = SlaClock(settings.effective_database_url, hub.sessions, hub.publish)
     app[WORKORDERS] = WorkOrderService(hub.sessions, settings, GazetteerGeocoder(settings.gazetteer_path), hub.publish,
-                                        hub.worker.wake)
+                                        hub.worker.wake, clock)
     app[OPENAPI] = api.openapi("Shuiwu Hub API", VERSION)
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)
@@ -54,6 +56,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
 
     async def on_startup(_app: web.Application) -> None:
         await hub.start()
+        clock.start()  # after the migrations: its table is one of them
 
     async def on_shutdown(_app: web.Application) -> None:
         for ws in list(hub.staff_sockets):
@@ -62,6 +65,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
             await adapter.disconnect()
 
     async def on_cleanup(_app: web.Application) -> None:
+        await clock.stop()
         await hub.stop()
 
     app.on_startup.append(on_startup)

@@ -25,6 +25,7 @@ from workorders.dispatch import DuplicateRule, likely_master, locate, matching_r
 from workorders.geo import Geocoder
 from workorders.models import Department, WorkOrder, WorkOrderCategory, WorkOrderCounter, WorkOrderEvent
 from workorders.notices import DEFAULT_TEMPLATES, MessageTemplate, render
+from workorders.sla import STOPPED, SlaClock
 from workorders.workflow import Transition, Workflow, parse_workflow
 
 TOPIC = "workorder"
@@ -148,9 +149,10 @@ def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
 class WorkOrderService:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], settings: Settings, geocoder: Geocoder,
-        publish: Publish, wake_outbound: Callable[[], None],
+        publish: Publish, wake_outbound: Callable[[], None], clock: SlaClock,
     ) -> None:
         self.sessions = sessions
+        self.clock = clock
         self._zone = ZoneInfo(settings.timezone)
         self._geocoder = geocoder
         self.region_codes = frozenset(region.code for region in geocoder.regions)
@@ -224,6 +226,7 @@ class WorkOrderService:
             notices = []
             for routed in events:
                 notices += await self._notify_residents(session, order, routed.action, detail, routed)
+        await self.clock.schedule(order)
         await self._published(detail, {"type": "created"}, notices)
         return detail
 
@@ -283,6 +286,8 @@ class WorkOrderService:
             await session.flush()
             detail = await self._detail(session, order, now)
             notices = await self._notify_residents(session, order, rule.action, detail, event)
+        if detail.state in STOPPED:
+            await self.clock.cancel(order_id)
         await self._published(detail, {"type": "transition", "action": rule.action, "from": previous}, notices)
         return detail
 

@@ -1,0 +1,79 @@
+"""Deadlines: a reminder at 80 % of the time allowed, an escalation when it is up, also across a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from router.models import Role
+from tests.conftest import PASSWORD
+from tests.support.actors import Staff
+from tests.support.hubproc import HubProcess
+
+SECONDS = 1 / 3600
+
+
+async def wait_for_event(staff: Staff, order_id: int, action: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        order = await staff.call("GET", f"/api/workorders/{order_id}")
+        if any(e["action"] == action for e in order["timeline"]):
+            return order
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"no {action} on order {order_id}: {order['timeline']}")
+
+
+async def quick_category(admin: Staff, seconds: float) -> str:
+    code = f"quick_{uuid.uuid4().hex[:6]}"
+    await admin.call("POST", "/api/workorder-categories",
+                     {"code": code, "name": "限时", "sla_hours": seconds * SECONDS, "default_priority": 3}, expect=201)
+    return code
+
+
+ORDER = {"title": "测试时限", "description": "测试"}
+
+
+async def test_reminder_then_escalation(running_hub) -> None:
+    admin = await running_hub.staff(Role.ADMIN, listen=False)
+    try:
+        code = await quick_category(admin, 3)
+        order = await admin.call("POST", "/api/workorders", {**ORDER, "category": code}, expect=201)
+        reminded = await wait_for_event(admin, order["id"], "sla_reminder")
+        assert reminded["priority"] == 3 and not any(e["action"] == "sla_escalated" for e in reminded["timeline"])
+        escalated = await wait_for_event(admin, order["id"], "sla_escalated")
+        assert escalated["priority"] == 2 and escalated["overdue"] is True
+        assert [e["action"] for e in escalated["timeline"]] == ["create", "sla_reminder", "sla_escalated"]
+
+        finished = await admin.call("POST", "/api/workorders", {**ORDER, "category": code}, expect=201)
+        await admin.call("POST", f"/api/workorders/{finished['id']}/transitions",
+                         {"action": "cancel", "reason": "居民撤回"})
+        await asyncio.sleep(4)  # its timers were removed: nothing happens to a cancelled order
+        timeline = (await admin.call("GET", f"/api/workorders/{finished['id']}"))["timeline"]
+        assert [e["action"] for e in timeline] == ["create", "cancel"]
+    finally:
+        await admin.close()
+
+
+async def test_an_escalation_scheduled_before_a_restart_fires_after_it(fresh_database_url, tmp_path) -> None:
+    env = {"HUB_DATABASE_URL": fresh_database_url, "HUB_FIRST_ADMIN_PASSWORD": PASSWORD, "HUB_SECRET_KEY": "s" * 40}
+    hub = HubProcess(env, tmp_path / "var").start()
+    try:
+        admin = await Staff(hub.url).login("admin", PASSWORD)
+        code = await quick_category(admin, 4)
+        order = await admin.call("POST", "/api/workorders", {**ORDER, "category": code}, expect=201)
+        await admin.close()
+    finally:
+        hub.kill()  # SIGKILL before either timer fired
+    await asyncio.sleep(5)  # both deadlines pass while no hub is running
+
+    restarted = HubProcess(env, tmp_path / "var").start()
+    try:
+        admin = await Staff(restarted.url).login("admin", PASSWORD)
+        escalated = await wait_for_event(admin, order["id"], "sla_escalated")
+        actions = [e["action"] for e in escalated["timeline"]]
+        assert actions.count("sla_escalated") == 1 and actions.count("sla_reminder") == 1
+        assert escalated["priority"] == 2
+        await admin.close()
+    finally:
+        restarted.kill()

@@ -1,0 +1,136 @@
+"""Deadlines of work orders: a reminder at 80 % of the time allowed, an escalation when it is up.
+
+The timers are APScheduler jobs kept in the hub's own database (table ``apscheduler_jobs``), so
+they survive a restart: a job whose time passed while the hub was down fires when it comes back.
+Every hub process runs a scheduler on the same table; a job firing twice does no harm, because
+:meth:`SlaClock.fire` takes the order's row lock and does each step once per order.
+
+APScheduler's job store is synchronous. The scheduler therefore runs in its own thread and jobs are
+added from a worker thread, so that its database calls never block the event loop (with SQLite they
+would wait for a lock that only the blocked loop can release); a job hands its work back to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from typing import Any
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from router.logs import get_logger
+from router.models import utcnow
+from workorders.models import WorkOrder, WorkOrderEvent
+
+log = get_logger(__name__)
+
+REMINDER_SHARE = 0.8
+# States in which the clock no longer runs.
+STOPPED = frozenset({"completed", "visited", "closed", "rejected", "cancelled", "merged"})
+_JOB_KINDS = ("remind", "escalate")
+# The scheduler calls a module-level function with plain arguments (they are stored in the table).
+# The first one names the database the job belongs to (several hubs may live in one process, as in
+# the tests); this maps it to the running clock of that database.
+_clocks: dict[str, SlaClock] = {}
+
+
+def sync_url(async_url: str) -> str:
+    """The job store speaks to the same database through a synchronous driver."""
+    url = make_url(async_url)
+    driver = {"postgresql+asyncpg": "postgresql+psycopg", "sqlite+aiosqlite": "sqlite"}[url.drivername]
+    return url.set(drivername=driver).render_as_string(hide_password=False)
+
+
+def database_key(async_url: str) -> str:
+    """A stable, secret-free name of a database: the same after a restart or a password change."""
+    url = make_url(async_url)
+    return hashlib.sha256(f"{url.host}:{url.port}/{url.database}".encode()).hexdigest()[:16]
+
+
+def fire(database: str, kind: str, order_id: int) -> None:
+    """A job's entry point, in the scheduler's thread (referenced by name in the job table: keep it)."""
+    clock = _clocks.get(database)
+    if clock is None or clock.loop is None:
+        raise RuntimeError("SLA clock of this database is not running")
+    asyncio.run_coroutine_threadsafe(clock.fire(kind, order_id), clock.loop).result(timeout=120)
+
+
+class SlaClock:
+    def __init__(self, database_url: str, sessions: Any, publish: Any) -> None:
+        self._sessions = sessions
+        self._publish = publish
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._database = database_key(database_url)
+        self._scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(url=sync_url(database_url),
+                                                     engine_options={"pool_pre_ping": True})},
+            job_defaults={"coalesce": True, "misfire_grace_time": 7 * 24 * 3600, "max_instances": 1},
+            timezone="UTC",
+        )
+
+    def start(self) -> None:
+        _clocks[self._database] = self
+        self.loop = asyncio.get_running_loop()
+        self._scheduler.start()
+
+    async def stop(self) -> None:
+        if self._scheduler.running:
+            await asyncio.to_thread(self._scheduler.shutdown, wait=True)
+        if _clocks.get(self._database) is self:
+            del _clocks[self._database]
+
+    async def schedule(self, order: WorkOrder) -> None:
+        await asyncio.to_thread(self._schedule, order)
+
+    async def cancel(self, order_id: int) -> None:
+        await asyncio.to_thread(self._cancel, order_id)
+
+    def _schedule(self, order: WorkOrder) -> None:
+        """(Re)start the order's clock from its creation time and due time."""
+        if order.sla_due_at is None:
+            return
+        allowed = order.sla_due_at - order.created_at
+        times = {"remind": order.created_at + allowed * REMINDER_SHARE, "escalate": order.sla_due_at}
+        for kind, at in times.items():
+            self._scheduler.add_job(fire, "date", run_date=at, args=[self._database, kind, order.id],
+                                    id=_job_id(kind, order.id), replace_existing=True)
+
+    def _cancel(self, order_id: int) -> None:
+        for kind in _JOB_KINDS:
+            with contextlib.suppress(JobLookupError):  # already fired or never scheduled
+                self._scheduler.remove_job(_job_id(kind, order_id))
+
+    async def fire(self, kind: str, order_id: int) -> None:
+        action = {"remind": "sla_reminder", "escalate": "sla_escalated"}[kind]
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            order = (await session.execute(
+                select(WorkOrder).where(WorkOrder.id == order_id).with_for_update(of=WorkOrder)
+            )).unique().scalar_one_or_none()
+            if order is None or order.state in STOPPED:
+                return
+            done = await session.scalar(select(WorkOrderEvent.id).where(
+                WorkOrderEvent.order_id == order_id, WorkOrderEvent.action == action).limit(1))
+            if done is not None:
+                return  # another process, or an earlier run, did it
+            data: dict[str, Any] = {"due": order.sla_due_at.isoformat() if order.sla_due_at else None}
+            if kind == "escalate":
+                data["priority"] = {"from": order.priority, "to": max(1, order.priority - 1)}
+                order.priority = max(1, order.priority - 1)
+                order.updated_at = now
+            session.add(WorkOrderEvent(order_id=order.id, action=action, from_state=order.state,
+                                       to_state=order.state, actor_name="时限监控", data=data, at=now))
+            number, state, department_id = order.number, order.state, order.department_id
+        log.info("work order deadline", kind=kind, order=number)
+        await self._publish("workorder", {"type": action, "order_id": order_id, "number": number, "state": state,
+                                          "department_id": department_id})
+
+
+def _job_id(kind: str, order_id: int) -> str:
+    return f"sla-{kind}-{order_id}"
+
