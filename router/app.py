@@ -17,6 +17,7 @@ from router.middleware import auth_middleware, errors_middleware, staff_pages_mi
 from router.settings import Settings
 from router.web import STATIC
 from workorders.api import WORKORDERS
+from workorders.bulletin import notices_page
 from workorders.geo import GazetteerGeocoder
 from workorders.service import WorkOrderService
 from workorders.sla import SlaClock
@@ -47,6 +48,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     app.router.add_get("/app/login", page("login.html"))
     app.router.add_get("/app/agent", page("agent.html"))
     app.router.add_get("/app", _redirect_to_agent)
+    app.router.add_get("/notices", notices_page)
     app.router.add_static("/app/static", STATIC, append_version=False)
     cross_origin: list[str] = []
     for adapter in hub.adapters.values():

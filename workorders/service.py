@@ -156,9 +156,13 @@ class WorkOrderService:
         self._zone = ZoneInfo(settings.timezone)
         self._geocoder = geocoder
         self.region_codes = frozenset(region.code for region in geocoder.regions)
+        self.region_names = {region.code: region.name for region in geocoder.regions}
         self._duplicates = DuplicateRule(settings.duplicate_radius_m, settings.duplicate_window_minutes)
         self._publish = publish
         self._wake_outbound = wake_outbound
+
+    async def region_of(self, address: str) -> str | None:
+        return await locate(self._geocoder, address, None, None)
 
     # -- numbers ------------------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ VALID_BODIES = {
     "TransitionBody": {"action": "dispatch", "department_id": 1},
     "TemplateBody": {"key": "workorder.create", "text": None},
     "RuleBody": {"department_id": 999999},
+    "NoticeBody": {"kind": "repair", "title": "检修", "body": "检修", "starts_at": "2026-11-24T08:00:00+08:00",
+                   "ends_at": "2026-11-24T12:00:00+08:00"},
 }
 
 
