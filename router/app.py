@@ -16,6 +16,7 @@ from router.hub import Hub
 from router.middleware import auth_middleware, errors_middleware, staff_pages_middleware
 from router.settings import Settings
 from router.web import STATIC
+from workorders import importer as _importer  # noqa: F401  (registers the import endpoint)
 from workorders.api import WORKORDERS
 from workorders.bulletin import notices_page
 from workorders.geo import GazetteerGeocoder

@@ -294,3 +294,36 @@ async def test_dispatch_by_category_and_region_and_duplicate_bursts(crew, runnin
     for resident in residents:
         assert (await resident.hears("system"))["text"].startswith(f"工单 {first['number']} 已安排")
         await resident.close()
+
+
+async def test_orders_from_the_12345_hotline_import_once_from_json_and_csv(crew) -> None:
+    agent = crew["agent"]
+    tag = uuid.uuid4().hex[:8]
+    batch = {"source": "12345", "orders": [
+        {"external_ref": f"{tag}-1", "category": "no_water", "title": "市民反映家中停水",
+         "description": "12345转办:周庄镇全福路小区整栋无水", "address": "周庄镇全福路",
+         "custom_fields": {"scope": "整栋"}},
+        {"external_ref": f"{tag}-2", "category": "no_water", "title": "缺少必填字段", "description": "无范围"},
+        {"category": "consultation", "title": "没有外部编号", "description": "x"},
+    ]}
+    first = await agent.call("POST", "/api/workorders/import", batch)
+    assert len(first["created"]) == 1 and first["existing"] == []
+    assert [(e["row"], e["code"]) for e in first["errors"]] == [(2, "invalid_custom_fields"),
+                                                               (3, "missing_external_ref")]
+    again = await agent.call("POST", "/api/workorders/import", batch)
+    assert again["created"] == [] and again["existing"] == first["created"]
+
+    rows = ("external_ref,category,title,description,address,custom_fields\n"
+            f'{tag}-3,meter,水表停走,12345转办,花桥镇绿地大道,"{{""problem"": ""停走""}}"\n'
+            f"{tag}-4,meter,坐标错误,x,,\n")
+    async with agent.http.post(f"{agent.base_url}/api/workorders/import?source=12345", data=rows.encode(),
+                               headers={"Content-Type": "text/csv", "X-CSRF-Token": agent.csrf}) as response:
+        body = await response.json()
+    assert response.status == 200 and len(body["created"]) == 1
+    assert body["errors"][0]["row"] == 2 and "custom_fields.problem" in body["errors"][0]["fields"]
+    imported = await agent.call("GET", "/api/workorders?category=meter&limit=5")
+    order = next(o for o in imported["items"] if o["number"] == body["created"][0])
+    assert (order["source"], order["external_ref"], order["region_code"]) == ("12345", f"{tag}-3", "huaqiao")
+    async with agent.http.post(f"{agent.base_url}/api/workorders/import", data=b"<xml/>",
+                               headers={"Content-Type": "application/xml", "X-CSRF-Token": agent.csrf}) as response:
+        assert response.status == 415
