@@ -300,8 +300,13 @@ async def add_rule(call: Call) -> RuleOut:
 @api.endpoint("DELETE", "/api/dispatch-rules/{rule_id:\\d+}", summary="Remove a dispatch rule", roles=ADMIN,
               status=204, tag="workorders")
 async def remove_rule(call: Call) -> None:
+    await delete_row(call, DispatchRule, call.path["rule_id"], NotFound("派单规则不存在", code="rule_not_found"))
+
+
+async def delete_row(call: Call, model: type, row_id: int, missing: NotFound) -> None:
+    """Delete one row by id, or answer 404."""
     async with call.request.app[WORKORDERS].sessions.begin() as session:
-        rule = await session.get(DispatchRule, call.path["rule_id"])
-        if rule is None:
-            raise NotFound("派单规则不存在", code="rule_not_found")
-        await session.delete(rule)
+        row = await session.get(model, row_id)
+        if row is None:
+            raise missing
+        await session.delete(row)

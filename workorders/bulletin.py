@@ -20,7 +20,7 @@ from router.api.spec import Call
 from router.errors import Invalid, NotFound
 from router.models import Base, Role, utcnow
 from router.schemas import StrictBody
-from workorders.api import WORKORDERS
+from workorders.api import WORKORDERS, delete_row
 
 NoticeKind = Literal["planned_outage", "repair", "pressure_change", "water_quality", "other"]
 PUBLISHERS = frozenset({Role.ADMIN, Role.SUPERVISOR, Role.EDITOR})
@@ -128,11 +128,7 @@ async def publish_notice(call: Call) -> NoticeOut:
 @api.endpoint("DELETE", "/api/notices/{notice_id:\\d+}", summary="Withdraw a notice", roles=PUBLISHERS,
               status=204, tag="bulletin")
 async def withdraw_notice(call: Call) -> None:
-    async with call.request.app[WORKORDERS].sessions.begin() as session:
-        notice = await session.get(Notice, call.path["notice_id"])
-        if notice is None:
-            raise NotFound("公告不存在", code="notice_not_found")
-        await session.delete(notice)
+    await delete_row(call, Notice, call.path["notice_id"], NotFound("公告不存在", code="notice_not_found"))
 
 
 async def notices_page(_request: web.Request) -> web.FileResponse:

@@ -58,6 +58,11 @@ async def test_notices_by_district_and_address_and_on_the_public_page(running_hu
         await expect(cards.filter(has_text="周庄镇夜间降压")).to_contain_text("水压调整")
         await expect(cards.filter(has_text="花桥镇绿地大道计划停水")).to_have_count(0)
         await context.close()
+
+        await supervisor.call("DELETE", f"/api/notices/{outage['id']}", expect=204)
+        async with http.get(f"{running_hub.url}/api/notices", params={"district": "huaqiao"}) as response:
+            assert outage["id"] not in [n["id"] for n in (await response.json())["items"]]
+        await supervisor.call("DELETE", f"/api/notices/{outage['id']}", expect=404)
     finally:
         await supervisor.close()
         await agent.close()
