@@ -232,12 +232,13 @@ def render_section(machine: Machine, options: Options, results: list[BackendResu
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section between its markers; create the document or append if needed."""
+def write_section(path: Path, section: str, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Replace a benchmark's section between its markers; create the document or append if needed."""
     text = path.read_text() if path.exists() else INTRO
-    begin, end = text.find(BEGIN), text.find(END)
+    start_marker, end_marker = markers
+    begin, end = text.find(start_marker), text.find(end_marker)
     if begin != -1 and end > begin:
-        text = text[:begin] + section + text[end + len(END):]
+        text = text[:begin] + section + text[end + len(end_marker):]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)

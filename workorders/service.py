@@ -166,23 +166,31 @@ class WorkOrderService:
 
     # -- numbers ------------------------------------------------------------------------------
 
-    async def _next_number(self, session: AsyncSession, now: datetime) -> str:
-        """GD<yyyymmdd>-<nnnn>, counted per local day by an atomic upsert (safe under concurrency)."""
+    async def _next_number(self, now: datetime) -> str:
+        """GD<yyyymmdd>-<nnnn>, counted per local day by an atomic upsert (safe under concurrency).
+
+        In a transaction of its own, so that the day's counter row is locked only for this statement
+        and not while the order is being stored (a failed creation leaves a gap, as sequences do).
+        """
         day = now.astimezone(self._zone).strftime("%Y%m%d")
-        insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-        statement = (
-            insert(WorkOrderCounter)
-            .values(day=day, last=1)
-            .on_conflict_do_update(index_elements=[WorkOrderCounter.day], set_={"last": WorkOrderCounter.last + 1})
-            .returning(WorkOrderCounter.last)
-        )
-        number = (await session.execute(statement)).scalar_one()
+        async with self.sessions.begin() as session:
+            insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+            statement = (
+                insert(WorkOrderCounter)
+                .values(day=day, last=1)
+                .on_conflict_do_update(index_elements=[WorkOrderCounter.day],
+                                       set_={"last": WorkOrderCounter.last + 1})
+                .returning(WorkOrderCounter.last)
+            )
+            number = (await session.execute(statement)).scalar_one()
         return f"GD{day}-{number:04d}"
 
     # -- create -------------------------------------------------------------------------------
 
     async def create(self, principal: Principal, body: NewOrder) -> WorkOrderDetail:
         now = utcnow()
+        region_code = await locate(self._geocoder, body.address, body.lat, body.lng)
+        number = await self._next_number(now)
         async with self.sessions.begin() as session:
             category = await session.scalar(
                 select(WorkOrderCategory).where(WorkOrderCategory.code == body.category, WorkOrderCategory.active)
@@ -209,13 +217,13 @@ class WorkOrderService:
                     raise Forbidden("无权查看该会话")
                 contact_id = conversation.contact_id
             order = WorkOrder(
-                number=await self._next_number(session, now), category=category, category_id=category.id,
+                number=number, category=category, category_id=category.id,
                 state=parse_workflow(category.workflow).initial, priority=body.priority or category.default_priority,
                 title=body.title, description=body.description, custom_fields=body.custom_fields,
                 address=body.address, lat=body.lat, lng=body.lng, contact_phone=body.contact_phone,
                 conversation_id=body.conversation_id, contact_id=contact_id, source=body.source,
                 external_ref=body.external_ref, sla_due_at=now + timedelta(hours=category.sla_hours),
-                region_code=await locate(self._geocoder, body.address, body.lat, body.lng),
+                region_code=region_code,
                 created_by_id=principal.user_id, created_at=now, updated_at=now, department=None, assignee=None,
             )
             session.add(order)
