@@ -9,7 +9,7 @@ help:
 	@echo "make run    start the hub on SQLite with demo accounts (HUB_DEMO=1 unless set; var/ holds the data)"
 	@echo "make test   install test deps, start PostgreSQL + Redis, run pytest (extra args: make test ARGS='-k x')"
 	@echo "make lint   ruff check ."
-	@echo "make bench  load benchmark against PostgreSQL + Redis (python -m bench)"
+	@echo "make bench  web chat and work-order benchmarks; results into docs/benchmarks.md"
 	@echo "make clean  remove var/ and the ./.venv link (the cached venv is kept)"
 
 run:
@@ -26,7 +26,8 @@ lint:
 bench:
 	@bash scripts/bootstrap.sh test
 	@bash scripts/services.sh
-	exec $(PY) -m bench
+	$(PY) -m bench --write
+	$(PY) -m bench.workorders --write
 
 clean:
 	rm -rf var

@@ -84,7 +84,7 @@ async def likely_master(
                 return candidate, distance
         return None
     if order.address:
-        candidate = (await session.scalars(query.where(WorkOrder.address == order.address))).unique().first()
+        candidate = (await session.scalars(query.where(WorkOrder.address == order.address).limit(1))).first()
         if candidate is not None:
             return candidate, None
     return None
