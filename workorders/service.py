@@ -123,6 +123,7 @@ class ListQuery(BaseModel):
     overdue: bool | None = None
     assignee_id: int | None = Field(None, ge=1, le=2**31 - 1)
     department_id: int | None = Field(None, ge=1, le=2**31 - 1)
+    conversation_id: int | None = Field(None, ge=1, le=2**31 - 1, description="orders made from this conversation")
     limit: int = Field(50, ge=1, le=200)
     before_id: int | None = Field(None, ge=1, le=2**31 - 1)
 
@@ -428,6 +429,8 @@ class WorkOrderService:
             conditions.append(WorkOrder.assignee_id == query.assignee_id)
         if query.department_id:
             conditions.append(WorkOrder.department_id == query.department_id)
+        if query.conversation_id:
+            conditions.append(WorkOrder.conversation_id == query.conversation_id)
         if query.before_id:
             conditions.append(WorkOrder.id < query.before_id)
         if query.overdue is not None:

@@ -55,6 +55,8 @@ async def test_a_repair_from_report_to_close(crew, running_hub, http) -> None:
     chat = said["conversation_id"]
     assert NUMBER.match(order["number"]) and order["state"] == "new" and order["priority"] == 1
     assert order["conversation_id"] == chat and order["sla_due_at"]
+    linked = await crew["agent"].call("GET", f"/api/workorders?conversation_id={chat}")
+    assert [o["id"] for o in linked["items"]] == [order["id"]]  # the conversation finds its orders
     heard = await resident.hears("system")
     assert heard["text"] == f"您反映的问题已受理,工单号 {order['number']}(漏水报修),我们会尽快处理。"
     assert "dispatch" in order["actions"]
