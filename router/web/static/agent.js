@@ -13,6 +13,8 @@
   const CLOCK_INTERVAL_MS = 15000;
   const TOAST_MS = 6000;
   const SCROLL_SLACK_PX = 80;
+  const ORDER_TITLE_SNIPPET = 30;
+  const ORDER_DESCRIPTION_MAX = 2000;
 
   const TABS = {
     queued: { state: 'queued', mine: false, empty: '暂无排队中的会话' },
@@ -47,6 +49,9 @@
     listSeq: 0,
     openSeq: 0,
     sending: false,
+    categories: null, // active work-order categories, loaded when the order form first opens
+    orderSubmitting: false,
+    orderAutoTitle: '', // the title we filled in; replaced on a category change unless the agent edited it
   };
 
   let toastTimer = 0;
@@ -128,11 +133,12 @@
   // ------------------------------------------------------------------- REST
 
   class ApiError extends Error {
-    constructor(status, code, message, silent = false) {
+    constructor(status, code, message, silent = false, details = null) {
       super(message);
       this.status = status;
       this.code = code;
       this.silent = silent;
+      this.details = details;
     }
   }
 
@@ -162,8 +168,9 @@
     if (response.status === 204) return null;
     const data = await ChatKit.readJson(response);
     if (!response.ok) {
-      const code = (data && data.error && data.error.code) || 'http_error';
-      throw new ApiError(response.status, code, ChatKit.errorMessage(data, response.status));
+      const error = (data && data.error) || {};
+      throw new ApiError(response.status, error.code || 'http_error', ChatKit.errorMessage(data, response.status),
+        false, error.details || null);
     }
     return data;
   }
@@ -186,8 +193,9 @@
 
   // ------------------------------------------------------------------ toast
 
-  function showToast(message) {
+  function showToast(message, kind = 'error') {
     dom.toast.textContent = message;
+    dom.toast.dataset.kind = kind;
     dom.toast.hidden = false;
     clearTimeout(toastTimer);
     toastTimer = setTimeout(hideToast, TOAST_MS);
@@ -374,6 +382,7 @@
       dom.messages.replaceChildren();
       dom.replyInput.value = state.drafts.get(id) || '';
       dom.typing.hide();
+      closeOrderForm();
       dom.placeholder.hidden = true;
       dom.view.hidden = false;
       renderConversationHeader();
@@ -410,6 +419,7 @@
       dom.meta.textContent = '加载中…';
       dom.claim.hidden = true;
       dom.close.hidden = true;
+      dom.createOrder.hidden = true;
       updateComposer();
       return;
     }
@@ -425,6 +435,7 @@
     dom.meta.textContent = parts.filter(Boolean).join(' · ');
     dom.claim.hidden = conversation.state !== 'queued';
     dom.close.hidden = !(conversation.state === 'assigned' && (isMine(conversation) || isSupervisor()));
+    dom.createOrder.hidden = !canReply(); // same rule as the reply box; an open form stays until closed
     updateComposer();
   }
 
@@ -614,6 +625,229 @@
     window.location.replace('/app/login');
   }
 
+  // ------------------------------------------------------------ work order
+
+  function activeCategory() {
+    const code = dom.orderCategory.value;
+    return (state.categories || []).find((c) => c.code === code) || null;
+  }
+
+  function residentTexts() {
+    return Array.from(state.messages.values())
+      .filter((m) => m.author === 'resident' && typeof m.text === 'string' && m.text.trim())
+      .sort(compareMessages)
+      .map((m) => m.text.trim());
+  }
+
+  function truncate(text, max) {
+    const chars = Array.from(text); // never cut a character in half
+    return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : text;
+  }
+
+  function suggestedTitle(category) {
+    const texts = residentTexts();
+    const last = texts.length ? truncate(texts[texts.length - 1].replace(/\s+/g, ' '), ORDER_TITLE_SNIPPET) : '';
+    return [category ? category.name : '', last].filter(Boolean).join(':');
+  }
+
+  function fieldErrorNode(input) {
+    const wrapper = input.closest('.field');
+    return wrapper ? wrapper.querySelector('.field-error') : null;
+  }
+
+  function setFieldError(input, message) {
+    const node = fieldErrorNode(input);
+    if (node) {
+      node.textContent = message;
+      node.hidden = false;
+    }
+    input.setAttribute('aria-invalid', 'true');
+  }
+
+  function clearOrderErrors() {
+    for (const node of dom.orderForm.querySelectorAll('.field-error')) {
+      node.textContent = '';
+      node.hidden = true;
+    }
+    for (const input of dom.orderForm.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  }
+
+  // The input for one custom field of the category's JSON Schema, wrapped with its label and error slot.
+  function customFieldNode(key, schema, required) {
+    const label = (schema && typeof schema.title === 'string' && schema.title) || key;
+    const common = { class: 'input', 'data-field': key, required, 'aria-required': required ? 'true' : null };
+    let input;
+    if (Array.isArray(schema.enum)) {
+      input = el('select', common, [
+        el('option', { value: '', text: required ? '请选择' : '（不填）' }),
+        ...schema.enum.map((value, index) => el('option', { value: String(index), text: String(value) })),
+      ]);
+    } else if (schema.type === 'integer' || schema.type === 'number') {
+      input = el('input', {
+        ...common,
+        type: 'number',
+        step: schema.type === 'integer' ? '1' : 'any',
+        min: Number.isFinite(schema.minimum) ? schema.minimum : null,
+        max: Number.isFinite(schema.maximum) ? schema.maximum : null,
+      });
+    } else {
+      input = el('input', { ...common, type: 'text', maxlength: Number.isInteger(schema.maxLength) ? schema.maxLength : null });
+    }
+    return el('label', { class: 'field' }, [
+      el('span', { class: 'field-label' }, [
+        document.createTextNode(label),
+        required ? el('span', { class: 'req', 'aria-hidden': 'true', text: ' *' }) : null,
+      ]),
+      input,
+      el('span', { class: 'field-error', hidden: true }),
+    ]);
+  }
+
+  function renderCustomFields() {
+    const category = activeCategory();
+    const schema = (category && category.fields_schema) || {};
+    const properties = schema.properties && typeof schema.properties === 'object' ? schema.properties : {};
+    const required = new Set(Array.isArray(schema.required) ? schema.required : []);
+    const nodes = Object.entries(properties).map(
+      ([key, property]) => customFieldNode(key, property && typeof property === 'object' ? property : {}, required.has(key)));
+    dom.orderCustomList.replaceChildren(...nodes);
+    dom.orderCustom.hidden = nodes.length === 0;
+  }
+
+  // The custom fields as the schema wants them: enum values as listed, numbers as numbers, empty ones left out.
+  function customFieldValues() {
+    const category = activeCategory();
+    const properties = (category && category.fields_schema && category.fields_schema.properties) || {};
+    const values = {};
+    for (const input of dom.orderCustomList.querySelectorAll('[data-field]')) {
+      const key = input.dataset.field;
+      const schema = properties[key] || {};
+      const raw = input.value.trim();
+      if (raw === '') continue;
+      if (Array.isArray(schema.enum)) values[key] = schema.enum[Number(raw)];
+      else if (schema.type === 'integer' || schema.type === 'number') values[key] = Number(raw);
+      else values[key] = raw;
+    }
+    return values;
+  }
+
+  function onCategoryChange() {
+    const title = dom.orderTitle.value;
+    if (!title || title === state.orderAutoTitle) {
+      state.orderAutoTitle = suggestedTitle(activeCategory());
+      dom.orderTitle.value = state.orderAutoTitle;
+    }
+    renderCustomFields();
+    clearOrderErrors();
+  }
+
+  async function loadCategories() {
+    if (state.categories) return state.categories;
+    const data = await api('GET', '/api/workorder-categories');
+    const items = data && Array.isArray(data.items) ? data.items : [];
+    state.categories = items.filter((c) => c && c.active && c.code);
+    return state.categories;
+  }
+
+  async function openOrderForm() {
+    if (!canReply()) return;
+    if (!dom.orderForm.hidden) {
+      dom.orderCategory.focus();
+      return;
+    }
+    const id = state.openId;
+    dom.createOrder.disabled = true;
+    let categories;
+    try {
+      categories = await loadCategories();
+    } catch (err) {
+      report(err);
+      return;
+    } finally {
+      dom.createOrder.disabled = false;
+    }
+    if (!sameId(state.openId, id)) return; // another conversation was opened meanwhile
+    if (!categories.length) {
+      showToast('暂无可用的工单类别，请联系管理员');
+      return;
+    }
+    dom.orderCategory.replaceChildren(...categories.map((c) => el('option', { value: c.code, text: c.name })));
+    dom.orderCategory.value = categories[0].code;
+    state.orderAutoTitle = suggestedTitle(categories[0]);
+    dom.orderTitle.value = state.orderAutoTitle;
+    dom.orderDescription.value = residentTexts().join('\n').slice(0, ORDER_DESCRIPTION_MAX);
+    dom.orderAddress.value = '';
+    renderCustomFields();
+    clearOrderErrors();
+    dom.orderForm.hidden = false;
+    dom.createOrder.setAttribute('aria-expanded', 'true');
+    dom.orderCategory.focus();
+  }
+
+  function closeOrderForm() {
+    if (!dom.orderForm) return;
+    dom.orderForm.hidden = true;
+    dom.createOrder.setAttribute('aria-expanded', 'false');
+    dom.orderCustomList.replaceChildren();
+    clearOrderErrors();
+  }
+
+  function orderInputFor(path) {
+    const custom = /^custom_fields\.([^.]+)/.exec(path);
+    const selector = custom
+      ? `[data-field="${CSS.escape(custom[1])}"]`
+      : `[data-order-field="${CSS.escape(path.replace(/^body\./, ''))}"]`;
+    return (custom ? dom.orderCustomList : dom.orderForm).querySelector(selector);
+  }
+
+  function friendlyFieldError(message) {
+    const text = String(message || '');
+    if (/required property|field required|missing/i.test(text)) return '此项为必填';
+    if (/is not one of/i.test(text)) return '请从列表中选择';
+    return text || '填写有误';
+  }
+
+  function showOrderErrors(err) {
+    let fields = err.details && err.details.fields;
+    if (Array.isArray(fields)) fields = Object.fromEntries(fields.map((name) => [name, 'required']));
+    const leftOver = [];
+    for (const [path, message] of Object.entries(fields && typeof fields === 'object' ? fields : {})) {
+      const input = orderInputFor(path);
+      if (input) setFieldError(input, friendlyFieldError(message));
+      else leftOver.push(`${path}：${friendlyFieldError(message)}`);
+    }
+    showToast([err.message, ...leftOver].filter(Boolean).join('；'));
+    const first = dom.orderForm.querySelector('[aria-invalid=true]');
+    if (first) first.focus();
+  }
+
+  async function submitOrder() {
+    if (state.orderSubmitting || dom.orderForm.hidden) return;
+    const id = state.openId;
+    const body = {
+      category: dom.orderCategory.value,
+      title: dom.orderTitle.value.trim(),
+      description: dom.orderDescription.value.trim(),
+      address: dom.orderAddress.value.trim() || null,
+      custom_fields: customFieldValues(),
+      conversation_id: Number(id),
+    };
+    clearOrderErrors();
+    state.orderSubmitting = true;
+    dom.orderSubmit.disabled = true;
+    try {
+      const order = await api('POST', '/api/workorders', body);
+      if (sameId(state.openId, id)) closeOrderForm();
+      showToast(`工单已创建:${(order && order.number) || ''}`, 'ok');
+    } catch (err) {
+      if (err.status === 422 && sameId(state.openId, id) && !dom.orderForm.hidden) showOrderErrors(err);
+      else report(err);
+    } finally {
+      state.orderSubmitting = false;
+      dom.orderSubmit.disabled = false;
+    }
+  }
+
   // -------------------------------------------------------------- websocket
 
   function setConnection(stateName) {
@@ -690,6 +924,16 @@
     dom.meta = document.getElementById('conversation-meta');
     dom.claim = document.querySelector('[data-testid=claim]');
     dom.close = document.querySelector('[data-testid=close-conversation]');
+    dom.createOrder = document.querySelector('[data-testid=create-order]');
+    dom.orderForm = document.getElementById('order-form');
+    dom.orderCategory = document.querySelector('[data-testid=order-category]');
+    dom.orderTitle = document.querySelector('[data-testid=order-title]');
+    dom.orderDescription = document.querySelector('[data-testid=order-description]');
+    dom.orderAddress = document.querySelector('[data-testid=order-address]');
+    dom.orderCustom = document.getElementById('order-custom-fields');
+    dom.orderCustomList = document.getElementById('order-custom-list');
+    dom.orderSubmit = document.querySelector('[data-testid=order-submit]');
+    dom.orderCancel = document.querySelector('[data-testid=order-cancel]');
     dom.messages = document.getElementById('message-list');
     dom.scroll = ChatKit.scroller(dom.messages, SCROLL_SLACK_PX);
     dom.typing = ChatKit.typingIndicator(document.getElementById('typing-indicator'),
@@ -705,6 +949,27 @@
     }
     dom.claim.addEventListener('click', claim);
     dom.close.addEventListener('click', closeConversation);
+    dom.createOrder.addEventListener('click', openOrderForm);
+    dom.orderCategory.addEventListener('change', onCategoryChange);
+    dom.orderCancel.addEventListener('click', () => {
+      closeOrderForm();
+      dom.createOrder.focus();
+    });
+    dom.orderForm.addEventListener('submit', (event) => {
+      event.preventDefault();
+      submitOrder();
+    });
+    dom.orderForm.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') dom.orderCancel.click();
+    });
+    // An edited field loses its stale error.
+    dom.orderForm.addEventListener('input', (event) => {
+      const target = event.target;
+      if (!target || !target.hasAttribute('aria-invalid')) return;
+      target.removeAttribute('aria-invalid');
+      const node = fieldErrorNode(target);
+      if (node) node.hidden = true;
+    });
     dom.replyForm.addEventListener('submit', (event) => {
       event.preventDefault();
       sendReply();
