@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from router.models import Role
-from tests.conftest import PASSWORD
+from tests.support.pages import sign_in, widget
 
 RESIDENT_MESSAGE = "你好,我家楼下马路在冒水,地址是清源路18号"
 AGENT_REPLY = "收到,抢修人员30分钟内到达,请注意安全"
 
 
-def widget(page: Page, selector: str):  # the widget lives in an open shadow root; Playwright pierces it
-    return page.locator(f"[data-testid={selector}]")
-
-
-async def sign_in(page: Page, base_url: str, username: str) -> None:
-    await page.goto(f"{base_url}/app/agent")
-    await expect(page).to_have_url(f"{base_url}/app/login?next=/app/agent")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("[data-testid=login-submit]")
-    await expect(page).to_have_url(f"{base_url}/app/agent")
 
 
 async def test_resident_and_agent_chat_across_browsers_and_history_survives_reload(

@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import re
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 from router.models import Role
-from tests.conftest import PASSWORD
+from tests.support.pages import sign_in, widget
 
 RESIDENT_MESSAGE = "楼下马路在冒水,清源路18号"
 ORDER_NUMBER = re.compile(r"GD\d{8}-\d{4,}")
 
 
-def widget(page: Page, selector: str):  # the widget lives in an open shadow root; Playwright pierces it
-    return page.locator(f"[data-testid={selector}]")
-
-
-async def sign_in(page: Page, base_url: str, username: str) -> None:
-    await page.goto(f"{base_url}/app/agent")
-    await expect(page).to_have_url(f"{base_url}/app/login?next=/app/agent")
-    await page.fill("#username", username)
-    await page.fill("#password", PASSWORD)
-    await page.click("[data-testid=login-submit]")
-    await expect(page).to_have_url(f"{base_url}/app/agent")
 
 
 async def test_agent_creates_a_work_order_from_a_chat_and_the_resident_gets_its_number(
