@@ -130,7 +130,6 @@ class ListQuery(BaseModel):
 
 def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
     workflow = parse_workflow(order.category.workflow)
-    final_or_done = {*workflow.final, "completed", "visited"}
     return WorkOrderOut(
         id=order.id, number=order.number, category=CategoryRef(code=order.category.code, name=order.category.name),
         state=order.state, state_label=workflow.states.get(order.state, order.state), priority=order.priority,
@@ -141,7 +140,7 @@ def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
         master_id=order.master_id, suggested_master_id=order.suggested_master_id,
         conversation_id=order.conversation_id, source=order.source,
         external_ref=order.external_ref, satisfaction=order.satisfaction, sla_due_at=order.sla_due_at,
-        overdue=bool(order.sla_due_at and order.sla_due_at < now and order.state not in final_or_done),
+        overdue=bool(order.sla_due_at and order.sla_due_at < now and order.state not in STOPPED),
         created_at=order.created_at, updated_at=order.updated_at, completed_at=order.completed_at,
         closed_at=order.closed_at, actions=workflow.actions_from(order.state),
     )
@@ -435,7 +434,7 @@ class WorkOrderService:
             conditions.append(WorkOrder.id < query.before_id)
         if query.overdue is not None:
             late = and_(WorkOrder.sla_due_at < now,
-                        WorkOrder.state.not_in(["completed", "visited", "closed", "rejected", "cancelled", "merged"]))
+                        WorkOrder.state.not_in(STOPPED))
             conditions.append(late if query.overdue else ~late)
         async with self.sessions() as session:
             orders = (await session.scalars(statement.where(*conditions))).unique()

@@ -30,7 +30,7 @@ from workorders.models import WorkOrder, WorkOrderEvent
 log = get_logger(__name__)
 
 REMINDER_SHARE = 0.8
-# States in which the clock no longer runs.
+# States in which the clock no longer runs: neither reminded, escalated, nor listed as overdue.
 STOPPED = frozenset({"completed", "visited", "closed", "rejected", "cancelled", "merged"})
 _JOB_KINDS = ("remind", "escalate")
 # The scheduler calls a module-level function with plain arguments (they are stored in the table).

@@ -132,5 +132,3 @@ def parse_workflow(data: dict[str, Any]) -> Workflow:
     except ValidationError as exc:
         raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from exc
 
-
-STANDARD = parse_workflow(STANDARD_WORKFLOW)

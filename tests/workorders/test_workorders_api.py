@@ -11,6 +11,7 @@ from sqlalchemy import update
 
 from router.models import Role, StaffUser
 from tests.support.actors import Resident, Staff
+from workorders.workflow import STANDARD_WORKFLOW, parse_workflow
 
 NUMBER = re.compile(r"^GD\d{8}-\d{4,}$")
 LEAK = {"category": "leak_repair", "title": "清源路18号路面冒水", "description": "楼下马路在冒水,水很大",
@@ -329,3 +330,8 @@ async def test_orders_from_the_12345_hotline_import_once_from_json_and_csv(crew)
     async with agent.http.post(f"{agent.base_url}/api/workorders/import", data=b"<xml/>",
                                headers={"Content-Type": "application/xml", "X-CSRF-Token": agent.csrf}) as response:
         assert response.status == 415
+
+
+def test_the_standard_workflow_is_valid() -> None:
+    assert parse_workflow(STANDARD_WORKFLOW).actions_from("new") == ["dispatch", "reject", "escalate", "cancel",
+                                                                      "merge"]
