@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -45,7 +43,6 @@ from router.models import (
     Message,
     MessageType,
     StaffUser,
-    StoredFile,
     Team,
     utcnow,
 )
@@ -61,6 +58,7 @@ from router.schemas import (
     visibility_key,
 )
 from router.settings import Settings, load_secret_key
+from router.uploads import FileStore
 
 log = get_logger(__name__)
 
@@ -100,6 +98,7 @@ class Hub:
         self.bus = create_event_bus(settings.redis_url, settings.redis_prefix)
         self.bot = BotBridge(settings.rasa_url, settings.bot_timeout_seconds) if settings.rasa_url else None
         self.secret_key = load_secret_key(settings)
+        self.files = FileStore(self.sessions, settings.uploads_dir)
         self.adapters: dict[str, ChannelAdapter] = {}
         for name in filter(None, (n.strip() for n in settings.channels.split(","))):
             self.adapters[name] = load_adapter(name)(self)
@@ -402,47 +401,9 @@ class Hub:
     async def store_file(
         self, channel: str, external_id: str, name: str, content_type: str, data: bytes
     ) -> Attachment:
-        digest = hashlib.sha256(data).hexdigest()
-        path = self._file_path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-            await asyncio.to_thread(tmp.write_bytes, data)
-            tmp.replace(path)
-        file_id = str(uuid.uuid4())
-        async with self.sessions.begin() as session:
-            session.add(
-                StoredFile(
-                    id=file_id,
-                    owner_channel=channel,
-                    owner_external_id=external_id,
-                    name=name,
-                    content_type=content_type,
-                    size=len(data),
-                    sha256=digest,
-                    created_at=utcnow(),
-                )
-            )
-        return Attachment(
-            url=f"/{channel}/files/{file_id}", name=name, size=len(data), content_type=content_type, file_id=file_id
-        )
+        stored = await self.files.store(channel, external_id, name, content_type, data)
+        return Attachment(url=f"/{channel}/files/{stored.file_id}", name=name, size=len(data),
+                          content_type=content_type, file_id=stored.file_id)
 
     async def open_file(self, file_id: str) -> tuple[StoredFileInfo, Path] | None:
-        with contextlib.suppress(ValueError):
-            uuid.UUID(file_id)
-            async with self.sessions() as session:
-                stored = await session.get(StoredFile, file_id)
-            if stored is not None:
-                info = StoredFileInfo(
-                    file_id=stored.id,
-                    name=stored.name,
-                    content_type=stored.content_type,
-                    size=stored.size,
-                    owner_channel=stored.owner_channel,
-                    owner_external_id=stored.owner_external_id,
-                )
-                return info, self._file_path(stored.sha256)
-        return None
-
-    def _file_path(self, digest: str) -> Path:
-        return self.settings.uploads_dir / digest[:2] / digest
+        return await self.files.open(file_id)

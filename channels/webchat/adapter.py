@@ -15,9 +15,8 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from aiohttp import BodyPartReader, WSMsgType, web
+from aiohttp import WSMsgType, web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field, ValidationError
 
@@ -30,10 +29,10 @@ from channels.base import (
     OutboundMessage,
     RouterPort,
 )
-from channels.webchat.files import classify, safe_name
 from router.api.spec import PRINCIPAL_KEY, loads_strict
-from router.errors import BadRequest, NotFound, TooLarge, Unauthorized, UnsupportedMediaType
+from router.errors import BadRequest, NotFound, Unauthorized
 from router.logs import get_logger
+from router.uploads import file_response, read_upload
 from router.web import CHATKIT
 
 log = get_logger(__name__)
@@ -248,34 +247,12 @@ class WebChatAdapter(ChannelAdapter):
     # -- files ----------------------------------------------------------------------------------
 
     async def upload(self, request: web.Request) -> web.Response:
-        settings = self.router.settings
         visitor_id = self.visitor_of(request.headers.get("X-Visitor-Token"))
         if visitor_id is None:
             raise Unauthorized("访客令牌无效", code="bad_token")
-        limit = settings.upload_max_bytes
-        if request.content_length is not None and request.content_length > limit + 64 * 1024:
-            raise TooLarge(f"文件不能超过 {limit // (1024 * 1024)} MB")
-        if not request.content_type.startswith("multipart/form-data"):
-            raise UnsupportedMediaType("请以 multipart/form-data 上传", code="unsupported_media_type")
-        try:
-            reader = await request.multipart()
-            part = await reader.next()
-        except (ValueError, AssertionError) as exc:
-            raise BadRequest("上传内容格式错误", code="malformed_multipart") from exc
-        if not isinstance(part, BodyPartReader) or part.name != "file":
-            raise BadRequest("缺少 file 字段", code="missing_file")
-        data = bytearray()
-        while chunk := await part.read_chunk(64 * 1024):
-            data.extend(chunk)
-            if len(data) > limit:
-                raise TooLarge(f"文件不能超过 {limit // (1024 * 1024)} MB")
-        if not data:
-            raise BadRequest("文件为空", code="empty_file")
-        name = safe_name(part.filename or "file")
-        kind = classify(bytes(data), name)
-        if kind is None:
-            raise UnsupportedMediaType("仅支持图片(JPEG/PNG/GIF/WebP)、PDF、Word、Excel 和文本文件")
-        attachment = await self.router.store_file(self.name, visitor_id, name, kind.content_type, bytes(data))
+        upload = await read_upload(request, self.router.settings.upload_max_bytes)
+        kind = upload.kind
+        attachment = await self.router.store_file(self.name, visitor_id, upload.name, kind.content_type, upload.data)
         result = await self.router.ingest(InboundMessage(
             channel=self.name, external_id=visitor_id, channel_message_id=f"upload-{attachment.file_id}",
             type=kind.message_type, attachment=attachment,
@@ -293,14 +270,7 @@ class WebChatAdapter(ChannelAdapter):
         is_staff = principal is not None and principal.role in {"admin", "supervisor", "agent"}
         if not (is_owner or is_staff):
             raise NotFound("文件不存在", code="file_not_found")
-        disposition = "inline" if info.content_type.startswith("image/") else "attachment"
-        return web.FileResponse(path, headers={
-            "Content-Type": info.content_type,
-            "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(info.name)}",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Security-Policy": "sandbox",
-            "Cache-Control": "private, max-age=86400",
-        })
+        return file_response(info.name, info.content_type, path)
 
 
 class MessageBudget:

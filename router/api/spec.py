@@ -29,7 +29,8 @@ MAX_ID = 2**31 - 1  # ids are 32-bit integer columns; larger ones cannot exist
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal")
-_PATH_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+PATH_PARAM = re.compile(r"\{(\w+)(?::((?:[^{}]|\{[^{}]*\})*))?\}")
+UUID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 @dataclass(slots=True)
@@ -40,7 +41,7 @@ class Call:
     principal: Principal | None
     body: Any = None
     query: Any = None
-    path: dict[str, int] = field(default_factory=dict)
+    path: dict[str, Any] = field(default_factory=dict)  # ints for ``{x:\\d+}``, UUID strings otherwise
 
     @property
     def user(self) -> Principal:
@@ -64,10 +65,15 @@ class Endpoint:
     status: int
     tag: str
     errors: tuple[int, ...]
+    upload: bool  # the handler reads one multipart/form-data ``file`` part itself
 
     @property
     def path_params(self) -> list[str]:
-        return _PATH_PARAM.findall(self.path)
+        return [name for name, _ in PATH_PARAM.findall(self.path)]
+
+    @property
+    def uuid_params(self) -> frozenset[str]:
+        return frozenset(name for name, pattern in PATH_PARAM.findall(self.path) if pattern == UUID_PATTERN)
 
 
 def validation_details(exc: ValidationError) -> dict[str, Any]:
@@ -131,10 +137,11 @@ class Api:
         status: int = 200,
         tag: str = "hub",
         errors: tuple[int, ...] = (),
+        upload: bool = False,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
-                Endpoint(method, path, handler, summary, roles, body, query, response, status, tag, errors)
+                Endpoint(method, path, handler, summary, roles, body, query, response, status, tag, errors, upload)
             )
             return handler
 
@@ -155,6 +162,9 @@ class Api:
                     raise Forbidden("当前角色无权访问此接口", code="role_forbidden")
             call = Call(request=request, principal=principal)
             for name in endpoint.path_params:
+                if name in endpoint.uuid_params:
+                    call.path[name] = request.match_info[name]
+                    continue
                 value = int(request.match_info[name])
                 if value > MAX_ID:
                     raise web.HTTPNotFound()
@@ -187,7 +197,7 @@ class Api:
         models: dict[str, type[BaseModel]] = {"ErrorBody": ErrorBody}
         paths: dict[str, dict[str, Any]] = {}
         for endpoint in self.endpoints:
-            path = _PATH_PARAM.sub(r"{\1}", endpoint.path)
+            path = PATH_PARAM.sub(r"{\1}", endpoint.path)
             operation: dict[str, Any] = {
                 "operationId": f"{endpoint.method.lower()}_{endpoint.handler.__name__}",
                 "summary": endpoint.summary,
@@ -197,7 +207,8 @@ class Api:
                         "name": name,
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                        "schema": {"type": "string", "format": "uuid", "pattern": f"^{UUID_PATTERN}$"}
+                        if name in endpoint.uuid_params else {"type": "integer", "minimum": 1, "maximum": MAX_ID},
                     }
                     for name in endpoint.path_params
                 ],
@@ -221,6 +232,10 @@ class Api:
                     "required": True,
                     "content": {"application/json": {"schema": _ref(endpoint.body)}},
                 }
+            if endpoint.upload:
+                file_part = {"type": "object", "required": ["file"],
+                             "properties": {"file": {"type": "string", "format": "binary"}}}
+                operation["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": file_part}}}
             success: dict[str, Any] = {"description": "OK"}
             if endpoint.response is not None:
                 models[endpoint.response.__name__] = endpoint.response
@@ -231,6 +246,8 @@ class Api:
                 error_codes |= {401, 403}
             if endpoint.body is not None:
                 error_codes |= {400, 413, 415, 422}
+            if endpoint.upload:
+                error_codes |= {400, 413, 415}
             if endpoint.query is not None:
                 error_codes.add(422)
             if endpoint.path_params:

@@ -7,7 +7,6 @@ covered by these tables the day it is added.
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
 import sys
 import uuid
@@ -18,7 +17,7 @@ import pytest
 from channels.base import InboundMessage
 from router.accounts import create_user
 from router.api import api
-from router.api.spec import Endpoint
+from router.api.spec import PATH_PARAM, UUID_PATTERN, Endpoint
 from router.models import Role
 from tests.conftest import PASSWORD, start_hub
 from tests.support.actors import Staff
@@ -44,6 +43,8 @@ VALID_BODIES = {
     "TransitionBody": {"action": "dispatch", "department_id": 1},
     "TemplateBody": {"key": "workorder.create", "text": None},
     "RuleBody": {"department_id": 999999},
+    "NoteBody": {"comment": "已电话联系居民"},
+    "SurveyAnswer": {"token": "x" * 32, "score": 5, "resolved": True},
     "NoticeBody": {"kind": "repair", "title": "检修", "body": "检修", "starts_at": "2026-11-24T08:00:00+08:00",
                    "ends_at": "2026-11-24T12:00:00+08:00"},
 }
@@ -53,8 +54,9 @@ def endpoint_id(endpoint: Endpoint) -> str:
     return f"{endpoint.method} {endpoint.path}"
 
 
-def concrete(path: str, conversation_id: int) -> str:
-    return re.sub(r"\{\w+(:[^}]*)?\}", str(conversation_id), path)
+def concrete(path: str, row_id: int) -> str:
+    """The path with every parameter filled: integers by the id, UUIDs by one that names no file."""
+    return PATH_PARAM.sub(lambda m: str(uuid.UUID(int=row_id)) if m.group(2) == UUID_PATTERN else str(row_id), path)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_every_route_is_declared_with_roles_and_documented(running_hub) -> None:
     document = api.openapi("x", "1")
     assert len(ENDPOINTS) >= 14
     for endpoint in ENDPOINTS:
-        path = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", endpoint.path)
+        path = PATH_PARAM.sub(r"{\1}", endpoint.path)
         operation = document["paths"][path][endpoint.method.lower()]
         assert operation["summary"]
         if endpoint.roles is not None:
@@ -137,7 +139,7 @@ async def test_bad_bodies_are_4xx_with_a_json_error(people, endpoint, case, head
 async def test_unknown_ids_are_404(people, endpoint, bad_id) -> None:
     staff = people["users"][Role.ADMIN]
     body = VALID_BODIES.get(endpoint.body.__name__) if endpoint.body else None
-    url = staff.base_url + re.sub(r"\{\w+(:[^}]*)?\}", bad_id, endpoint.path)
+    url = staff.base_url + PATH_PARAM.sub(bad_id, endpoint.path)
     async with staff.http.request(endpoint.method, url, json=body, headers={"X-CSRF-Token": staff.csrf}) as response:
         answer = await response.json()
         assert response.status in (404, 422), answer

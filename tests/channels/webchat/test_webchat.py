@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
-import zlib
 
 import aiohttp
 import pytest
@@ -14,16 +12,8 @@ from sqlalchemy import func, select
 from router.models import Message
 from tests.conftest import start_hub
 from tests.support.actors import Resident
+from tests.support.files import png_bytes
 from tests.support.services import set_pg_database_reachable
-
-
-def png_bytes(width: int = 2, height: int = 2) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
 async def upload(http: aiohttp.ClientSession, url: str, token: str | None, name: str, data: bytes,
