@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from apscheduler.jobstores.base import JobLookupError
@@ -84,21 +85,17 @@ class SlaClock:
         if _clocks.get(self._database) is self:
             del _clocks[self._database]
 
-    async def schedule(self, order: WorkOrder) -> None:
-        await asyncio.to_thread(self._schedule, order)
+    async def schedule(self, order_id: int, remind_at: datetime, due_at: datetime) -> None:
+        """(Re)start an order's clock: replaces the timers it had."""
+        await asyncio.to_thread(self._schedule, order_id, {"remind": remind_at, "escalate": due_at})
 
     async def cancel(self, order_id: int) -> None:
         await asyncio.to_thread(self._cancel, order_id)
 
-    def _schedule(self, order: WorkOrder) -> None:
-        """(Re)start the order's clock from its creation time and due time."""
-        if order.sla_due_at is None:
-            return
-        allowed = order.sla_due_at - order.created_at
-        times = {"remind": order.created_at + allowed * REMINDER_SHARE, "escalate": order.sla_due_at}
+    def _schedule(self, order_id: int, times: dict[str, datetime]) -> None:
         for kind, at in times.items():
-            self._scheduler.add_job(fire, "date", run_date=at, args=[self._database, kind, order.id],
-                                    id=_job_id(kind, order.id), replace_existing=True)
+            self._scheduler.add_job(fire, "date", run_date=at, args=[self._database, kind, order_id],
+                                    id=_job_id(kind, order_id), replace_existing=True)
 
     def _cancel(self, order_id: int) -> None:
         for kind in _JOB_KINDS:
@@ -114,11 +111,12 @@ class SlaClock:
             )).unique().scalar_one_or_none()
             if order is None or order.state in STOPPED:
                 return
-            done = await session.scalar(select(WorkOrderEvent.id).where(
-                WorkOrderEvent.order_id == order_id, WorkOrderEvent.action == action).limit(1))
-            if done is not None:
-                return  # another process, or an earlier run, did it
-            data: dict[str, Any] = {"due": order.sla_due_at.isoformat() if order.sla_due_at else None}
+            due = order.sla_due_at.isoformat() if order.sla_due_at else None
+            earlier = await session.scalars(select(WorkOrderEvent.data).where(
+                WorkOrderEvent.order_id == order_id, WorkOrderEvent.action == action))
+            if any((data or {}).get("due") == due for data in earlier):
+                return  # another process, or an earlier run, did it for this deadline (a reopen sets a new one)
+            data: dict[str, Any] = {"due": due}
             if kind == "escalate":
                 data["priority"] = {"from": order.priority, "to": max(1, order.priority - 1)}
                 order.priority = max(1, order.priority - 1)
