@@ -26,13 +26,14 @@ log = get_logger("router")
 def _run(settings: Settings, args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
+    settings = settings.model_copy(update={"host": host, "port": port})
     hub = Hub(settings)
     app = create_app(settings, hub)
 
     async def provision(_app: web.Application) -> None:
         admin = await ensure_first_admin(hub)
         demo = await ensure_demo_staff(hub) if settings.demo else []
-        base = settings.public_url or f"http://{host}:{port}"
+        base = settings.base_url
         lines = [
             "",
             "Shuiwu Hub is running",

@@ -42,14 +42,17 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     app[HUB] = hub
     clock = SlaClock(settings.effective_database_url, hub.sessions, hub.publish)
     app[WORKORDERS] = WorkOrderService(hub.sessions, settings, GazetteerGeocoder(settings.gazetteer_path), hub.publish,
-                                        hub.worker.wake, clock)
+                                        hub.worker.wake, clock, hub.files)
     app[OPENAPI] = api.openapi("Shuiwu Hub API", VERSION)
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)
     app.router.add_get("/app/login", page("login.html"))
     app.router.add_get("/app/agent", page("agent.html"))
     app.router.add_get("/app", _redirect_to_agent)
+    app.router.add_get("/app/orders", page("orders.html"))
+    app.router.add_get("/app/field", page("field.html"))
     app.router.add_get("/notices", notices_page)
+    app.router.add_get("/survey", page("survey.html"))
     app.router.add_static("/app/static", STATIC, append_version=False)
     cross_origin: list[str] = []
     for adapter in hub.adapters.values():

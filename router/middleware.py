@@ -123,6 +123,6 @@ STAFF_PAGE_HEADERS = {
 @web.middleware
 async def staff_pages_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    if request.path.startswith("/app"):
+    if request.path.startswith(("/app", "/survey")):
         response.headers.update(STAFF_PAGE_HEADERS)
     return response

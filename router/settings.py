@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     gazetteer_path: Path | None = None  # districts for dispatch by region; default: the packaged demo
     duplicate_radius_m: float = 300.0  # reports of one category this close …
     duplicate_window_minutes: int = 120  # … and this soon after each other are likely one event
+    working_hours: str = "08:30-12:00,13:30-17:30"  # local periods counted by categories on working-hours SLA
+    survey_valid_days: int = 7  # how long a resident's satisfaction-survey link stays open
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'hub.sqlite3'}"
+
+    @property
+    def base_url(self) -> str:
+        """Where residents and staff reach the hub (links in notices, printed URLs)."""
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

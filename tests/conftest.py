@@ -107,11 +107,12 @@ class RunningHub:
 
 
 async def start_hub(settings: Settings) -> RunningHub:
+    port = free_port()
+    settings = settings.model_copy(update={"host": "127.0.0.1", "port": port})  # links the hub hands out
     hub = Hub(settings)
     app = create_app(settings, hub)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return RunningHub(hub, f"http://127.0.0.1:{port}", runner)
 

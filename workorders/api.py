@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from aiohttp import web
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
@@ -9,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import ALL_ROLES, STAFF_ROLES
 from router.api import api
-from router.api.spec import MAX_ID, Call
+from router.api.spec import HUB, MAX_ID, UUID_PATTERN, Call
 from router.errors import Conflict, Invalid, NotFound
-from router.models import Role, utcnow
+from router.models import Role, StaffUser, utcnow
 from router.schemas import StrictBody
+from router.uploads import file_response, read_upload
 from workorders.categories import check_fields_schema
 from workorders.dispatch import DispatchRule
 from workorders.models import Department, WorkOrderCategory
@@ -20,6 +23,10 @@ from workorders.notices import DEFAULT_TEMPLATES, PLACEHOLDERS, MessageTemplate,
 from workorders.service import (
     ListQuery,
     NewOrder,
+    NoteBody,
+    SurveyAnswer,
+    SurveyQuery,
+    SurveyView,
     TransitionBody,
     WorkOrderDetail,
     WorkOrderOut,
@@ -40,6 +47,8 @@ class CategoryOut(BaseModel):
     fields_schema: dict
     default_priority: int
     sla_hours: float
+    sla_calendar: str
+    callback: str
     workflow: dict
     active: bool
 
@@ -50,6 +59,10 @@ class CategoryBody(StrictBody):
     fields_schema: dict = Field(default_factory=lambda: {"type": "object", "properties": {}})
     default_priority: int = Field(2, ge=1, le=4)
     sla_hours: float = Field(gt=0, le=24 * 365)
+    sla_calendar: Literal["24x7", "working_hours"] = Field(
+        "24x7", description="count every hour, or only the office's working hours on working days")
+    callback: Literal["agent", "survey"] = Field(
+        "agent", description="after completion: an agent calls back, or the resident gets a survey link")
     workflow: dict = Field(default_factory=lambda: STANDARD_WORKFLOW)
     active: bool = True
 
@@ -90,7 +103,9 @@ class ItemsOfOrders(BaseModel):
 def _category_out(category: WorkOrderCategory) -> CategoryOut:
     return CategoryOut(id=category.id, code=category.code, name=category.name, fields_schema=category.fields_schema,
                        default_priority=category.default_priority, sla_hours=category.sla_hours,
-                       workflow=category.workflow, active=category.active)
+                       sla_calendar=category.sla_calendar, callback=category.callback,
+                       workflow=parse_workflow(category.workflow).model_dump(by_alias=True),  # defaults filled in
+                       active=category.active)
 
 
 @api.endpoint("GET", "/api/workorder-categories", summary="Work-order categories", roles=ALL_ROLES,
@@ -137,6 +152,46 @@ async def list_departments(call: Call) -> ItemsOfDepartments:
         return ItemsOfDepartments(items=[DepartmentOut(id=d.id, name=d.name) for d in departments])
 
 
+class MemberOut(BaseModel):
+    id: int
+    display_name: str
+    role: str
+
+
+class ItemsOfMembers(BaseModel):
+    items: list[MemberOut]
+
+
+@api.endpoint("GET", "/api/departments/{department_id:\\d+}/members",
+              summary="Active field crews and handlers of a department (who an order can be assigned to)",
+              roles=frozenset({Role.ADMIN, Role.SUPERVISOR, Role.AGENT, Role.HANDLER}), response=ItemsOfMembers,
+              tag="workorders")
+async def list_members(call: Call) -> ItemsOfMembers:
+    async with call.request.app[WORKORDERS].sessions() as session:
+        if await session.get(Department, call.path["department_id"]) is None:
+            raise NotFound("部门不存在", code="department_not_found")
+        members = await session.scalars(select(StaffUser).where(
+            StaffUser.department_id == call.path["department_id"], StaffUser.active,
+            StaffUser.role.in_([Role.FIELD_CREW, Role.HANDLER])).order_by(StaffUser.role, StaffUser.id))
+        return ItemsOfMembers(items=[MemberOut(id=m.id, display_name=m.display_name, role=m.role) for m in members])
+
+
+class RegionOut(BaseModel):
+    code: str
+    name: str
+
+
+class ItemsOfRegions(BaseModel):
+    items: list[RegionOut]
+
+
+@api.endpoint("GET", "/api/regions", summary="Regions of the district gazetteer (dispatch and list filters)",
+              roles=ALL_ROLES, response=ItemsOfRegions, tag="workorders")
+async def list_regions(call: Call) -> ItemsOfRegions:
+    names = call.request.app[WORKORDERS].region_names
+    return ItemsOfRegions(items=[RegionOut(code=code, name=name) for code, name in names.items()])
+
+
 @api.endpoint("POST", "/api/departments", summary="Create a department", roles=ADMIN, body=DepartmentBody,
               response=DepartmentOut, status=201, tag="workorders", errors=(409,))
 async def create_department(call: Call) -> DepartmentOut:
@@ -171,6 +226,42 @@ async def get_order(call: Call) -> WorkOrderDetail:
               roles=ORDER_READERS, body=TransitionBody, response=WorkOrderDetail, tag="workorders", errors=(409,))
 async def transition_order(call: Call) -> WorkOrderDetail:
     return await call.request.app[WORKORDERS].transition(call.user, call.path["order_id"], call.body)
+
+
+@api.endpoint("POST", ORDER + "/notes", summary="Add a note to an open order's timeline", roles=ORDER_READERS,
+              body=NoteBody, response=WorkOrderDetail, status=201, tag="workorders", errors=(409,))
+async def add_note(call: Call) -> WorkOrderDetail:
+    return await call.request.app[WORKORDERS].add_note(call.user, call.path["order_id"], call.body.comment)
+
+
+@api.endpoint("POST", ORDER + "/attachments", summary="Add a photo (JPEG, PNG, GIF, WebP) to an open order",
+              roles=ORDER_READERS, upload=True, response=WorkOrderDetail, status=201, tag="workorders",
+              errors=(409,))
+async def add_attachment(call: Call) -> WorkOrderDetail:
+    service = call.request.app[WORKORDERS]
+    await service.get(call.user, call.path["order_id"])  # 404/403 before reading a large body
+    upload = await read_upload(call.request, call.request.app[HUB].settings.upload_max_bytes, images_only=True)
+    return await service.attach(call.user, call.path["order_id"], upload)
+
+
+@api.endpoint("GET", ORDER + "/files/{file_id:" + UUID_PATTERN + "}", summary="A photo of an order",
+              roles=ORDER_READERS, tag="workorders")
+async def get_attachment(call: Call) -> web.FileResponse:
+    info, path = await call.request.app[WORKORDERS].open_file(call.user, call.path["order_id"],
+                                                              call.path["file_id"])
+    return file_response(info.name, info.content_type, path)
+
+
+@api.endpoint("GET", "/api/surveys", summary="A resident's satisfaction survey, by the token of its link",
+              roles=None, query=SurveyQuery, response=SurveyView, tag="workorders", errors=(404,))
+async def get_survey(call: Call) -> SurveyView:
+    return await call.request.app[WORKORDERS].survey(call.query.token)
+
+
+@api.endpoint("POST", "/api/surveys", summary="Answer a satisfaction survey (once)", roles=None,
+              body=SurveyAnswer, response=SurveyView, tag="workorders", errors=(404, 409))
+async def answer_survey(call: Call) -> SurveyView:
+    return await call.request.app[WORKORDERS].answer_survey(call.body)
 
 
 

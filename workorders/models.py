@@ -31,6 +31,10 @@ class WorkOrderCategory(Base):
     default_priority: Mapped[int] = mapped_column(Integer, default=2)  # 1 urgent … 4 low
     sla_hours: Mapped[float] = mapped_column(Float)
     workflow: Mapped[dict[str, Any]]  # see workorders.workflow
+    # "24x7" counts every hour towards the deadline; "working_hours" only the business office's hours.
+    sla_calendar: Mapped[str] = mapped_column(String(20), default="24x7", server_default="24x7")
+    # After completion: "agent" (an agent calls the resident back) or "survey" (a link on the resident's channel).
+    callback: Mapped[str] = mapped_column(String(10), default="agent", server_default="agent")
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -100,3 +104,18 @@ class WorkOrderEvent(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None]
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallbackSurvey(Base):
+    """A satisfaction survey sent to a resident when their order is completed; answered once, by a link."""
+
+    __tablename__ = "callback_survey"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("work_order.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the link's token
+    sent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+    score: Mapped[int | None] = mapped_column(Integer)
+    resolved: Mapped[bool | None]
+    comment: Mapped[str | None] = mapped_column(Text)

@@ -24,7 +24,9 @@ PLACEHOLDERS = {
     "comment": "处理说明",
     "reason": "原因",
     "master": "主工单编号",
+    "survey_url": "满意度评价链接(仅用于评价通知)",
 }
+SURVEY_TEMPLATE = "workorder.survey"
 
 DEFAULT_TEMPLATES: dict[str, str] = {
     "workorder.create": "您反映的问题已受理,工单号 {number}({category}),我们会尽快处理。",
@@ -33,6 +35,7 @@ DEFAULT_TEMPLATES: dict[str, str] = {
     "workorder.reassign": "工单 {number} 已改由{assignee}负责处理。",
     "workorder.start": "工单 {number}:维修人员已到场处理。",
     "workorder.complete": "工单 {number} 已处理完毕:{comment}。如仍有问题请直接回复。",
+    "workorder.survey": "工单 {number} 已处理完毕:{comment}。请您为本次服务评价:{survey_url}",
     "workorder.close": "工单 {number} 已办结,感谢您对供水服务的支持。",
     "workorder.reopen": "工单 {number} 已重新安排处理:{reason}。",
     "workorder.reject": "工单 {number} 未能受理:{reason}。",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -13,22 +17,34 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from channels.base import StoredFileInfo
 from router.access import Principal, can_view
 from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.hub import TOPIC as CONVERSATION_TOPIC
-from router.models import Author, Conversation, Message, Role, StaffUser, utcnow
+from router.models import Author, Conversation, Message, Role, StaffUser, StoredFile, utcnow
 from router.outbound import new_outbound
 from router.schemas import StrictBody, message_event, visibility_key
 from router.settings import Settings
+from router.uploads import FileStore, Upload
+from workorders.calendar import CALENDAR_KINDS, calendar_for
 from workorders.categories import field_errors
 from workorders.dispatch import DuplicateRule, likely_master, locate, matching_rule
 from workorders.geo import Geocoder
-from workorders.models import Department, WorkOrder, WorkOrderCategory, WorkOrderCounter, WorkOrderEvent
-from workorders.notices import DEFAULT_TEMPLATES, MessageTemplate, render
-from workorders.sla import STOPPED, SlaClock
+from workorders.models import (
+    CallbackSurvey,
+    Department,
+    WorkOrder,
+    WorkOrderCategory,
+    WorkOrderCounter,
+    WorkOrderEvent,
+)
+from workorders.notices import DEFAULT_TEMPLATES, SURVEY_TEMPLATE, MessageTemplate, render
+from workorders.sla import REMINDER_SHARE, STOPPED, SlaClock
 from workorders.workflow import Transition, Workflow, parse_workflow
 
 TOPIC = "workorder"
+FILE_OWNER = "workorder"  # owner of the photos in the file store; the owner id is the order's id
+RESIDENT_SURVEY = "居民评价"
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 Source = Literal["agent", "bot", "webchat", "wechat", "sms", "phone", "voicemail", "12345", "email", "import"]
 
@@ -112,8 +128,54 @@ class WorkOrderOut(BaseModel):
     actions: list[str] = Field(description="actions the workflow allows from the current state")
 
 
+class AttachmentOut(BaseModel):
+    id: str
+    name: str
+    content_type: str
+    size: int
+    url: str
+    created_at: datetime
+
+
 class WorkOrderDetail(WorkOrderOut):
     timeline: list[EventOut]
+    attachments: list[AttachmentOut] = Field(description="photos and documents of the repair, oldest first")
+
+
+class NoteBody(StrictBody):
+    comment: str = Field(min_length=1, max_length=5000)
+
+
+class SurveyQuery(BaseModel):
+    token: str = Field(min_length=20, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+
+
+class SurveyAnswer(StrictBody):
+    token: str = Field(min_length=20, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")
+    score: int = Field(ge=1, le=5, description="1 very unsatisfied … 5 very satisfied")
+    resolved: bool = Field(description="false reopens the order")
+    comment: str | None = Field(None, min_length=1, max_length=1000)
+
+
+class SurveyView(BaseModel):
+    number: str
+    category: str
+    title: str
+    completion: str | None = Field(description="what the crew wrote when they completed the order")
+    answered: bool
+    score: int | None
+    expired: bool
+
+
+@dataclass(slots=True)
+class Step:
+    """One action carried out, waiting for its commit to be announced."""
+
+    detail: WorkOrderDetail
+    notices: list[tuple[Message, Conversation]]
+    action: str
+    previous: str
+    deadline: tuple[datetime, datetime] | None  # a restarted clock: (reminder, due)
 
 
 class ListQuery(BaseModel):
@@ -149,10 +211,15 @@ def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
 class WorkOrderService:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], settings: Settings, geocoder: Geocoder,
-        publish: Publish, wake_outbound: Callable[[], None], clock: SlaClock,
+        publish: Publish, wake_outbound: Callable[[], None], clock: SlaClock, files: FileStore,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
+        self._files = files
+        self._calendars = {kind: calendar_for(kind, settings.working_hours, settings.timezone)
+                           for kind in CALENDAR_KINDS}
+        self._base_url = settings.base_url
+        self._survey_valid_days = settings.survey_valid_days
         self._zone = ZoneInfo(settings.timezone)
         self._geocoder = geocoder
         self.region_codes = frozenset(region.code for region in geocoder.regions)
@@ -222,10 +289,10 @@ class WorkOrderService:
                 title=body.title, description=body.description, custom_fields=body.custom_fields,
                 address=body.address, lat=body.lat, lng=body.lng, contact_phone=body.contact_phone,
                 conversation_id=body.conversation_id, contact_id=contact_id, source=body.source,
-                external_ref=body.external_ref, sla_due_at=now + timedelta(hours=category.sla_hours),
-                region_code=region_code,
+                external_ref=body.external_ref, region_code=region_code,
                 created_by_id=principal.user_id, created_at=now, updated_at=now, department=None, assignee=None,
             )
+            deadline = self._start_clock(order, now)
             session.add(order)
             await session.flush()
             event = WorkOrderEvent(order_id=order.id, action="create", from_state=None, to_state=order.state,
@@ -238,9 +305,16 @@ class WorkOrderService:
             notices = []
             for routed in events:
                 notices += await self._notify_residents(session, order, routed.action, detail, routed)
-        await self.clock.schedule(order)
+        await self.clock.schedule(order.id, *deadline)
         await self._published(detail, {"type": "created"}, notices)
         return detail
+
+    def _start_clock(self, order: WorkOrder, now: datetime) -> tuple[datetime, datetime]:
+        """Set the order's deadline from now by its category's calendar; returns (reminder, due) times."""
+        calendar = self._calendars[order.category.sla_calendar]
+        hours = order.category.sla_hours
+        order.sla_due_at = calendar.add(now, hours)
+        return calendar.add(now, hours * REMINDER_SHARE), order.sla_due_at
 
     async def _route(self, session: AsyncSession, order: WorkOrder, now: datetime) -> list[WorkOrderEvent]:
         """Dispatch a new order by the rules of its category and region; point out a likely master order."""
@@ -285,42 +359,177 @@ class WorkOrderService:
                              "allowed": workflow.actions_from(order.state)},
                 )
             self._authorize(principal, order, rule)
-            missing = {name: "required" for name in rule.requires if getattr(body, name) is None}
-            if missing:
-                raise Invalid(f"「{rule.label}」需要填写:{', '.join(missing)}", code="missing_fields",
-                              details={"fields": missing})
-            previous = order.state
-            data = await self._apply(session, order, rule, body, workflow, now)
-            event = WorkOrderEvent(order_id=order.id, action=rule.action, from_state=previous, to_state=order.state,
-                                   actor_id=principal.user_id, actor_name=_actor_name(principal),
-                                   reason=body.reason, comment=body.comment, data=data or None, at=now)
-            session.add(event)
+            step = await self._move(session, order, workflow, rule, body, now, principal.user_id,
+                                    _actor_name(principal))
+        await self._finish(step)
+        return step.detail
+
+    async def _move(
+        self, session: AsyncSession, order: WorkOrder, workflow: Workflow, rule: Transition, body: TransitionBody,
+        now: datetime, actor_id: int | None, actor_name: str,
+    ) -> Step:
+        """Carry out an allowed action on a locked order: state, audit trail, deadline, resident notices."""
+        missing = {name: "required" for name in rule.requires if getattr(body, name) is None}
+        if missing:
+            raise Invalid(f"「{rule.label}」需要填写:{', '.join(missing)}", code="missing_fields",
+                          details={"fields": missing})
+        previous = order.state
+        data = await self._apply(session, order, rule, body, workflow, now)
+        deadline: tuple[datetime, datetime] | None = None
+        if rule.action == "reopen":
+            deadline = self._start_clock(order, now)
+            data["due"] = order.sla_due_at.isoformat() if order.sla_due_at else None
+        event = WorkOrderEvent(order_id=order.id, action=rule.action, from_state=previous, to_state=order.state,
+                               actor_id=actor_id, actor_name=actor_name, reason=body.reason, comment=body.comment,
+                               data=data or None, at=now)
+        session.add(event)
+        await session.flush()
+        survey_url = None
+        if rule.action == "complete" and order.category.callback == "survey" and order.conversation_id:
+            survey_url = await self._send_survey(session, order, now)
+        detail = await self._detail(session, order, now)
+        notices = await self._notify_residents(session, order, rule.action, detail, event, survey_url)
+        return Step(detail=detail, notices=notices, action=rule.action, previous=previous, deadline=deadline)
+
+    async def _finish(self, step: Step) -> None:
+        """After the commit: the order's timers, then the news for staff pages and residents."""
+        if step.detail.state in STOPPED:
+            await self.clock.cancel(step.detail.id)
+        elif step.deadline is not None:
+            await self.clock.schedule(step.detail.id, *step.deadline)
+        await self._published(step.detail, {"type": "transition", "action": step.action, "from": step.previous},
+                              step.notices)
+
+    # -- callback surveys ---------------------------------------------------------------------
+
+    async def _send_survey(self, session: AsyncSession, order: WorkOrder, now: datetime) -> str:
+        """A one-time link for the resident to score the service; returns the link."""
+        token = secrets.token_urlsafe(24)
+        session.add(CallbackSurvey(order_id=order.id, token_hash=survey_token_hash(token), sent_at=now,
+                                   expires_at=now + timedelta(days=self._survey_valid_days)))
+        return f"{self._base_url}/survey?t={token}"
+
+    async def survey(self, token: str) -> SurveyView:
+        async with self.sessions() as session:
+            survey = await session.scalar(
+                select(CallbackSurvey).where(CallbackSurvey.token_hash == survey_token_hash(token)))
+            if survey is None:
+                raise NotFound("评价链接无效", code="survey_not_found")
+            order = await session.get(WorkOrder, survey.order_id)
+            assert order is not None  # the survey row cascades with its order
+            completion = await session.scalar(
+                select(WorkOrderEvent.comment).where(WorkOrderEvent.order_id == order.id,
+                                                     WorkOrderEvent.action == "complete")
+                .order_by(WorkOrderEvent.id.desc()).limit(1))
+            return SurveyView(number=order.number, category=order.category.name, title=order.title,
+                              completion=completion, answered=survey.answered_at is not None, score=survey.score,
+                              expired=survey.expires_at < utcnow())
+
+    async def answer_survey(self, body: SurveyAnswer) -> SurveyView:
+        """The resident's score: the order is visited, then closed, or reopened when the problem remains.
+
+        If an agent called back in the meantime, the order has moved on; the answer is still kept.
+        """
+        now = utcnow()
+        steps: list[Step] = []
+        async with self.sessions.begin() as session:
+            survey = (await session.execute(
+                select(CallbackSurvey).where(CallbackSurvey.token_hash == survey_token_hash(body.token))
+                .with_for_update())).scalar_one_or_none()
+            if survey is None:
+                raise NotFound("评价链接无效", code="survey_not_found")
+            if survey.answered_at is not None:
+                raise Conflict("您已评价过,感谢您的反馈", code="survey_answered")
+            if survey.expires_at < now:
+                raise Conflict("评价链接已过期", code="survey_expired")
+            survey.answered_at, survey.score, survey.resolved, survey.comment = (
+                now, body.score, body.resolved, body.comment)
+            order = await self._load_for_update(session, survey.order_id)
+            workflow = parse_workflow(order.category.workflow)
+            visit = workflow.transition("visit")
+            if visit is not None and order.state in visit.from_states:
+                steps.append(await self._move(
+                    session, order, workflow, visit,
+                    TransitionBody(action="visit", satisfaction=body.score, comment=body.comment), now, None,
+                    RESIDENT_SURVEY))
+                follow_up = TransitionBody(action="close") if body.resolved else TransitionBody(
+                    action="reopen", reason="居民反馈问题未解决")
+                rule = workflow.transition(follow_up.action)
+                if rule is not None and order.state in rule.from_states:
+                    steps.append(await self._move(session, order, workflow, rule, follow_up, now, None,
+                                                  RESIDENT_SURVEY))
+        for step in steps:
+            await self._finish(step)
+        return await self.survey(body.token)
+
+    # -- notes and photos ---------------------------------------------------------------------
+
+    async def add_note(self, principal: Principal, order_id: int, comment: str) -> WorkOrderDetail:
+        return await self._record(principal, order_id, "note", comment=comment)
+
+    async def attach(self, principal: Principal, order_id: int, upload: Upload) -> WorkOrderDetail:
+        async with self.sessions() as session:
+            order = await session.get(WorkOrder, order_id)
+            if order is None:
+                raise NotFound("工单不存在", code="order_not_found")
+            self._require_visible(principal, order)
+        stored = await self._files.store(FILE_OWNER, str(order_id), upload.name, upload.kind.content_type,
+                                         upload.data)
+        return await self._record(principal, order_id, "attach", data={
+            "file_id": stored.file_id, "name": stored.name, "content_type": stored.content_type, "size": stored.size})
+
+    async def _record(
+        self, principal: Principal, order_id: int, action: str, *, comment: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> WorkOrderDetail:
+        """Add a note or a photo to the timeline of an order that is still open."""
+        now = utcnow()
+        async with self.sessions.begin() as session:
+            order = await self._load_for_update(session, order_id)
+            self._require_visible(principal, order)
+            workflow = parse_workflow(order.category.workflow)
+            if order.state in workflow.final:
+                raise Conflict("工单已结束,不能再补充", code="order_finished",
+                               details={"state": order.state})
+            order.updated_at = now
+            session.add(WorkOrderEvent(order_id=order.id, action=action, from_state=order.state, to_state=order.state,
+                                       actor_id=principal.user_id, actor_name=_actor_name(principal),
+                                       comment=comment, data=data, at=now))
             await session.flush()
             detail = await self._detail(session, order, now)
-            notices = await self._notify_residents(session, order, rule.action, detail, event)
-        if detail.state in STOPPED:
-            await self.clock.cancel(order_id)
-        await self._published(detail, {"type": "transition", "action": rule.action, "from": previous}, notices)
+        await self._published(detail, {"type": action}, [])
         return detail
+
+    async def open_file(self, principal: Principal, order_id: int, file_id: str) -> tuple[StoredFileInfo, Path]:
+        async with self.sessions() as session:
+            order = await session.get(WorkOrder, order_id)
+            if order is None:
+                raise NotFound("工单不存在", code="order_not_found")
+            self._require_visible(principal, order)
+        found = await self._files.open(file_id)
+        if found is None or found[0].owner_channel != FILE_OWNER or found[0].owner_external_id != str(order_id):
+            raise NotFound("文件不存在", code="file_not_found")
+        return found
 
     async def _notify_residents(
         self, session: AsyncSession, order: WorkOrder, action: str, detail: WorkOrderDetail, event: WorkOrderEvent,
+        survey_url: str | None = None,
     ) -> list[tuple[Message, Conversation]]:
         """Queue the notice for the resident(s) in the same transaction as the change (nothing is lost).
 
         The order's own conversation hears of it, and so do the conversations of orders merged into it.
+        With a survey, the order's own resident gets the survey notice and its link instead.
         """
         key = f"workorder.{action}"
         if key not in DEFAULT_TEMPLATES:
             return []  # internal steps (visit, escalate, return) are not announced
-        template = await session.get(MessageTemplate, key)
         values = {
             "number": order.number, "category": order.category.name, "state": detail.state_label,
             "department": detail.department.name if detail.department else None,
             "assignee": detail.assignee.name if detail.assignee else None,
             "comment": event.comment, "reason": event.reason, "master": (event.data or {}).get("master"),
+            "survey_url": survey_url,
         }
-        text = render(template.text if template else DEFAULT_TEMPLATES[key], values)
         conversation_ids = {order.conversation_id} if order.conversation_id else set()
         if action != "merge":
             conversation_ids |= set(await session.scalars(select(WorkOrder.conversation_id).where(
@@ -330,12 +539,22 @@ class WorkOrderService:
             conversation = await session.get(Conversation, conversation_id)
             if conversation is None:
                 continue
-            notice = new_outbound(conversation, author=Author.SYSTEM, text=text, payload={
-                "work_order": {"id": order.id, "number": order.number, "action": action, "state": order.state}})
+            surveyed = survey_url is not None and conversation_id == order.conversation_id
+            text = await self._notice_text(session, SURVEY_TEMPLATE if surveyed else key, values)
+            payload: dict[str, Any] = {
+                "work_order": {"id": order.id, "number": order.number, "action": action, "state": order.state}}
+            if surveyed:
+                payload["survey"] = {"url": survey_url}
+            notice = new_outbound(conversation, author=Author.SYSTEM, text=text, payload=payload)
             session.add(notice)
             notices.append((notice, conversation))
         await session.flush()
         return notices
+
+    @staticmethod
+    async def _notice_text(session: AsyncSession, key: str, values: dict[str, Any]) -> str:
+        template = await session.get(MessageTemplate, key)
+        return render(template.text if template else DEFAULT_TEMPLATES[key], values)
 
     async def _published(
         self, detail: WorkOrderDetail, event: dict[str, Any], notices: list[tuple[Message, Conversation]],
@@ -394,7 +613,7 @@ class WorkOrderService:
             order.master_id = master.id
             data["master"] = master.number
         if rule.action == "visit":
-            order.satisfaction = body.satisfaction
+            order.satisfaction = data["satisfaction"] = body.satisfaction
         if rule.action == "complete":
             order.completed_at = now
         if rule.to is not None:
@@ -470,13 +689,25 @@ class WorkOrderService:
     async def _detail(session: AsyncSession, order: WorkOrder, now: datetime) -> WorkOrderDetail:
         events = await session.scalars(
             select(WorkOrderEvent).where(WorkOrderEvent.order_id == order.id).order_by(WorkOrderEvent.id))
-        return WorkOrderDetail(**order_out(order, now).model_dump(), timeline=[_event_out(e) for e in events])
+        files = await session.scalars(select(StoredFile).where(
+            StoredFile.owner_channel == FILE_OWNER, StoredFile.owner_external_id == str(order.id),
+        ).order_by(StoredFile.created_at, StoredFile.id))
+        return WorkOrderDetail(
+            **order_out(order, now).model_dump(), timeline=[_event_out(e) for e in events],
+            attachments=[AttachmentOut(id=f.id, name=f.name, content_type=f.content_type, size=f.size,
+                                       url=f"/api/workorders/{order.id}/files/{f.id}", created_at=f.created_at)
+                         for f in files])
 
 
 def _event_out(event: WorkOrderEvent) -> EventOut:
     return EventOut(id=event.id, action=event.action, from_state=event.from_state, to_state=event.to_state,
                     actor_name=event.actor_name, reason=event.reason, comment=event.comment, data=event.data,
                     at=event.at)
+
+
+def survey_token_hash(token: str) -> str:
+    """Only a hash of a survey link's token is stored: a leaked table does not let anyone answer."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _actor_name(principal: Principal) -> str:

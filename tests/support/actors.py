@@ -144,6 +144,22 @@ class Staff(SocketReader):
                 assert response.status == expect, (response.status, body)
             return body
 
+    async def upload(self, path: str, name: str, data: bytes, expect: int | None = 201) -> Any:
+        """POST one file as the ``file`` part of a multipart form."""
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename=name)
+        async with self.http.post(f"{self.base_url}{path}", data=form, headers={"X-CSRF-Token": self.csrf}) as response:
+            body = await response.json() if response.content_type == "application/json" else None
+            self.last_status = response.status
+            if expect is not None:
+                assert response.status == expect, (response.status, body)
+            return body
+
+    async def fetch(self, path: str) -> tuple[int, bytes, str]:
+        """A non-JSON resource: status, body and content type."""
+        async with self.http.get(f"{self.base_url}{path}") as response:
+            return response.status, await response.read(), response.content_type
+
     async def listen(self) -> Staff:
         self.start_reading(await self.http.ws_connect(f"{self.base_url.replace('http', 'ws', 1)}/api/ws"))
         return self
