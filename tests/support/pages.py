@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Locator, Page, expect
 
 from tests.conftest import PASSWORD
@@ -12,11 +14,19 @@ def widget(page: Page, selector: str) -> Locator:
     return page.locator(f"[data-testid={selector}]")
 
 
-async def sign_in(page: Page, base_url: str, username: str) -> None:
-    """Open the agent page, get sent to the sign-in page, sign in and come back."""
-    await page.goto(f"{base_url}/app/agent")
-    await expect(page).to_have_url(f"{base_url}/app/login?next=/app/agent")
+async def sign_in(page: Page, base_url: str, username: str, path: str = "/app/agent") -> None:
+    """Open a staff page, get sent to the sign-in page, sign in and come back."""
+    await page.goto(f"{base_url}{path}")
+    await expect(page).to_have_url(re.compile(rf"^{re.escape(base_url)}/app/login\?next="))
     await page.fill("#username", username)
     await page.fill("#password", PASSWORD)
     await page.click("[data-testid=login-submit]")
-    await expect(page).to_have_url(f"{base_url}/app/agent")
+    await expect(page).to_have_url(f"{base_url}{path}")
+
+
+def watch_errors(page: Page, name: str, errors: list[str]) -> Page:
+    """Collect the page's script errors and Content-Security-Policy violations into ``errors``."""
+    page.on("pageerror", lambda e: errors.append(f"{name}: {e}"))
+    page.on("console", lambda m: errors.append(f"{name} CSP: {m.text}")
+            if "Content Security Policy" in m.text else None)
+    return page

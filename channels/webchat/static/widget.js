@@ -259,6 +259,10 @@
     .file-name { font-weight: 600; text-decoration: underline; }
     .file-size { font-size: 12px; opacity: .75; }
     .file + .text { margin-top: 6px; }
+    .survey-link {
+      display: inline-block; margin-top: 6px; padding: 4px 12px; border-radius: 14px;
+      background: #0a6ebd; color: #fff; font-weight: 600; text-decoration: none;
+    }
     .typing { padding: 4px 18px; font-size: 12px; color: #7a8795; background: #f7f9fb; }
     .composer {
       display: flex; align-items: flex-end; gap: 6px;
@@ -472,6 +476,8 @@
     if (author === 'system' || msg.type === 'event') {
       const node = systemNode(msg.text || '', ids);
       node.dataset.author = author;
+      const survey = ChatKit.surveyLink(msg);
+      if (survey) node.append(survey);
       return node;
     }
     const node = el('li', { class: `msg msg-${author}`, 'data-testid': 'webchat-message', 'data-author': author, ...ids });

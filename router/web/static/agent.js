@@ -11,7 +11,6 @@
   const LIST_LIMIT = 50;
   const MAX_REPLY_LENGTH = 2000;
   const CLOCK_INTERVAL_MS = 15000;
-  const TOAST_MS = 6000;
   const SCROLL_SLACK_PX = 80;
   const ORDER_TITLE_SNIPPET = 30;
   const ORDER_DESCRIPTION_MAX = 2000;
@@ -24,7 +23,6 @@
   };
   const CHANNEL_LABELS = { webchat: '网页', wechat: '微信', sms: '短信', voice: '电话' };
   const STATE_LABELS = { queued: '排队中', assigned: '服务中', bot: '机器人接待', closed: '已结束' };
-  const ROLE_LABELS = { agent: '坐席', supervisor: '班长', admin: '管理员' };
   const DELIVERY_LABELS = { queued: '待发送', sending: '发送中', sent: '已发送', delivered: '已送达', failed: '发送失败' };
   const CONNECTION_TEXT = { connecting: '正在连接…', open: '实时连接正常', closed: '连接已断开，正在重连…' };
 
@@ -34,8 +32,6 @@
 
   const state = {
     me: null,
-    csrf: null,
-    leaving: false, // set once we navigate away; silences errors and reconnects
     tab: 'queued',
     list: new Map(), // id -> Conversation shown in the current tab
     latest: new Map(), // id -> newest Conversation object seen (guards against out-of-order updates)
@@ -53,8 +49,6 @@
     orderSubmitting: false,
     orderAutoTitle: '', // the title we filled in; replaced on a category change unless the agent edited it
   };
-
-  let toastTimer = 0;
 
   // ---------------------------------------------------------------- helpers
 
@@ -132,79 +126,9 @@
 
   // ------------------------------------------------------------------- REST
 
-  class ApiError extends Error {
-    constructor(status, code, message, silent = false, details = null) {
-      super(message);
-      this.status = status;
-      this.code = code;
-      this.silent = silent;
-      this.details = details;
-    }
-  }
-
-  function csrfToken() {
-    return ChatKit.readCookie('hub_csrf') || state.csrf;
-  }
-
-  async function api(method, path, body) {
-    const headers = { Accept: 'application/json' };
-    const init = { method, headers, credentials: 'same-origin' };
-    if (method !== 'GET') {
-      headers['Content-Type'] = 'application/json';
-      const csrf = csrfToken();
-      if (csrf) headers['X-CSRF-Token'] = csrf;
-      init.body = JSON.stringify(body === undefined ? {} : body);
-    }
-    let response;
-    try {
-      response = await fetch(path, init);
-    } catch (err) {
-      throw new ApiError(0, 'network', '网络连接失败，请检查网络后重试', state.leaving);
-    }
-    if (response.status === 401) {
-      goToLogin();
-      throw new ApiError(401, 'unauthorized', '登录已失效，请重新登录', true);
-    }
-    if (response.status === 204) return null;
-    const data = await ChatKit.readJson(response);
-    if (!response.ok) {
-      const error = (data && data.error) || {};
-      throw new ApiError(response.status, error.code || 'http_error', ChatKit.errorMessage(data, response.status),
-        false, error.details || null);
-    }
-    return data;
-  }
-
-  function report(err) {
-    if (err && err.silent) return;
-    showToast((err && err.message) || '操作失败，请稍后重试');
-  }
-
-  function goToLogin() {
-    if (state.leaving) return;
-    leave();
-    window.location.replace(LOGIN_URL);
-  }
-
-  function leave() {
-    state.leaving = true;
-    socket.stop();
-  }
-
-  // ------------------------------------------------------------------ toast
-
-  function showToast(message, kind = 'error') {
-    dom.toast.textContent = message;
-    dom.toast.dataset.kind = kind;
-    dom.toast.hidden = false;
-    clearTimeout(toastTimer);
-    toastTimer = setTimeout(hideToast, TOAST_MS);
-  }
-
-  function hideToast() {
-    clearTimeout(toastTimer);
-    dom.toast.hidden = true;
-  }
+  const http = StaffKit.client({ loginUrl: LOGIN_URL, onLeave: () => socket.stop() });
+  const api = (method, path, body) => http.api(method, path, body);
+  let toast = null; // StaffKit.toaster, once the page is bound
 
   // ----------------------------------------------------- conversation store
 
@@ -257,7 +181,7 @@
         dom.listEmpty.textContent = '加载失败';
         dom.listEmpty.hidden = state.list.size > 0;
       }
-      report(err);
+      toast.report(err);
       return;
     }
     if (seq !== state.listSeq) return; // the tab changed meanwhile
@@ -278,7 +202,7 @@
       state.queued = new Set(items.map((c) => remember(c)).filter((c) => c.state === 'queued').map((c) => c.id));
       renderQueuedCount();
     } catch (err) {
-      report(err);
+      toast.report(err);
     }
   }
 
@@ -408,7 +332,7 @@
       }
       renderAllMessages();
     } catch (err) {
-      report(err);
+      toast.report(err);
     }
   }
 
@@ -475,8 +399,12 @@
     const author = ChatKit.authorOf(message);
     const attrs = { 'data-testid': 'agent-message', 'data-author': author, 'data-message-id': message.id };
     if (author === 'system' || message.type === 'event') {
+      const order = message.payload && message.payload.work_order;
       return el('li', { class: 'msg msg-system', ...attrs }, [
         el('span', { class: 'system-text', text: message.text || '' }),
+        order && Number.isInteger(order.id)
+          ? el('a', { class: 'order-link', href: `/app/orders?id=${order.id}`, target: '_blank', 'data-testid': 'order-link', text: '查看工单' })
+          : null,
         el('span', { class: 'system-time', text: formatTime(message.created_at) }),
       ]);
     }
@@ -562,7 +490,7 @@
       applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/claim`));
       if (sameId(state.openId, id) && canReply()) dom.replyInput.focus();
     } catch (err) {
-      report(err);
+      toast.report(err);
       if (sameId(state.openId, id)) refreshOpenConversation(); // someone else may have claimed it
     } finally {
       dom.claim.disabled = false;
@@ -576,7 +504,7 @@
       applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/close`, { disposition: null }));
       state.drafts.delete(id);
     } catch (err) {
-      report(err);
+      toast.report(err);
     } finally {
       dom.close.disabled = false;
     }
@@ -587,7 +515,7 @@
     const text = dom.replyInput.value.trim();
     if (!text) return;
     if (text.length > MAX_REPLY_LENGTH) {
-      showToast(`单条回复不能超过 ${MAX_REPLY_LENGTH} 字`);
+      toast.show(`单条回复不能超过 ${MAX_REPLY_LENGTH} 字`);
       return;
     }
     const id = state.openId;
@@ -602,27 +530,12 @@
         onMessage(message);
       }
     } catch (err) {
-      report(err);
+      toast.report(err);
     } finally {
       state.sending = false;
       updateComposer();
       if (sameId(state.openId, id) && canReply()) dom.replyInput.focus();
     }
-  }
-
-  async function logout() {
-    dom.logout.disabled = true;
-    try {
-      await api('POST', '/api/auth/logout');
-    } catch (err) {
-      if (!err.silent) {
-        report(err);
-        dom.logout.disabled = false;
-      }
-      return;
-    }
-    leave();
-    window.location.replace('/app/login');
   }
 
   // ------------------------------------------------------------ work order
@@ -761,14 +674,14 @@
     try {
       categories = await loadCategories();
     } catch (err) {
-      report(err);
+      toast.report(err);
       return;
     } finally {
       dom.createOrder.disabled = false;
     }
     if (!sameId(state.openId, id)) return; // another conversation was opened meanwhile
     if (!categories.length) {
-      showToast('暂无可用的工单类别，请联系管理员');
+      toast.show('暂无可用的工单类别，请联系管理员');
       return;
     }
     dom.orderCategory.replaceChildren(...categories.map((c) => el('option', { value: c.code, text: c.name })));
@@ -816,7 +729,7 @@
       if (input) setFieldError(input, friendlyFieldError(message));
       else leftOver.push(`${path}：${friendlyFieldError(message)}`);
     }
-    showToast([err.message, ...leftOver].filter(Boolean).join('；'));
+    toast.show([err.message, ...leftOver].filter(Boolean).join('；'));
     const first = dom.orderForm.querySelector('[aria-invalid=true]');
     if (first) first.focus();
   }
@@ -838,10 +751,10 @@
     try {
       const order = await api('POST', '/api/workorders', body);
       if (sameId(state.openId, id)) closeOrderForm();
-      showToast(`工单已创建:${(order && order.number) || ''}`, 'ok');
+      toast.show(`工单已创建:${(order && order.number) || ''}`, 'ok');
     } catch (err) {
       if (err.status === 422 && sameId(state.openId, id) && !dom.orderForm.hidden) showOrderErrors(err);
-      else report(err);
+      else toast.report(err);
     } finally {
       state.orderSubmitting = false;
       dom.orderSubmit.disabled = false;
@@ -875,8 +788,7 @@
 
   async function verifySession() {
     try {
-      const me = await api('GET', '/api/auth/me');
-      if (me && me.csrf_token) state.csrf = me.csrf_token;
+      await http.me();
     } catch (err) {
       // 401 already redirected; other failures are retried with the socket.
     }
@@ -911,9 +823,6 @@
 
   function bindDom() {
     dom.connection = document.getElementById('connection');
-    dom.agentName = document.getElementById('agent-name');
-    dom.agentRole = document.getElementById('agent-role');
-    dom.logout = document.querySelector('[data-testid=logout]');
     dom.tabs = Array.from(document.querySelectorAll('[data-tab]'));
     dom.queuedCount = document.getElementById('queued-count');
     dom.list = document.getElementById('conversation-list');
@@ -941,9 +850,8 @@
     dom.replyForm = document.getElementById('reply-form');
     dom.replyInput = document.querySelector('[data-testid=reply-input]');
     dom.replySend = document.querySelector('[data-testid=reply-send]');
-    dom.toast = document.querySelector('[data-testid=toast]');
+    toast = StaffKit.toaster(document.querySelector('[data-testid=toast]'));
 
-    dom.logout.addEventListener('click', logout);
     for (const button of dom.tabs) {
       button.addEventListener('click', () => selectTab(button.dataset.tab));
     }
@@ -978,23 +886,19 @@
     dom.replyInput.addEventListener('input', () => {
       if (canReply() && dom.replyInput.value.trim()) dom.typing.notify();
     });
-    dom.toast.addEventListener('click', hideToast);
   }
 
   async function boot() {
     bindDom();
     let me;
     try {
-      me = await api('GET', '/api/auth/me');
+      me = await http.me();
     } catch (err) {
-      report(err);
+      toast.report(err);
       return;
     }
     state.me = me.user;
-    state.csrf = me.csrf_token;
-    dom.agentName.textContent = state.me.display_name || state.me.username;
-    dom.agentRole.textContent = ROLE_LABELS[state.me.role] || state.me.role || '';
-    dom.agentRole.hidden = !dom.agentRole.textContent;
+    StaffKit.header(state.me, http, toast);
     document.body.classList.remove('booting');
 
     selectTab('queued');

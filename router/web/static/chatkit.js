@@ -141,6 +141,15 @@ const ChatKit = (() => {
     return nodes;
   }
 
+  // The link of a satisfaction survey the hub sent with a completed order's notice, or null.
+  function surveyLink(message) {
+    const survey = message.payload && message.payload.survey;
+    const href = survey && typeof survey.url === 'string' && /^https?:\/\//.test(survey.url) ? survey.url : null;
+    if (!href) return null;
+    return el('a', { class: 'survey-link', href, target: '_blank', rel: 'noopener noreferrer', 'data-testid': 'survey-link' },
+      [document.createTextNode('评价本次服务')]);
+  }
+
   // Shows `node` for a few seconds each time the other side types (show), and throttles our own
   // typing frames (notify): `send()` returns whether the frame went out.
   function typingIndicator(node, send) {
@@ -331,6 +340,7 @@ const ChatKit = (() => {
     errorMessage,
     authorOf,
     contentNodes,
+    surveyLink,
     typingIndicator,
     reconnectingSocket,
   };

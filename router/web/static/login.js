@@ -1,11 +1,10 @@
 /*
  * Shuiwu Hub — staff sign-in (/app/login).
- * Uses `ChatKit` from chatkit.js, which the page loads first.
+ * Uses `ChatKit` and `StaffKit` (chatkit.js, staff.js), which the page loads first.
  */
 (() => {
   'use strict';
 
-  const DEFAULT_TARGET = '/app/agent';
   const LOGIN_ERRORS = {
     401: '用户名或密码错误',
     429: '尝试次数过多，请稍后再试',
@@ -16,17 +15,18 @@
   const submit = document.querySelector('[data-testid=login-submit]');
   const errorBox = document.querySelector('[data-testid=login-error]');
 
-  // Only same-origin paths under /app/ are accepted as redirect targets (no open redirect).
-  function redirectTarget() {
+  // The page asked for, else the role's home. Only same-origin paths under /app/ are accepted (no open redirect).
+  function redirectTarget(role) {
+    const home = StaffKit.homeFor(role);
     const next = new URLSearchParams(window.location.search).get('next');
-    if (!next || !next.startsWith('/app/')) return DEFAULT_TARGET;
+    if (!next || !next.startsWith('/app/')) return home;
     try {
       const url = new URL(next, window.location.origin);
-      if (url.origin !== window.location.origin) return DEFAULT_TARGET;
-      if (!url.pathname.startsWith('/app/') || url.pathname === '/app/login') return DEFAULT_TARGET;
+      if (url.origin !== window.location.origin) return home;
+      if (!url.pathname.startsWith('/app/') || url.pathname === '/app/login') return home;
       return url.pathname + url.search + url.hash;
     } catch (err) {
-      return DEFAULT_TARGET;
+      return home;
     }
   }
 
@@ -58,11 +58,11 @@
         headers,
         body: JSON.stringify(credentials),
       });
+      const body = await ChatKit.readJson(response);
       if (response.ok) {
-        window.location.replace(redirectTarget());
+        window.location.replace(redirectTarget(body && body.user && body.user.role));
         return;
       }
-      const body = await ChatKit.readJson(response);
       showError(ChatKit.errorMessage(body, response.status, LOGIN_ERRORS, '登录失败'));
       password.select();
     } catch (err) {
