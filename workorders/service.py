@@ -137,9 +137,24 @@ class AttachmentOut(BaseModel):
     created_at: datetime
 
 
+class NoticeOut(BaseModel):
+    """A message the hub sent (or is still trying to send) to a resident about this order."""
+
+    message_id: int
+    conversation_id: int
+    channel: str
+    text: str | None
+    delivery: str | None = Field(description="queued, sending, sent, delivered or failed")
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
 class WorkOrderDetail(WorkOrderOut):
     timeline: list[EventOut]
     attachments: list[AttachmentOut] = Field(description="photos and documents of the repair, oldest first")
+    notices: list[NoticeOut] = Field(description="what residents were told, with each message's delivery state")
 
 
 class NoteBody(StrictBody):
@@ -305,6 +320,7 @@ class WorkOrderService:
             notices = []
             for routed in events:
                 notices += await self._notify_residents(session, order, routed.action, detail, routed)
+            detail.notices = await _notices_of(session, order)
         await self.clock.schedule(order.id, *deadline)
         await self._published(detail, {"type": "created"}, notices)
         return detail
@@ -389,6 +405,7 @@ class WorkOrderService:
             survey_url = await self._send_survey(session, order, now)
         detail = await self._detail(session, order, now)
         notices = await self._notify_residents(session, order, rule.action, detail, event, survey_url)
+        detail.notices = await _notices_of(session, order)  # with the ones just queued
         return Step(detail=detail, notices=notices, action=rule.action, previous=previous, deadline=deadline)
 
     async def _finish(self, step: Step) -> None:
@@ -694,9 +711,26 @@ class WorkOrderService:
         ).order_by(StoredFile.created_at, StoredFile.id))
         return WorkOrderDetail(
             **order_out(order, now).model_dump(), timeline=[_event_out(e) for e in events],
+            notices=await _notices_of(session, order),
             attachments=[AttachmentOut(id=f.id, name=f.name, content_type=f.content_type, size=f.size,
                                        url=f"/api/workorders/{order.id}/files/{f.id}", created_at=f.created_at)
                          for f in files])
+
+
+async def _notices_of(session: AsyncSession, order: WorkOrder) -> list[NoticeOut]:
+    """The notices about this order in the conversations that hear of it (its own and its merged orders')."""
+    conversation_ids = set(await session.scalars(select(WorkOrder.conversation_id).where(
+        WorkOrder.master_id == order.id, WorkOrder.conversation_id.is_not(None))))
+    if order.conversation_id:
+        conversation_ids.add(order.conversation_id)
+    if not conversation_ids:
+        return []
+    messages = await session.scalars(select(Message).where(
+        Message.conversation_id.in_(conversation_ids), Message.author == Author.SYSTEM).order_by(Message.id))
+    return [NoticeOut(message_id=m.id, conversation_id=m.conversation_id, channel=m.channel, text=m.text,
+                      delivery=m.delivery, attempts=m.attempts, last_error=m.last_error, created_at=m.created_at,
+                      sent_at=m.sent_at)
+            for m in messages.unique() if ((m.payload or {}).get("work_order") or {}).get("id") == order.id]
 
 
 def _event_out(event: WorkOrderEvent) -> EventOut:

@@ -114,6 +114,11 @@ async def test_a_burst_main_from_chat_to_closed_order_on_the_pages(browser: Brow
         expected = ["已受理", "已派至", "已安排", "已到场", "已处理完毕", "已办结"]
         positions = [next(i for i, t in enumerate(texts) if word in t) for word in expected]
         assert positions == sorted(positions), texts
+        # The order shows what the resident was told, each acknowledged by the resident's browser.
+        await agent.reload()
+        notices = view.locator("[data-testid=order-notices] > li")
+        await expect(notices).to_have_count(6)
+        await expect(notices.and_(agent.locator("[data-delivery=delivered]"))).to_have_count(6)
         assert errors == []
     finally:
         for context in contexts.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import datetime, time, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -11,6 +12,7 @@ import aiohttp
 import pytest
 from sqlalchemy import text, update
 
+from channels.base import InboundMessage
 from tests.support.actors import Resident
 from tests.support.files import png_bytes
 from tests.workorders.conftest import act
@@ -232,3 +234,35 @@ async def test_the_survey_page_is_public_and_locked_down(running_hub) -> None:
     async with aiohttp.ClientSession() as anonymous, anonymous.get(f"{running_hub.url}/survey?t=abc") as response:
         assert response.status == 200
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+async def notices_once_settled(staff, order_id: int) -> list[dict]:
+    """The order's notices once none is waiting to be sent any more."""
+    for _ in range(100):
+        notices = (await staff.call("GET", f"/api/workorders/{order_id}"))["notices"]
+        if notices and all(n["delivery"] not in {"queued", "sending"} for n in notices):
+            return notices
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"notices still pending: {notices}")
+
+
+async def test_what_residents_were_told_and_whether_it_arrived_is_on_the_order(crew, running_hub, http) -> None:
+    resident = await Resident(http, running_hub.url).connect()
+    said = await resident.says("小区停水了")
+    order = await crew["agent"].call("POST", "/api/workorders", {
+        "category": "no_water", "title": "小区停水", "description": "整个小区没有水",
+        "custom_fields": {"scope": "小区"}, "conversation_id": said["conversation_id"]}, expect=201)
+    [notice] = await notices_once_settled(crew["agent"], order["id"])
+    assert (notice["channel"], notice["delivery"], notice["last_error"]) == ("webchat", "sent", None)
+    assert notice["text"] == (await resident.hears("system"))["text"]
+    await resident.close()
+
+    # A resident on a channel this hub does not run (SMS not enabled here): the notice fails, and says why.
+    texted = await running_hub.hub.ingest(InboundMessage(
+        channel="sms", external_id="+8613800000000", channel_message_id=str(uuid.uuid4()), text="我家停水了"))
+    by_sms = await crew["agent"].call("POST", "/api/workorders", {
+        "category": "no_water", "title": "停水", "description": "家里停水", "custom_fields": {"scope": "单户"},
+        "conversation_id": texted.conversation_id}, expect=201)
+    [failed] = await notices_once_settled(crew["agent"], by_sms["id"])
+    assert (failed["channel"], failed["delivery"]) == ("sms", "failed")
+    assert failed["last_error"] == "channel sms is not enabled"

@@ -81,6 +81,25 @@ const OrderKit = (() => {
     return list;
   }
 
+  const DELIVERY_LABELS = { queued: '待发送', sending: '发送中', sent: '已发送', delivered: '已送达', failed: '发送失败' };
+  const CHANNEL_LABELS = { webchat: '网页', wechat: '微信', sms: '短信', voice: '电话' };
+
+  // What residents were told about the order, each with whether it reached them.
+  function notices(order) {
+    if (!order.notices || !order.notices.length) return null;
+    return el('ul', { class: 'notices', 'data-testid': 'order-notices' }, order.notices.map((notice) => el('li', {
+      class: `notice delivery-${notice.delivery}`, 'data-delivery': notice.delivery,
+    }, [
+      el('div', { class: 'tl-head' }, [
+        el('span', { class: 'channel', text: CHANNEL_LABELS[notice.channel] || notice.channel }),
+        el('span', { class: 'delivery-state', text: DELIVERY_LABELS[notice.delivery] || notice.delivery || '' }),
+        el('time', { datetime: notice.created_at, text: formatTime(notice.created_at) }),
+      ]),
+      el('div', { class: 'tl-text', text: notice.text || '' }),
+      notice.last_error ? el('div', { class: 'tl-detail', text: `${notice.attempts} 次尝试:${notice.last_error}` }) : null,
+    ])));
+  }
+
   function photos(order) {
     const images = order.attachments.filter((a) => a.content_type.startsWith('image/'));
     if (!images.length) return null;
@@ -276,7 +295,7 @@ const OrderKit = (() => {
   }
 
   return {
-    PRIORITY_LABELS, SATISFACTION_LABELS, formatDateTime, stateBadge, dueNode, facts, timeline, photos, notePanel,
-    actionPanel,
+    PRIORITY_LABELS, SATISFACTION_LABELS, formatDateTime, stateBadge, dueNode, facts, timeline, photos, notices,
+    notePanel, actionPanel,
   };
 })();

@@ -154,6 +154,8 @@
         }),
         el('h3', { class: 'section-title', text: '处理记录' }),
         OrderKit.timeline(order, workflow),
+        order.notices.length ? el('h3', { class: 'section-title', text: '居民通知' }) : null,
+        OrderKit.notices(order),
       ]),
     );
     dom.placeholder.hidden = true;
