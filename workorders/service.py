@@ -190,7 +190,7 @@ class Step:
     notices: list[tuple[Message, Conversation]]
     action: str
     previous: str
-    deadline: tuple[datetime, datetime] | None  # a restarted clock: (reminder, due)
+    clock_changed: bool  # the order's timers were set or removed
 
 
 class ListQuery(BaseModel):
@@ -316,12 +316,13 @@ class WorkOrderService:
             session.add(event)
             await session.flush()
             events = [event, *await self._route(session, order, now)]
-            detail = await self._detail(session, order, now)
+            detail = await self._detail(session, order, now, notices=False)
             notices = []
             for routed in events:
                 notices += await self._notify_residents(session, order, routed.action, detail, routed)
             detail.notices = await _notices_of(session, order)
-        await self.clock.schedule(order.id, *deadline)
+            await self.clock.schedule_in(session, order.id, *deadline)
+        self.clock.wakeup()
         await self._published(detail, {"type": "created"}, notices)
         return detail
 
@@ -391,10 +392,14 @@ class WorkOrderService:
                           details={"fields": missing})
         previous = order.state
         data = await self._apply(session, order, rule, body, workflow, now)
-        deadline: tuple[datetime, datetime] | None = None
+        clock_changed = True
         if rule.action == "reopen":
-            deadline = self._start_clock(order, now)
+            await self.clock.schedule_in(session, order.id, *self._start_clock(order, now))
             data["due"] = order.sla_due_at.isoformat() if order.sla_due_at else None
+        elif order.state in STOPPED and previous not in STOPPED:
+            await self.clock.cancel_in(session, order.id)
+        else:
+            clock_changed = False
         event = WorkOrderEvent(order_id=order.id, action=rule.action, from_state=previous, to_state=order.state,
                                actor_id=actor_id, actor_name=actor_name, reason=body.reason, comment=body.comment,
                                data=data or None, at=now)
@@ -403,17 +408,16 @@ class WorkOrderService:
         survey_url = None
         if rule.action == "complete" and order.category.callback == "survey" and order.conversation_id:
             survey_url = await self._send_survey(session, order, now)
-        detail = await self._detail(session, order, now)
+        detail = await self._detail(session, order, now, notices=False)
         notices = await self._notify_residents(session, order, rule.action, detail, event, survey_url)
         detail.notices = await _notices_of(session, order)  # with the ones just queued
-        return Step(detail=detail, notices=notices, action=rule.action, previous=previous, deadline=deadline)
+        return Step(detail=detail, notices=notices, action=rule.action, previous=previous,
+                    clock_changed=clock_changed)
 
     async def _finish(self, step: Step) -> None:
-        """After the commit: the order's timers, then the news for staff pages and residents."""
-        if step.detail.state in STOPPED:
-            await self.clock.cancel(step.detail.id)
-        elif step.deadline is not None:
-            await self.clock.schedule(step.detail.id, *step.deadline)
+        """After the commit: the scheduler sees the order's new timers; staff pages and residents get the news."""
+        if step.clock_changed:
+            self.clock.wakeup()
         await self._published(step.detail, {"type": "transition", "action": step.action, "from": step.previous},
                               step.notices)
 
@@ -703,7 +707,8 @@ class WorkOrderService:
         return order
 
     @staticmethod
-    async def _detail(session: AsyncSession, order: WorkOrder, now: datetime) -> WorkOrderDetail:
+    async def _detail(session: AsyncSession, order: WorkOrder, now: datetime, notices: bool = True) -> WorkOrderDetail:
+        """The order as the API shows it; ``notices=False`` leaves them to be filled in once queued."""
         events = await session.scalars(
             select(WorkOrderEvent).where(WorkOrderEvent.order_id == order.id).order_by(WorkOrderEvent.id))
         files = await session.scalars(select(StoredFile).where(
@@ -711,7 +716,7 @@ class WorkOrderService:
         ).order_by(StoredFile.created_at, StoredFile.id))
         return WorkOrderDetail(
             **order_out(order, now).model_dump(), timeline=[_event_out(e) for e in events],
-            notices=await _notices_of(session, order),
+            notices=await _notices_of(session, order) if notices else [],
             attachments=[AttachmentOut(id=f.id, name=f.name, content_type=f.content_type, size=f.size,
                                        url=f"/api/workorders/{order.id}/files/{f.id}", created_at=f.created_at)
                          for f in files])

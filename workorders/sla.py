@@ -3,26 +3,32 @@
 The timers are APScheduler jobs kept in the hub's own database (table ``apscheduler_jobs``), so
 they survive a restart: a job whose time passed while the hub was down fires when it comes back.
 Every hub process runs a scheduler on the same table; a job firing twice does no harm, because
-:meth:`SlaClock.fire` takes the order's row lock and does each step once per order.
+:meth:`SlaClock.fire` takes the order's row lock and does each step once per deadline.
 
-APScheduler's job store is synchronous. The scheduler therefore runs in its own thread and jobs are
-added from a worker thread, so that its database calls never block the event loop (with SQLite they
-would wait for a lock that only the blocked loop can release); a job hands its work back to the loop.
+The service writes an order's job rows itself, in the transaction that creates or moves the order
+(rows in the job store's own format), so an order and its timers are committed together or not at
+all, and creating an order does not wait on the job store's lock; :meth:`SlaClock.wakeup` then lets
+the scheduler see them. APScheduler's job store is synchronous, so the scheduler runs in its own
+thread (with SQLite its database calls would otherwise wait for a lock only the blocked event loop
+can release); a job hands its work back to the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-from datetime import datetime
+import pickle
+from datetime import UTC, datetime
 from typing import Any
 
-from apscheduler.jobstores.base import JobLookupError
+from apscheduler.job import Job
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.util import datetime_to_utc_timestamp
+from sqlalchemy import Column, Float, LargeBinary, MetaData, Table, Unicode, delete, insert, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.logs import get_logger
 from router.models import utcnow
@@ -31,9 +37,14 @@ from workorders.models import WorkOrder, WorkOrderEvent
 log = get_logger(__name__)
 
 REMINDER_SHARE = 0.8
+WAKEUP_INTERVAL = 1.0  # seconds
 # States in which the clock no longer runs: neither reminded, escalated, nor listed as overdue.
 STOPPED = frozenset({"completed", "visited", "closed", "rejected", "cancelled", "merged"})
 _JOB_KINDS = ("remind", "escalate")
+JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": 7 * 24 * 3600, "max_instances": 1}
+# The job store's table (created by migration 0005 with the columns SQLAlchemyJobStore expects).
+JOBS = Table("apscheduler_jobs", MetaData(), Column("id", Unicode(191), primary_key=True),
+             Column("next_run_time", Float(25)), Column("job_state", LargeBinary, nullable=False))
 # The scheduler calls a module-level function with plain arguments (they are stored in the table).
 # The first one names the database the job belongs to (several hubs may live in one process, as in
 # the tests); this maps it to the running clock of that database.
@@ -66,11 +77,13 @@ class SlaClock:
         self._sessions = sessions
         self._publish = publish
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._wake_requested = False
+        self._waker: asyncio.Task[None] | None = None
         self._database = database_key(database_url)
         self._scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(url=sync_url(database_url),
                                                      engine_options={"pool_pre_ping": True})},
-            job_defaults={"coalesce": True, "misfire_grace_time": 7 * 24 * 3600, "max_instances": 1},
+            job_defaults=JOB_DEFAULTS,
             timezone="UTC",
         )
 
@@ -78,29 +91,49 @@ class SlaClock:
         _clocks[self._database] = self
         self.loop = asyncio.get_running_loop()
         self._scheduler.start()
+        self._waker = asyncio.create_task(self._pass_on_wakeups())
 
     async def stop(self) -> None:
+        if self._waker is not None:
+            self._waker.cancel()
         if self._scheduler.running:
             await asyncio.to_thread(self._scheduler.shutdown, wait=True)
         if _clocks.get(self._database) is self:
             del _clocks[self._database]
 
-    async def schedule(self, order_id: int, remind_at: datetime, due_at: datetime) -> None:
-        """(Re)start an order's clock: replaces the timers it had."""
-        await asyncio.to_thread(self._schedule, order_id, {"remind": remind_at, "escalate": due_at})
+    async def schedule_in(self, session: AsyncSession, order_id: int, remind_at: datetime, due_at: datetime) -> None:
+        """(Re)start an order's clock in the caller's transaction; call :meth:`wakeup` after the commit."""
+        await self.cancel_in(session, order_id)
+        await session.execute(insert(JOBS), [self._job_row(order_id, kind, at)
+                                             for kind, at in (("remind", remind_at), ("escalate", due_at))])
 
-    async def cancel(self, order_id: int) -> None:
-        await asyncio.to_thread(self._cancel, order_id)
+    @staticmethod
+    async def cancel_in(session: AsyncSession, order_id: int) -> None:
+        """Stop an order's clock in the caller's transaction (timers that already fired are gone anyway)."""
+        await session.execute(delete(JOBS).where(JOBS.c.id.in_([_job_id(kind, order_id) for kind in _JOB_KINDS])))
 
-    def _schedule(self, order_id: int, times: dict[str, datetime]) -> None:
-        for kind, at in times.items():
-            self._scheduler.add_job(fire, "date", run_date=at, args=[self._database, kind, order_id],
-                                    id=_job_id(kind, order_id), replace_existing=True)
+    def wakeup(self) -> None:
+        """Ask the scheduler to look at the job table again (new timers may be due before its next wake-up).
 
-    def _cancel(self, order_id: int) -> None:
-        for kind in _JOB_KINDS:
-            with contextlib.suppress(JobLookupError):  # already fired or never scheduled
-                self._scheduler.remove_job(_job_id(kind, order_id))
+        Requests are gathered and passed on at most once per :data:`WAKEUP_INTERVAL`: each look costs the
+        scheduler two queries, and a deadline is hours away, so a second's delay is of no consequence.
+        """
+        self._wake_requested = True
+
+    async def _pass_on_wakeups(self) -> None:
+        while True:
+            await asyncio.sleep(WAKEUP_INTERVAL)
+            if self._wake_requested and self._scheduler.running:
+                self._wake_requested = False
+                self._scheduler.wakeup()
+
+    def _job_row(self, order_id: int, kind: str, at: datetime) -> dict[str, Any]:
+        """A row as ``SQLAlchemyJobStore.add_job`` writes it, with the job defaults the scheduler would apply."""
+        job = Job(self._scheduler, id=_job_id(kind, order_id), func=fire, args=(self._database, kind, order_id),
+                  kwargs={}, name=f"sla-{kind}", trigger=DateTrigger(run_date=at, timezone=UTC), executor="default",
+                  next_run_time=at, **JOB_DEFAULTS)
+        return {"id": job.id, "next_run_time": datetime_to_utc_timestamp(at),
+                "job_state": pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL)}
 
     async def fire(self, kind: str, order_id: int) -> None:
         action = {"remind": "sla_reminder", "escalate": "sla_escalated"}[kind]
