@@ -10,12 +10,25 @@ from sqlalchemy import select
 from router.accounts import create_user, has_admin
 from router.hub import Hub
 from router.models import Role, StaffUser
+from workorders.dispatch import DispatchRule
+from workorders.models import Department
 
-DEMO_ACCOUNTS = (
-    ("agent1", "坐席小王", Role.AGENT),
-    ("agent2", "坐席小李", Role.AGENT),
-    ("super1", "值班长老张", Role.SUPERVISOR),
+REPAIR_CENTRE, BUSINESS_OFFICE = "管网抢修中心", "营业所"
+DEMO_ACCOUNTS = (  # username, display name, role, department
+    ("agent1", "坐席小王", Role.AGENT, None),
+    ("agent2", "坐席小李", Role.AGENT, None),
+    ("super1", "值班长老张", Role.SUPERVISOR, None),
+    ("handler1", "抢修调度老陈", Role.HANDLER, REPAIR_CENTRE),
+    ("crew1", "维修班小赵", Role.FIELD_CREW, REPAIR_CENTRE),
+    ("crew2", "维修班小孙", Role.FIELD_CREW, REPAIR_CENTRE),
+    ("office1", "营业所小周", Role.HANDLER, BUSINESS_OFFICE),
 )
+# Which department gets which category, in every region.
+DEMO_DISPATCH = {
+    "leak_repair": REPAIR_CENTRE, "no_water": REPAIR_CENTRE, "low_pressure": REPAIR_CENTRE,
+    "water_quality": REPAIR_CENTRE, "meter": REPAIR_CENTRE, "billing_dispute": BUSINESS_OFFICE,
+    "service_application": BUSINESS_OFFICE,
+}
 DEMO_PASSWORD = "shuiwu-demo"  # noqa: S105  (demo accounts only, printed by make run)
 
 
@@ -42,12 +55,28 @@ async def ensure_first_admin(hub: Hub) -> Credential | None:
 
 
 async def ensure_demo_staff(hub: Hub) -> list[Credential]:
-    """Demo agents and a supervisor in the default team, so the web chat can be tried at once."""
+    """Demo staff, departments and dispatch rules, so a chat can be followed to a closed order at once."""
     created = []
     async with hub.sessions.begin() as session:
-        for username, display_name, role in DEMO_ACCOUNTS:
+        departments = {}
+        for name in (REPAIR_CENTRE, BUSINESS_OFFICE):
+            department = await session.scalar(select(Department).where(Department.name == name))
+            if department is None:
+                department = Department(name=name)
+                session.add(department)
+                await session.flush()
+            departments[name] = department.id
+        for category, department_name in DEMO_DISPATCH.items():
+            if await session.scalar(select(DispatchRule.id).where(
+                    DispatchRule.category_code == category, DispatchRule.region_code.is_(None))) is None:
+                session.add(DispatchRule(category_code=category, region_code=None,
+                                         department_id=departments[department_name]))
+        for username, display_name, role, department_name in DEMO_ACCOUNTS:
             if await session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is None:
+                in_hotline = department_name is None
                 await create_user(session, username=username, password=DEMO_PASSWORD, role=role,
-                                  display_name=display_name, team_names=[hub.settings.default_team])
+                                  display_name=display_name,
+                                  team_names=[hub.settings.default_team] if in_hotline else [],
+                                  department_id=departments.get(department_name or ""))
             created.append(Credential(username, DEMO_PASSWORD, role, display_name))
     return created

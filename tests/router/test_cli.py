@@ -21,18 +21,28 @@ def test_run_with_demo_prints_urls_and_working_credentials(tmp_path) -> None:
     hub = HubProcess({"HUB_DEMO": "1", "HUB_DATABASE_URL": ""}, tmp_path / "var").start()
     try:
         output = hub.output()
-        assert f"{hub.url}/" in output and f"{hub.url}/app/agent" in output
+        for path in ("/", "/app/agent", "/app/orders", "/app/field", "/notices"):
+            assert f"{hub.url}{path}" in output, output
         admin = re.search(r"first admin: admin / (\S+)", output)
         agent = re.search(r"demo agent: (agent1) / (\S+)", output)
-        assert admin and agent, output
+        crew = re.search(r"demo field_crew: (crew1) / (\S+)", output)
+        assert admin and agent and crew, output
         assert (tmp_path / "var" / "hub.sqlite3").exists()  # SQLite under var/ by default
         page = requests.get(f"{hub.url}/", timeout=5)
         assert page.status_code == 200 and "/widget.js" in page.text and "962740" in page.text
-        for username, password in [("admin", admin.group(1)), agent.groups()]:
+        for username, password in [("admin", admin.group(1)), agent.groups(), crew.groups()]:
             login = requests.post(f"{hub.url}/api/auth/login", json={"username": username, "password": password},
                                   timeout=10)
             assert login.status_code == 200, login.text
             assert "HttpOnly" in login.headers["Set-Cookie"] and "SameSite=Lax" in login.headers["Set-Cookie"]
+        # The demo dispatches leak reports to its repair centre, where crew1 works.
+        session = requests.Session()
+        session.post(f"{hub.url}/api/auth/login", json={"username": "agent1", "password": agent.group(2)}, timeout=10)
+        order = session.post(f"{hub.url}/api/workorders", headers={"X-CSRF-Token": session.cookies["hub_csrf"]},
+                             json={"category": "leak_repair", "title": "路面冒水", "description": "清源路冒水",
+                                   "custom_fields": {"leak_location": "路面", "severity": "冒水"}}, timeout=10)
+        assert order.status_code == 201, order.text
+        assert (order.json()["state"], order.json()["department"]["name"]) == ("dispatched", "管网抢修中心")
         assert admin.group(1) not in (tmp_path / "var").joinpath("hub.sqlite3").read_bytes().decode("latin-1")
     finally:
         hub.kill()

@@ -7,7 +7,9 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from router.settings import Settings
 from workorders.calendar import (
     CALENDAR_KINDS,
     Period,
@@ -290,3 +292,11 @@ def test_a_deadline_falls_in_working_time(start: datetime, minutes: int) -> None
 def test_two_steps_examples(office: WorkingHours, start: datetime, a: float, b: float, expected: datetime) -> None:
     assert office.add(start, a + b) == expected
     assert office.add(office.add(start, a), b) == expected
+
+
+def test_the_hub_refuses_to_start_with_malformed_working_hours(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_WORKING_HOURS", "17:00-08:00")
+    with pytest.raises(ValidationError, match="working_hours"):
+        Settings()
+    monkeypatch.setenv("HUB_WORKING_HOURS", "09:00-12:00,14:00-18:00")
+    assert Settings().working_hours == "09:00-12:00,14:00-18:00"
