@@ -7,12 +7,11 @@ import re
 from playwright.async_api import Browser, expect
 
 from router.models import Role
-from tests.support.pages import sign_in, widget
+from tests.support.orders import PHONE, resident_reports
+from tests.support.pages import sign_in, watch_errors, widget
 
 RESIDENT_MESSAGE = "楼下马路在冒水,清源路18号"
 ORDER_NUMBER = re.compile(r"GD\d{8}-\d{4,}")
-
-
 
 
 async def test_agent_creates_a_work_order_from_a_chat_and_the_resident_gets_its_number(
@@ -22,21 +21,10 @@ async def test_agent_creates_a_work_order_from_a_chat_and_the_resident_gets_its_
     agent_user = await running_hub.staff(Role.AGENT, listen=False)
     errors: list[str] = []
     agent_context = await browser.new_context()
-    resident_context = await browser.new_context(viewport={"width": 412, "height": 860})
+    resident_context = await browser.new_context(**PHONE)
     try:
-        resident = await resident_context.new_page()
-        resident.on("pageerror", lambda e: errors.append(f"resident: {e}"))
-        await resident.goto(f"{base}/#chat")
-        await expect(widget(resident, "webchat-panel")).to_be_visible()
-        await widget(resident, "webchat-input").fill(RESIDENT_MESSAGE)
-        await widget(resident, "webchat-input").press("Enter")
-        await expect(widget(resident, "webchat-message").filter(has_text=RESIDENT_MESSAGE)).to_have_attribute(
-            "data-message-id", re.compile(r"^\d+$"))
-
-        agent = await agent_context.new_page()
-        agent.on("pageerror", lambda e: errors.append(f"agent: {e}"))
-        agent.on("console", lambda m: errors.append(f"agent CSP: {m.text}")
-                 if "Content Security Policy" in m.text else None)
+        resident, _ = await resident_reports(resident_context, base, errors, RESIDENT_MESSAGE)
+        agent = watch_errors(await agent_context.new_page(), "agent", errors)
         await sign_in(agent, base, agent_user.user["username"])
         await agent.click("[data-testid=tab-queued]")
         item = agent.locator("[data-testid=conversation-item][data-state=queued]").filter(has_text=RESIDENT_MESSAGE)

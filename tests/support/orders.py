@@ -43,9 +43,11 @@ async def setup(running_hub, callback: str) -> dict:
     }
 
 
-async def resident_reports(context: BrowserContext, base: str, errors: list[str]) -> tuple[Page, str]:
-    """A resident on a phone reports a burst main in the web chat; returns the page and the (unique) report."""
-    report = f"{REPORT}(报修人 {uuid.uuid4().hex[:6]})"
+async def resident_reports(context: BrowserContext, base: str, errors: list[str], report: str | None = None,
+                           ) -> tuple[Page, str]:
+    """A resident reports a problem in the web chat (by default a burst main, told uniquely); returns the
+    page and what they wrote once the hub has stored it."""
+    report = report or f"{REPORT}(报修人 {uuid.uuid4().hex[:6]})"
     resident = watch_errors(await context.new_page(), "resident", errors)
     await resident.goto(f"{base}/#chat")
     await expect(widget(resident, "webchat-panel")).to_be_visible()

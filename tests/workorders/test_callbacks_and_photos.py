@@ -52,6 +52,14 @@ def token_of(notice: dict) -> str:
     return parse_qs(urlsplit(notice["payload"]["survey"]["url"]).query)["t"][0]
 
 
+async def completed_with_survey(crew, running_hub, http, comment: str) -> tuple[Resident, dict, str]:
+    """A chat's order on a survey category, completed: the resident, the order and the survey's token."""
+    resident = await Resident(http, running_hub.url).connect()
+    order = await order_in_progress(crew, await new_category(crew, callback="survey"), resident)
+    await act(crew["field"], order["id"], action="complete", comment=comment)
+    return resident, order, token_of(await survey_notice(resident))
+
+
 async def test_a_satisfied_resident_closes_the_order_by_the_survey_link(crew, running_hub, http) -> None:
     category = await new_category(crew, callback="survey")
     resident = await Resident(http, running_hub.url).connect()
@@ -91,11 +99,7 @@ async def test_a_satisfied_resident_closes_the_order_by_the_survey_link(crew, ru
 
 
 async def test_an_unresolved_problem_reopens_the_order_with_a_new_deadline(crew, running_hub, http) -> None:
-    category = await new_category(crew, callback="survey")
-    resident = await Resident(http, running_hub.url).connect()
-    order = await order_in_progress(crew, category, resident)
-    await act(crew["field"], order["id"], action="complete", comment="已紧固接头")
-    token = token_of(await survey_notice(resident))
+    resident, order, token = await completed_with_survey(crew, running_hub, http, "已紧固接头")
 
     async with http.post(f"{running_hub.url}/api/surveys",
                          json={"token": token, "score": 2, "resolved": False, "comment": "还在滴水"}) as response:
@@ -117,11 +121,7 @@ async def test_an_unresolved_problem_reopens_the_order_with_a_new_deadline(crew,
 
 
 async def test_an_agents_callback_first_keeps_the_order_and_still_records_the_answer(crew, running_hub, http) -> None:
-    category = await new_category(crew, callback="survey")
-    resident = await Resident(http, running_hub.url).connect()
-    order = await order_in_progress(crew, category, resident)
-    await act(crew["field"], order["id"], action="complete", comment="已修复")
-    token = token_of(await survey_notice(resident))
+    resident, order, token = await completed_with_survey(crew, running_hub, http, "已修复")
     await act(crew["agent"], order["id"], action="visit", satisfaction=3, comment="电话回访:基本满意")
 
     async with http.post(f"{running_hub.url}/api/surveys", json={"token": token, "score": 4, "resolved": True},
@@ -135,11 +135,7 @@ async def test_an_agents_callback_first_keeps_the_order_and_still_records_the_an
 
 async def test_an_expired_survey_is_refused_and_orders_without_a_chat_wait_for_an_agent(crew, running_hub,
                                                                                        http) -> None:
-    category = await new_category(crew, callback="survey")
-    resident = await Resident(http, running_hub.url).connect()
-    order = await order_in_progress(crew, category, resident)
-    await act(crew["field"], order["id"], action="complete", comment="已修复")
-    token = token_of(await survey_notice(resident))
+    resident, order, token = await completed_with_survey(crew, running_hub, http, "已修复")
     async with running_hub.hub.sessions.begin() as session:
         await session.execute(update(CallbackSurvey).where(CallbackSurvey.order_id == order["id"])
                               .values(expires_at=datetime.now(SHANGHAI) - timedelta(minutes=1)))
@@ -148,6 +144,7 @@ async def test_an_expired_survey_is_refused_and_orders_without_a_chat_wait_for_a
         assert response.status == 409 and (await response.json())["error"]["code"] == "survey_expired"
     assert (await crew["agent"].call("GET", f"/api/workorders/{order['id']}"))["state"] == "completed"
 
+    category = order["category"]
     by_phone = await order_in_progress(crew, category)  # no conversation: the callback is an agent's task
     done = await act(crew["field"], by_phone["id"], action="complete", comment="已修复")
     async with running_hub.hub.sessions() as session:
