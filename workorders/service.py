@@ -201,6 +201,9 @@ class ListQuery(BaseModel):
     assignee_id: int | None = Field(None, ge=1, le=2**31 - 1)
     department_id: int | None = Field(None, ge=1, le=2**31 - 1)
     conversation_id: int | None = Field(None, ge=1, le=2**31 - 1, description="orders made from this conversation")
+    resident_of: int | None = Field(None, ge=1, le=2**31 - 1,
+                                    description="orders of the resident writing in this conversation (any chat)")
+    number: str | None = Field(None, pattern=r"^GD\d{8}-\d{4,6}$", description="one order by its number")
     limit: int = Field(50, ge=1, le=200)
     before_id: int | None = Field(None, ge=1, le=2**31 - 1)
 
@@ -658,8 +661,14 @@ class WorkOrderService:
         now = utcnow()
         statement = select(WorkOrder).order_by(WorkOrder.id.desc()).limit(query.limit)
         conditions = [self._visible_clause(principal)]
-        if query.state:
-            conditions.append(WorkOrder.state.in_(query.state.split(",")))
+        states = query.state.split(",") if query.state else None
+        if query.overdue and states is not None:
+            # An order whose clock has stopped is never overdue: no need to ask the database for those.
+            states = [state for state in states if state not in STOPPED]
+            if not states:
+                return []
+        if states is not None:
+            conditions.append(WorkOrder.state.in_(states))
         if query.category:
             conditions.append(WorkOrder.category.has(WorkOrderCategory.code == query.category))
         if query.region:
@@ -670,6 +679,11 @@ class WorkOrderService:
             conditions.append(WorkOrder.department_id == query.department_id)
         if query.conversation_id:
             conditions.append(WorkOrder.conversation_id == query.conversation_id)
+        if query.resident_of:
+            conditions.append(WorkOrder.contact_id == select(Conversation.contact_id).where(
+                Conversation.id == query.resident_of).scalar_subquery())
+        if query.number:
+            conditions.append(WorkOrder.number == query.number)
         if query.before_id:
             conditions.append(WorkOrder.id < query.before_id)
         if query.overdue is not None:

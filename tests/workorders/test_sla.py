@@ -44,6 +44,10 @@ async def test_reminder_then_escalation(running_hub) -> None:
         escalated = await wait_for_event(admin, order["id"], "sla_escalated")
         assert escalated["priority"] == 2 and escalated["overdue"] is True
         assert [e["action"] for e in escalated["timeline"]] == ["create", "sla_reminder", "sla_escalated"]
+        late = await admin.call("GET", f"/api/workorders?category={code}&state=new,closed&overdue=true")
+        assert [o["id"] for o in late["items"]] == [order["id"]]
+        stopped = await admin.call("GET", f"/api/workorders?category={code}&state=closed,completed&overdue=true")
+        assert stopped["items"] == []  # an order whose clock stopped is never overdue
 
         finished = await admin.call("POST", "/api/workorders", {**ORDER, "category": code}, expect=201)
         await admin.call("POST", f"/api/workorders/{finished['id']}/transitions",
