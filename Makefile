@@ -6,7 +6,7 @@ PY := .venv/bin/python
 .PHONY: help run test lint bench clean
 
 help:
-	@echo "make run    start the hub on SQLite with demo accounts (HUB_DEMO=1 unless set; var/ holds the data)"
+	@echo "make run    start the hub on SQLite with demo accounts and the bot (HUB_DEMO=1, HUB_BOT_AUTOSTART=1 unless set)"
 	@echo "make test   install test deps, start PostgreSQL + Redis, run pytest (extra args: make test ARGS='-k x')"
 	@echo "make lint   ruff check ."
 	@echo "make bench  web chat and work-order benchmarks; results into docs/benchmarks.md"
@@ -14,7 +14,9 @@ help:
 
 run:
 	@bash scripts/bootstrap.sh
-	HUB_DEMO="$${HUB_DEMO:-1}" exec $(PY) -m router run
+	@bash scripts/bot-env.sh
+	@bash scripts/bot-train.sh
+	HUB_DEMO="$${HUB_DEMO:-1}" HUB_BOT_AUTOSTART="$${HUB_BOT_AUTOSTART:-1}" exec $(PY) -m router run
 
 test:
 	@bash scripts/run-tests.sh $(ARGS)

@@ -154,11 +154,21 @@ async def create_api_token(session: AsyncSession, name: str, role: Role) -> str:
     return token
 
 
+async def ensure_api_token(session: AsyncSession, name: str, role: Role, token: str) -> None:
+    """Make ``token`` the valid token called ``name`` (for services the hub starts itself)."""
+    existing = await session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if existing is None:
+        session.add(ApiToken(name=name, token_hash=_digest(token), role=role, created_at=utcnow()))
+    else:
+        existing.token_hash, existing.role, existing.revoked_at = _digest(token), role, None
+    await session.flush()
+
+
 async def principal_from_api_token(session: AsyncSession, token: str) -> Principal | None:
     api_token = await session.scalar(select(ApiToken).where(ApiToken.token_hash == _digest(token)))
     if api_token is None or api_token.revoked_at is not None:
         return None
-    return Principal(role=Role(api_token.role), username=f"token:{api_token.name}")
+    return Principal(role=Role(api_token.role), username=f"token:{api_token.name}", display_name=api_token.name)
 
 
 async def has_admin(session: AsyncSession) -> bool:

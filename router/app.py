@@ -10,8 +10,11 @@ from router.api import api
 from router.api import auth as _auth  # noqa: F401  (registers endpoints)
 from router.api import conversations as _conversations  # noqa: F401
 from router.api import system as _system  # noqa: F401
+from router.api.billing import BILLING
 from router.api.spec import HUB, OPENAPI
 from router.api.staff_ws import staff_socket
+from router.billing import load_billing
+from router.companions import COMPANIONS, Companions
 from router.hub import Hub
 from router.middleware import auth_middleware, errors_middleware, staff_pages_middleware
 from router.settings import Settings
@@ -43,6 +46,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     clock = SlaClock(settings.effective_database_url, hub.sessions, hub.publish)
     app[WORKORDERS] = WorkOrderService(hub.sessions, settings, GazetteerGeocoder(settings.gazetteer_path), hub.publish,
                                         hub.worker.wake, clock, hub.files)
+    app[BILLING] = load_billing(settings)
     app[OPENAPI] = api.openapi("Shuiwu Hub API", VERSION)
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)
@@ -60,9 +64,14 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
         cross_origin.extend(adapter.cross_origin_paths)
     app.middlewares.insert(0, cors_middleware(tuple(cross_origin)))
 
+    companions = Companions(settings, hub.secret_key) if settings.bot_autostart else None
+    app[COMPANIONS] = companions
+
     async def on_startup(_app: web.Application) -> None:
         await hub.start()
         clock.start()  # after the migrations: its table is one of them
+        if companions is not None:
+            await companions.start(hub.sessions)
 
     async def on_shutdown(_app: web.Application) -> None:
         for ws in list(hub.staff_sockets):
@@ -71,6 +80,8 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
             await adapter.disconnect()
 
     async def on_cleanup(_app: web.Application) -> None:
+        if companions is not None:
+            await companions.stop()
         await clock.stop()
         await hub.stop()
 

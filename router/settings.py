@@ -7,7 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -31,8 +31,12 @@ class Settings(BaseSettings):
     session_ttl_hours: int = 12
     cookie_secure: bool = False
 
-    rasa_url: str = ""  # empty: no bot, conversations go straight to the human queue
+    rasa_url: str = ""  # empty: no bot, conversations go straight to the human queue (unless bot_autostart)
     bot_timeout_seconds: float = 3.0
+    bot_autostart: bool = False  # run the Rasa server and the action server beside the hub (router/companions.py)
+    bot_model_path: Path = PROJECT_ROOT / "bot" / "models" / "current.tar.gz"  # made by scripts/bot-train.sh
+    rasa_port: int = 5005
+    actions_port: int = 5055
 
     reopen_window_seconds: int = 24 * 3600
     ingest_pipelines: int = 2  # inbound batches written concurrently
@@ -43,6 +47,7 @@ class Settings(BaseSettings):
     duplicate_window_minutes: int = 120  # … and this soon after each other are likely one event
     working_hours: str = "08:30-12:00,13:30-17:30"  # local periods counted by categories on working-hours SLA
     survey_valid_days: int = 7  # how long a resident's satisfaction-survey link stays open
+    billing_backend: str = "demo"  # or "package.module:Class" of the utility's billing system (router/billing.py)
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0
@@ -63,6 +68,12 @@ class Settings(BaseSettings):
 
     log_json: bool = False
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _bot_beside_the_hub(self) -> Settings:
+        if self.bot_autostart and not self.rasa_url:
+            self.rasa_url = f"http://127.0.0.1:{self.rasa_port}"
+        return self
 
     @field_validator("working_hours")
     @classmethod

@@ -7,6 +7,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 bash scripts/bootstrap.sh test
+bash scripts/bot-env.sh
+bash scripts/bot-train.sh
 bash scripts/services.sh
 
 export PYTHONDONTWRITEBYTECODE=1

@@ -547,6 +547,8 @@ class WorkOrderService:
         key = f"workorder.{action}"
         if key not in DEFAULT_TEMPLATES:
             return []  # internal steps (visit, escalate, return) are not announced
+        if action == "create" and order.source == "bot":
+            return []  # the bot that took the report tells the resident the number itself
         values = {
             "number": order.number, "category": order.category.name, "state": detail.state_label,
             "department": detail.department.name if detail.department else None,

@@ -302,3 +302,20 @@ async def test_orders_from_the_12345_hotline_import_once_from_json_and_csv(crew)
 def test_the_standard_workflow_is_valid() -> None:
     assert parse_workflow(STANDARD_WORKFLOW).actions_from("new") == ["dispatch", "reject", "escalate", "cancel",
                                                                       "merge"]
+
+
+async def test_orders_by_number_and_by_the_resident_of_a_conversation(crew, running_hub, http) -> None:
+    resident = await Resident(http, running_hub.url).connect()
+    first_chat = (await resident.says("水表不走了"))["conversation_id"]
+    first = await crew["agent"].call("POST", "/api/workorders", {
+        **LEAK, "category": "meter", "custom_fields": {"problem": "停走"}, "conversation_id": first_chat}, expect=201)
+    by_number = await crew["agent"].call("GET", f"/api/workorders?number={first['number']}")
+    assert [o["id"] for o in by_number["items"]] == [first["id"]]
+    await crew["agent"].call("GET", "/api/workorders?number=12345", expect=422)
+    mine = await crew["agent"].call("GET", f"/api/workorders?resident_of={first_chat}&limit=1")
+    assert [o["id"] for o in mine["items"]] == [first["id"]]
+    stranger = await Resident(http, running_hub.url).connect()
+    other_chat = (await stranger.says("你好"))["conversation_id"]
+    assert (await crew["agent"].call("GET", f"/api/workorders?resident_of={other_chat}"))["items"] == []
+    await resident.close()
+    await stranger.close()

@@ -1,0 +1,45 @@
+"""What several actions share: the message's hub metadata, the hand-over to a person, number patterns."""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import ConversationPaused, EventType
+from rasa_sdk.executor import CollectingDispatcher
+
+PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0512-?\d{8})(?!\d)")
+ACCOUNT_NUMBER = re.compile(r"(?<!\d)(3\d{7})(?!\d)")
+TICKET = re.compile(r"GD\d{8}-\d{4,6}", re.IGNORECASE)
+SORRY_HUB_DOWN = "抱歉,系统暂时无法办理,正在为您转接人工客服。"
+LOCAL = ZoneInfo(os.environ.get("HUB_TIMEZONE", "Asia/Shanghai"))
+
+
+def metadata(tracker: Tracker) -> dict[str, Any]:
+    """What the hub sent with the resident's latest message (channel, conversation_id, attachment …)."""
+    return (tracker.latest_message or {}).get("metadata") or {}
+
+
+def asked(tracker: Tracker, slot: str) -> bool:
+    """Whether the form's last question was for ``slot`` (a value picked up in passing is dropped silently)."""
+    return tracker.get_slot("requested_slot") == slot
+
+
+def latest_text(tracker: Tracker) -> str:
+    return ((tracker.latest_message or {}).get("text") or "").strip()
+
+
+def hand_over(dispatcher: CollectingDispatcher, reason: str, team: str | None = None) -> list[EventType]:
+    """Ask the hub for a person (it queues the conversation and tells the resident) and go quiet."""
+    dispatcher.utter_message(json_message={"handoff": True, "team": team, "reason": reason})
+    return [ConversationPaused()]
+
+
+def local_time(iso: str) -> str:
+    """A hub timestamp (UTC, ISO 8601) as residents read it: 11月24日 08:00."""
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(LOCAL)
+    return f"{moment.month}月{moment.day}日 {moment:%H:%M}"

@@ -1,0 +1,170 @@
+"""The bot's two processes, run beside the hub: the Rasa server and its action server.
+
+With ``HUB_BOT_AUTOSTART`` the hub starts both, waits for their health endpoints, and starts a process
+again (with back-off) whenever it dies; the router meanwhile hands residents to people, as it does
+whenever the bot does not answer. Rasa keeps its conversations in the hub's own database (its SQL
+tracker store, table ``events``); the action server calls the hub's API with a service token derived
+from the hub's secret, so neither needs a secret of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from router.accounts import ensure_api_token
+from router.logs import get_logger
+from router.models import Role
+from router.settings import PROJECT_ROOT, Settings
+
+log = get_logger(__name__)
+
+BOT_DIR = PROJECT_ROOT / "bot"
+ACTIONS_TOKEN_NAME = "智能客服"  # noqa: S105  (a name, not a secret: bot-made orders carry it in the timeline)
+HEALTH_TIMEOUT = 180.0  # Rasa loads TensorFlow and the model: tens of seconds on a small machine
+BACKOFF_MAX = 30.0
+
+
+def actions_token(secret_key: str) -> str:
+    """The action server's bearer token: stable for a given hub secret, never stored in plain text."""
+    digest = hmac.new(secret_key.encode(), b"shuiwu action server", hashlib.sha256).digest()
+    return "shw_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def tracker_store(database_url: str) -> dict[str, object]:
+    """Rasa's SQL tracker store in the hub's database (Rasa brings its own drivers: sqlite3, psycopg2)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return {"type": "SQL", "dialect": "sqlite", "db": str(Path(url.database or "").resolve())}
+    return {"type": "SQL", "dialect": "postgresql", "url": url.host or "127.0.0.1", "port": url.port or 5432,
+            "db": url.database, "username": url.username, "password": url.password}
+
+
+@dataclass
+class Companion:
+    """One supervised child process with an HTTP health check."""
+
+    name: str
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    health_url: str
+    process: asyncio.subprocess.Process | None = None
+    healthy: asyncio.Event = field(default_factory=asyncio.Event)
+    restarts: int = 0
+
+    async def supervise(self, stopping: asyncio.Event) -> None:
+        delay = 1.0
+        while not stopping.is_set():
+            self.healthy.clear()
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            log.info("companion started", companion=self.name, pid=self.process.pid)
+            if await self._wait_healthy(stopping):
+                self.healthy.set()
+                delay = 1.0
+            code = await self.process.wait()
+            self.healthy.clear()
+            if stopping.is_set():
+                return
+            self.restarts += 1
+            log.warning("companion died; restarting", companion=self.name, exit_code=code, retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(BACKOFF_MAX, delay * 2)
+
+    async def _wait_healthy(self, stopping: asyncio.Event) -> bool:
+        assert self.process is not None
+        deadline = asyncio.get_running_loop().time() + HEALTH_TIMEOUT
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while asyncio.get_running_loop().time() < deadline and self.process.returncode is None:
+                if stopping.is_set():
+                    return False
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.get(self.health_url) as response:
+                        if response.status == 200:
+                            log.info("companion ready", companion=self.name)
+                            return True
+                await asyncio.sleep(0.5)
+        log.warning("companion not healthy in time", companion=self.name)
+        return False
+
+    async def stop(self) -> None:
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+class Companions:
+    """Rasa and the action server, started after the hub's migrations and stopped before the hub."""
+
+    def __init__(self, settings: Settings, secret_key: str) -> None:
+        self._settings = settings
+        self._secret_key = secret_key
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.rasa, self.actions = self._define()
+
+    def _define(self) -> tuple[Companion, Companion]:
+        settings = self._settings
+        run_dir = settings.var_dir / "bot"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        endpoints = run_dir / "endpoints.yml"
+        endpoints.write_text(json.dumps({  # JSON is YAML, which Rasa reads
+            "action_endpoint": {"url": f"http://127.0.0.1:{settings.actions_port}/webhook"},
+            "tracker_store": tracker_store(settings.effective_database_url),
+        }, ensure_ascii=False, indent=2))
+        endpoints.chmod(0o600)  # it may hold the database password
+        quiet = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        rasa = Companion(
+            name="rasa",
+            argv=[str(BOT_DIR / ".venv" / "bin" / "rasa"), "run", "--enable-api", "--interface", "127.0.0.1",
+                  "--port", str(settings.rasa_port), "--model", str(settings.bot_model_path),
+                  "--endpoints", str(endpoints), "--credentials", str(BOT_DIR / "credentials.yml")],
+            cwd=BOT_DIR, env=quiet, health_url=f"http://127.0.0.1:{settings.rasa_port}/status")
+        actions = Companion(
+            name="actions",
+            argv=[sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(settings.actions_port)],
+            cwd=PROJECT_ROOT,
+            env={**quiet, "HUB_URL": f"http://127.0.0.1:{settings.port}", "HUB_TIMEZONE": settings.timezone,
+                 "HUB_ACTIONS_TOKEN": actions_token(self._secret_key)},
+            health_url=f"http://127.0.0.1:{settings.actions_port}/health")
+        return rasa, actions
+
+    async def start(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        async with sessions.begin() as session:
+            await ensure_api_token(session, ACTIONS_TOKEN_NAME, Role.AGENT, actions_token(self._secret_key))
+        self._tasks = [asyncio.create_task(c.supervise(self._stopping)) for c in (self.actions, self.rasa)]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for companion in (self.rasa, self.actions):
+            await companion.stop()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+COMPANIONS: web.AppKey[Companions | None] = web.AppKey("companions")

@@ -1,0 +1,186 @@
+"""The real bot behind the hub: the trained Rasa model and the action server, started by the hub itself."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+from sqlalchemy import select
+
+from router.companions import COMPANIONS, Companions
+from router.models import Conversation, ConversationState
+from router.settings import PROJECT_ROOT
+from tests.conftest import RunningHub, start_hub
+from tests.support.actors import Resident
+from tests.support.services import free_port
+from workorders.models import WorkOrder
+
+MODEL = PROJECT_ROOT / "bot" / "models" / "current.tar.gz"
+FAQ = yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / "faq.yml").read_text("utf-8"))["responses"]
+READY_TIMEOUT = 240.0
+
+
+async def wait_until_healthy(*urls: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        for url in urls:
+            while True:
+                try:
+                    async with http.get(url) as response:
+                        if response.status == 200:
+                            break
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                assert time.monotonic() < deadline, f"{url} not healthy after {READY_TIMEOUT:.0f} s"
+                await asyncio.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+async def bot_hub(make_settings) -> AsyncIterator[RunningHub]:
+    """A hub that starts the real bot beside itself (tracker store in the hub's database)."""
+    assert MODEL.exists(), "no trained bot: run scripts/bot-train.sh (make test does)"
+    settings = make_settings(bot_autostart=True, rasa_port=free_port(), actions_port=free_port(),
+                             bot_timeout_seconds=10.0, bot_model_path=MODEL)
+    running = await start_hub(settings)
+    try:
+        await wait_until_healthy(f"http://127.0.0.1:{settings.rasa_port}/status",
+                                 f"http://127.0.0.1:{settings.actions_port}/health")
+        yield running
+    finally:
+        await running.runner.cleanup()
+
+
+def companions(hub: RunningHub) -> Companions:
+    found = hub.runner.app[COMPANIONS]
+    assert found is not None
+    return found
+
+
+async def bot_says(resident: Resident, timeout: float = 10) -> str:
+    return (await resident.hears("bot", timeout=timeout))["text"] or ""
+
+
+async def rasa_tracker(hub: RunningHub, conversation_id: int) -> str:
+    """What Rasa made of a conversation (intents, entities, slots, actions), for a failure's message."""
+    url = f"http://127.0.0.1:{hub.hub.settings.rasa_port}/conversations/{conversation_id}/tracker"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        events = (await response.json())["events"]
+    lines = []
+    for event in events:
+        if event["event"] == "user":
+            parsed = event["parse_data"]
+            entities = [(e["entity"], e["value"]) for e in parsed["entities"]]
+            lines.append(f"user {event['text']!r} {parsed['intent']} {entities}")
+        elif event["event"] in {"slot", "action"}:
+            lines.append(f"  {event['event']} {event['name']} {event.get('value', '')}")
+    return "\n".join(lines)
+
+
+async def answer_until_order(hub: RunningHub, resident: Resident, conversation_id: int, answers: dict[str, str]) -> str:
+    """Answer whatever the repair form asks until the bot gives an order number; returns its last message."""
+    transcript = []
+    for _ in range(8):
+        text = await bot_says(resident)
+        transcript.append(f"bot: {text}")
+        if "工单号" in text:
+            return text
+        for question, reply in answers.items():
+            if question in text:
+                await resident.says(reply)
+                transcript.append(f"resident: {reply}")
+                break
+    raise AssertionError("the bot never gave an order number:\n" + "\n".join(transcript) + "\n"
+                         + await rasa_tracker(hub, conversation_id))
+
+
+async def test_a_leak_report_becomes_a_work_order(bot_hub, http) -> None:
+    resident = await Resident(http, bot_hub.url).connect()
+    said = await resident.says("清源路18号门口马路上在冒水,水很大")
+    final = await answer_until_order(bot_hub, resident, said["conversation_id"], {
+        "位置": "路面", "地址": "清源路18号", "电话": "13812345678", "描述": "马路中间冒水,已经流了半小时"})
+    number = final.split("工单号 ", 1)[1][:15]
+    async with bot_hub.hub.sessions() as session:
+        order = await session.scalar(select(WorkOrder).where(WorkOrder.number == number))
+    assert order is not None, final
+    assert (order.source, order.conversation_id, order.contact_phone) == ("bot", said["conversation_id"], "13812345678")
+    assert order.custom_fields == {"leak_location": "路面"} and order.category.code == "leak_repair"
+    assert "清源路18号" in (order.address or "")
+    await resident.close()
+
+
+async def test_a_question_gets_its_answer(bot_hub, http) -> None:
+    resident = await Resident(http, bot_hub.url).connect()
+    await resident.says("阶梯水价是怎么收费的")
+    assert await bot_says(resident) == FAQ["utter_faq/tiered_price"][0]["text"]
+    await resident.close()
+
+
+async def test_asking_for_a_person_queues_the_chat_and_the_bot_goes_quiet(bot_hub, http) -> None:
+    resident = await Resident(http, bot_hub.url).connect()
+    said = await resident.says("转人工")
+    notice = await resident.hears("system", timeout=20)
+    assert "人工" in (notice["text"] or "")
+    async with bot_hub.hub.sessions() as session:
+        conversation = await session.get(Conversation, said["conversation_id"])
+        assert conversation is not None and conversation.state == ConversationState.QUEUED
+    await resident.says("你好,请问有人吗")
+    with pytest.raises(AssertionError, match="no matching frame"):
+        await resident.hears("bot", timeout=4)  # the bot stays silent once a person is to take over
+    await resident.close()
+
+
+async def test_rasa_killed_mid_conversation_hands_the_resident_to_people(bot_hub, http) -> None:
+    resident = await Resident(http, bot_hub.url).connect()
+    await resident.says("你好")
+    assert await bot_says(resident)
+    rasa = companions(bot_hub).rasa
+    assert rasa.process is not None
+    restarts = rasa.restarts
+    os.killpg(rasa.process.pid, signal.SIGKILL)
+    await asyncio.sleep(0.5)
+    said = await resident.says("我家水表在漏水")
+    notice = await resident.hears("system")
+    assert "人工" in (notice["text"] or "")
+    async with bot_hub.hub.sessions() as session:
+        conversation = await session.get(Conversation, said["conversation_id"])
+        assert conversation is not None and conversation.state == ConversationState.QUEUED
+    # The hub starts Rasa again; new residents meet the bot once it is back.
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not (rasa.restarts > restarts and rasa.healthy.is_set()):
+        assert time.monotonic() < deadline, "Rasa was not restarted"
+        await asyncio.sleep(0.5)
+    newcomer = await Resident(http, bot_hub.url).connect()
+    await newcomer.says("你好")
+    assert await bot_says(newcomer)
+    await resident.close()
+    await newcomer.close()
+
+
+@pytest.mark.parametrize("text", [
+    "😀😀😀", "<script>alert(1)</script>", "hello 我想问下 water bill 怎么 pay", "水" * 1900, "？？？", "a",
+])
+async def test_odd_messages_get_an_answer_not_an_error(bot_hub, http, text: str) -> None:
+    resident = await Resident(http, bot_hub.url).connect()
+    await resident.says(text)
+    reply = await resident.expect(lambda f: f["type"] == "message" and f["message"]["author"] in {"bot", "system"},
+                                  timeout=20)
+    assert reply["message"]["text"] or reply["message"]["payload"]
+    await resident.close()
+
+
+def test_the_tracker_store_is_the_hubs_database(bot_hub) -> None:
+    endpoints = Path(bot_hub.hub.settings.var_dir) / "bot" / "endpoints.yml"
+    store = yaml.safe_load(endpoints.read_text())["tracker_store"]
+    assert store["type"] == "SQL"
+    if bot_hub.hub.settings.is_sqlite:
+        assert store["db"] == str(Path(bot_hub.hub.settings.effective_database_url.split(":///", 1)[1]).resolve())
+    else:
+        assert store["dialect"] == "postgresql" and store["db"] in bot_hub.hub.settings.effective_database_url
+    assert oct(endpoints.stat().st_mode & 0o777) == "0o600"
