@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from rasa_sdk import Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ConversationPaused, EventType
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
 
 PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0512-?\d{8})(?!\d)")
 ACCOUNT_NUMBER = re.compile(r"(?<!\d)(3\d{7})(?!\d)")
@@ -43,3 +44,23 @@ def local_time(iso: str) -> str:
     """A hub timestamp (UTC, ISO 8601) as residents read it: 11月24日 08:00."""
     moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(LOCAL)
     return f"{moment.month}月{moment.day}日 {moment:%H:%M}"
+
+
+def ask(slot: str, question: str, module: str) -> type[Action]:
+    """The ``action_ask_<slot>`` a form runs to ask for ``slot``: one question, in the actions' own words.
+
+    Assign it to ``ActionAsk<Slot>`` in ``module``: the action server pickles actions by that name.
+    """
+
+    class Ask(Action):
+        def name(self) -> str:
+            return f"action_ask_{slot}"
+
+        async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                      domain: DomainDict) -> list[EventType]:
+            dispatcher.utter_message(text=question)
+            return []
+
+    Ask.__name__ = Ask.__qualname__ = "ActionAsk" + slot.title().replace("_", "")
+    Ask.__module__ = module
+    return Ask

@@ -9,7 +9,16 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import ACCOUNT_NUMBER, SORRY_HUB_DOWN, TICKET, hand_over, latest_text, local_time, metadata
+from actions.common import (
+    ACCOUNT_NUMBER,
+    SORRY_HUB_DOWN,
+    TICKET,
+    ask,
+    hand_over,
+    latest_text,
+    local_time,
+    metadata,
+)
 from actions.hub import HubClient, HubUnavailable, NotFound
 
 
@@ -26,13 +35,8 @@ class ValidateBillForm(FormValidationAction):
         return {"account_number": found.group(1)}
 
 
-class ActionAskAccountNumber(Action):
-    def name(self) -> str:
-        return "action_ask_account_number"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        dispatcher.utter_message(text="请提供您的 8 位户号(在水费账单或缴费记录上可以找到,以 3 开头)。")
-        return []
+ActionAskAccountNumber = ask("account_number", "请提供您的 8 位户号(在水费账单或缴费记录上可以找到,以 3 开头)。",
+                             __name__)
 
 
 class ActionQueryBill(Action):

@@ -9,7 +9,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import PHONE, SORRY_HUB_DOWN, asked, hand_over, latest_text, metadata
+from actions.common import PHONE, SORRY_HUB_DOWN, ask, asked, hand_over, latest_text, metadata
 from actions.hub import HubClient, HubUnavailable
 
 # intent → (work-order category, its name, the category's required field and its choices, the question)
@@ -118,32 +118,11 @@ class ActionAskDetail(Action):
         return []
 
 
-class ActionAskAddress(Action):
-    def name(self) -> str:
-        return "action_ask_address"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        dispatcher.utter_message(text="请告诉我具体地址(如:朝阳路66号 或 幸福小区8栋3单元502),"
-                                      "维修人员会按这个地址上门。")
-        return []
-
-
-class ActionAskPhone(Action):
-    def name(self) -> str:
-        return "action_ask_phone"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        dispatcher.utter_message(text="请留一个联系电话,方便维修人员与您联系。")
-        return []
-
-
-class ActionAskDescription(Action):
-    def name(self) -> str:
-        return "action_ask_description"
-
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
-        dispatcher.utter_message(text="请简单描述一下现场情况(比如从什么时候开始、影响范围),也可以先发一张现场照片。")
-        return []
+ActionAskAddress = ask("address", "请告诉我具体地址(如:朝阳路66号 或 幸福小区8栋3单元502),维修人员会按这个地址上门。",
+                       __name__)
+ActionAskPhone = ask("phone", "请留一个联系电话,方便维修人员与您联系。", __name__)
+ActionAskDescription = ask("description",
+                           "请简单描述一下现场情况(比如从什么时候开始、影响范围),也可以先发一张现场照片。", __name__)
 
 
 class ActionCreateWorkOrder(Action):
