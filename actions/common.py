@@ -25,6 +25,15 @@ def metadata(tracker: Tracker) -> dict[str, Any]:
     return (tracker.latest_message or {}).get("metadata") or {}
 
 
+def bot_order(tracker: Tracker, **fields: Any) -> dict[str, Any]:
+    """A work order the bot files, linked to the chat it came from."""
+    order: dict[str, Any] = {**fields, "source": "bot"}
+    conversation_id = metadata(tracker).get("conversation_id")
+    if isinstance(conversation_id, int):
+        order["conversation_id"] = conversation_id
+    return order
+
+
 def asked(tracker: Tracker, slot: str) -> bool:
     """Whether the form's last question was for ``slot`` (a value picked up in passing is dropped silently)."""
     return tracker.get_slot("requested_slot") == slot

@@ -7,7 +7,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import SORRY_HUB_DOWN, hand_over, latest_text, metadata
+from actions.common import SORRY_HUB_DOWN, bot_order, hand_over, latest_text
 from actions.hub import HubClient, HubUnavailable
 
 SERVICE_TYPES = {"新装": ("新装", "报装"), "过户": ("过户", "更名"), "销户": ("销户",), "移表": ("移表", "移位"),
@@ -47,10 +47,7 @@ class ActionRecordComplaint(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         text = latest_text(tracker) or "居民投诉"
-        order = {"category": "complaint", "title": f"投诉:{text[:40]}", "description": text[:5000], "source": "bot"}
-        conversation_id = metadata(tracker).get("conversation_id")
-        if isinstance(conversation_id, int):
-            order["conversation_id"] = conversation_id
+        order = bot_order(tracker, category="complaint", title=f"投诉:{text[:40]}", description=text[:5000])
         try:
             created = await HubClient().create_order(order)
             dispatcher.utter_message(text=f"您的投诉已记录(工单号 {created['number']}),正在为您转接人工客服。")
@@ -72,11 +69,8 @@ class ActionApplyService(Action):
             dispatcher.utter_message(text="请问您要办理哪项业务?", buttons=[
                 {"title": name, "payload": f"我要办理{name}"} for name in SERVICE_TYPES])
             return []
-        order = {"category": "service_application", "title": f"业务申请:{kind}", "description": text[:5000],
-                 "custom_fields": {"application_type": kind}, "source": "bot"}
-        conversation_id = metadata(tracker).get("conversation_id")
-        if isinstance(conversation_id, int):
-            order["conversation_id"] = conversation_id
+        order = bot_order(tracker, category="service_application", title=f"业务申请:{kind}",
+                          description=text[:5000], custom_fields={"application_type": kind})
         try:
             created = await HubClient().create_order(order)
         except HubUnavailable:

@@ -9,7 +9,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import PHONE, SORRY_HUB_DOWN, ask, asked, hand_over, latest_text, metadata
+from actions.common import PHONE, SORRY_HUB_DOWN, ask, asked, bot_order, hand_over, latest_text, metadata
 from actions.hub import HubClient, HubUnavailable
 
 # intent → (work-order category, its name, the category's required field and its choices, the question)
@@ -134,16 +134,12 @@ class ActionCreateWorkOrder(Action):
         category, name, field, _, _ = problem
         description = tracker.get_slot("description") or name
         photo = tracker.get_slot("photo_url")
-        meta = metadata(tracker)
-        order: dict[str, Any] = {
-            "category": category, "title": f"{name}:{description[:40]}",
-            "description": description + (f"\n现场照片:{photo}" if photo else ""),
-            "address": tracker.get_slot("address"), "contact_phone": tracker.get_slot("phone"),
-            "custom_fields": {field: tracker.get_slot("detail")} if field else {}, "source": "bot",
-        }
-        if isinstance(meta.get("conversation_id"), int):
-            order["conversation_id"] = meta["conversation_id"]
-        location = meta.get("location") or {}
+        location = metadata(tracker).get("location") or {}
+        order = bot_order(
+            tracker, category=category, title=f"{name}:{description[:40]}",
+            description=description + (f"\n现场照片:{photo}" if photo else ""),
+            address=tracker.get_slot("address"), contact_phone=tracker.get_slot("phone"),
+            custom_fields={field: tracker.get_slot("detail")} if field else {})
         if isinstance(location.get("lat"), int | float) and isinstance(location.get("lng"), int | float):
             order["lat"], order["lng"] = location["lat"], location["lng"]
         try:
