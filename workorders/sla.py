@@ -41,6 +41,7 @@ WAKEUP_INTERVAL = 1.0  # seconds
 # States in which the clock no longer runs: neither reminded, escalated, nor listed as overdue.
 STOPPED = frozenset({"completed", "visited", "closed", "rejected", "cancelled", "merged"})
 _JOB_KINDS = ("remind", "escalate")
+_ACTIONS = {"remind": "sla_reminder", "escalate": "sla_escalated"}  # the timeline's name of each step
 JOB_DEFAULTS = {"coalesce": True, "misfire_grace_time": 7 * 24 * 3600, "max_instances": 1}
 # The job store's table (created by migration 0005 with the columns SQLAlchemyJobStore expects).
 JOBS = Table("apscheduler_jobs", MetaData(), Column("id", Unicode(191), primary_key=True),
@@ -136,8 +137,14 @@ class SlaClock:
                 "job_state": pickle.dumps(job.__getstate__(), pickle.HIGHEST_PROTOCOL)}
 
     async def fire(self, kind: str, order_id: int) -> None:
-        action = {"remind": "sla_reminder", "escalate": "sla_escalated"}[kind]
+        """Record a deadline step once per deadline; an escalation also records a reminder that never came.
+
+        After a hub was down past both times, the two jobs fire together in no set order: the trail still
+        reads reminder, then escalation.
+        """
+        steps = ["remind"] if kind == "remind" else ["remind", "escalate"]
         now = utcnow()
+        recorded: list[str] = []
         async with self._sessions.begin() as session:
             order = (await session.execute(
                 select(WorkOrder).where(WorkOrder.id == order_id).with_for_update(of=WorkOrder)
@@ -145,21 +152,26 @@ class SlaClock:
             if order is None or order.state in STOPPED:
                 return
             due = order.sla_due_at.isoformat() if order.sla_due_at else None
-            earlier = await session.scalars(select(WorkOrderEvent.data).where(
-                WorkOrderEvent.order_id == order_id, WorkOrderEvent.action == action))
-            if any((data or {}).get("due") == due for data in earlier):
-                return  # another process, or an earlier run, did it for this deadline (a reopen sets a new one)
-            data: dict[str, Any] = {"due": due}
-            if kind == "escalate":
-                data["priority"] = {"from": order.priority, "to": max(1, order.priority - 1)}
-                order.priority = max(1, order.priority - 1)
-                order.updated_at = now
-            session.add(WorkOrderEvent(order_id=order.id, action=action, from_state=order.state,
-                                       to_state=order.state, actor_name="时限监控", data=data, at=now))
+            for step in steps:
+                action = _ACTIONS[step]
+                earlier = await session.scalars(select(WorkOrderEvent.data).where(
+                    WorkOrderEvent.order_id == order_id, WorkOrderEvent.action == action))
+                if any((data or {}).get("due") == due for data in earlier):
+                    continue  # another process, or an earlier run, did it for this deadline (a reopen sets a new one)
+                data: dict[str, Any] = {"due": due}
+                if step == "escalate":
+                    data["priority"] = {"from": order.priority, "to": max(1, order.priority - 1)}
+                    order.priority = max(1, order.priority - 1)
+                    order.updated_at = now
+                session.add(WorkOrderEvent(order_id=order.id, action=action, from_state=order.state,
+                                           to_state=order.state, actor_name="时限监控", data=data, at=now))
+                await session.flush()
+                recorded.append(action)
             number, state, department_id = order.number, order.state, order.department_id
-        log.info("work order deadline", kind=kind, order=number)
-        await self._publish("workorder", {"type": action, "order_id": order_id, "number": number, "state": state,
-                                          "department_id": department_id})
+        for action in recorded:
+            log.info("work order deadline", step=action, order=number)
+            await self._publish("workorder", {"type": action, "order_id": order_id, "number": number,
+                                              "state": state, "department_id": department_id})
 
 
 def _job_id(kind: str, order_id: int) -> str:
