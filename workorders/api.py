@@ -239,7 +239,7 @@ async def add_note(call: Call) -> WorkOrderDetail:
               errors=(409,))
 async def add_attachment(call: Call) -> WorkOrderDetail:
     service = call.request.app[WORKORDERS]
-    await service.get(call.user, call.path["order_id"])  # 404/403 before reading a large body
+    await service.check_visible(call.user, call.path["order_id"])  # 404/403 before reading a large body
     upload = await read_upload(call.request, call.request.app[HUB].settings.upload_max_bytes, images_only=True)
     return await service.attach(call.user, call.path["order_id"], upload)
 

@@ -492,11 +492,7 @@ class WorkOrderService:
         return await self._record(principal, order_id, "note", comment=comment)
 
     async def attach(self, principal: Principal, order_id: int, upload: Upload) -> WorkOrderDetail:
-        async with self.sessions() as session:
-            order = await session.get(WorkOrder, order_id)
-            if order is None:
-                raise NotFound("工单不存在", code="order_not_found")
-            self._require_visible(principal, order)
+        await self.check_visible(principal, order_id)
         stored = await self._files.store(FILE_OWNER, str(order_id), upload.name, upload.kind.content_type,
                                          upload.data)
         return await self._record(principal, order_id, "attach", data={
@@ -525,11 +521,7 @@ class WorkOrderService:
         return detail
 
     async def open_file(self, principal: Principal, order_id: int, file_id: str) -> tuple[StoredFileInfo, Path]:
-        async with self.sessions() as session:
-            order = await session.get(WorkOrder, order_id)
-            if order is None:
-                raise NotFound("工单不存在", code="order_not_found")
-            self._require_visible(principal, order)
+        await self.check_visible(principal, order_id)
         found = await self._files.open(file_id)
         if found is None or found[0].owner_channel != FILE_OWNER or found[0].owner_external_id != str(order_id):
             raise NotFound("文件不存在", code="file_not_found")
@@ -653,11 +645,20 @@ class WorkOrderService:
 
     async def get(self, principal: Principal, order_id: int) -> WorkOrderDetail:
         async with self.sessions() as session:
-            order = await session.get(WorkOrder, order_id)
-            if order is None:
-                raise NotFound("工单不存在", code="order_not_found")
-            self._require_visible(principal, order)
+            order = await self._visible(session, principal, order_id)
             return await self._detail(session, order, utcnow())
+
+    async def check_visible(self, principal: Principal, order_id: int) -> None:
+        """404 for an order that does not exist, 403 for one the caller may not see."""
+        async with self.sessions() as session:
+            await self._visible(session, principal, order_id)
+
+    async def _visible(self, session: AsyncSession, principal: Principal, order_id: int) -> WorkOrder:
+        order = await session.get(WorkOrder, order_id)
+        if order is None:
+            raise NotFound("工单不存在", code="order_not_found")
+        self._require_visible(principal, order)
+        return order
 
     async def list(self, principal: Principal, query: ListQuery) -> list[WorkOrderOut]:
         now = utcnow()
