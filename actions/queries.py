@@ -26,6 +26,12 @@ class ValidateBillForm(FormValidationAction):
     def name(self) -> str:
         return "validate_bill_form"
 
+    async def extract_account_number(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+                                     domain: DomainDict) -> dict[str, Any]:
+        """An account number anywhere in the message ("户号30005678欠多少钱"): the model does not always tag it."""
+        found = ACCOUNT_NUMBER.search(latest_text(tracker).replace(" ", ""))
+        return {"account_number": found.group(1)} if found else {}
+
     def validate_account_number(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker,
                                 domain: DomainDict) -> dict[str, Any]:
         found = ACCOUNT_NUMBER.search(str(value or "").replace(" ", ""))

@@ -37,7 +37,8 @@ class ActionStartReport(Action):
         intent = (tracker.latest_message.get("intent") or {}).get("name")
         problem = PROBLEMS.get(intent or "", PROBLEMS["report_leak"])
         events: list[EventType] = [SlotSet("problem", problem[0]), SlotSet("detail", None),
-                                   SlotSet("description", None), SlotSet("photo_url", None)]
+                                   SlotSet("description", None), SlotSet("photo_url", None),
+                                   SlotSet("location", None)]
         known_phone = metadata(tracker).get("phone")
         if known_phone and PHONE.fullmatch(str(known_phone)):
             events.append(SlotSet("phone", str(known_phone)))  # SMS and phone callers are known by their number
@@ -80,8 +81,10 @@ class ValidateRepairForm(FormValidationAction):
                          domain: DomainDict) -> dict[str, Any]:
         text = str(value or "").strip()
         located = metadata(tracker).get("location")
-        if located:  # a WeChat location message: its label is the address
-            return {"address": str(located.get("label") or text)[:300]}
+        if isinstance(located, dict) and (located.get("label") or text):
+            # A shared location (WeChat): its label is the address, its position goes on the order's map.
+            position = {k: located[k] for k in ("lat", "lng") if isinstance(located.get(k), int | float)}
+            return {"address": str(located.get("label") or text)[:300], "location": position or None}
         if len(text) < 4 or not (any(c.isdigit() for c in text) or any(m in text for m in ADDRESS_MARKERS)):
             if asked(tracker, "address"):
                 dispatcher.utter_message(text="地址太简短了,请说明路名门牌号或小区楼栋,例如:前进东路 88 号。")
@@ -134,13 +137,13 @@ class ActionCreateWorkOrder(Action):
         category, name, field, _, _ = problem
         description = tracker.get_slot("description") or name
         photo = tracker.get_slot("photo_url")
-        location = metadata(tracker).get("location") or {}
+        location = tracker.get_slot("location") or {}
         order = bot_order(
             tracker, category=category, title=f"{name}:{description[:40]}",
             description=description + (f"\n现场照片:{photo}" if photo else ""),
             address=tracker.get_slot("address"), contact_phone=tracker.get_slot("phone"),
             custom_fields={field: tracker.get_slot("detail")} if field else {})
-        if isinstance(location.get("lat"), int | float) and isinstance(location.get("lng"), int | float):
+        if "lat" in location and "lng" in location:
             order["lat"], order["lng"] = location["lat"], location["lng"]
         try:
             created = await HubClient().create_order(order)
@@ -150,4 +153,4 @@ class ActionCreateWorkOrder(Action):
         dispatcher.utter_message(text=f"已为您登记{name},工单号 {created['number']}。我们会尽快安排处理,"
                                       "进展会在这里通知您;查询进度请发送工单号。")
         return [SlotSet("ticket_id", created["number"]), SlotSet("detail", None), SlotSet("description", None),
-                SlotSet("photo_url", None)]
+                SlotSet("photo_url", None), SlotSet("location", None)]

@@ -49,7 +49,9 @@ class InboundMessage:
 
     ``channel_message_id`` is the platform's own id (WeChat MsgId, the widget's client id, an SMS
     id): the router stores a message with the same (channel, id) only once, so platform retries and
-    reconnect resends are harmless.
+    reconnect resends are harmless. ``phone`` is the resident's own number where the channel knows it
+    (an SMS sender, a caller id); a shared location is ``type="location"`` with
+    ``payload["location"] = {"lat": float, "lng": float, "label": str}`` (the label is the address).
     """
 
     channel: str
@@ -61,6 +63,7 @@ class InboundMessage:
     payload: dict[str, Any] = field(default_factory=dict)
     display_name: str | None = None
     received_at: datetime | None = None
+    phone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

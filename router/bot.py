@@ -15,9 +15,14 @@ from typing import Any
 import aiohttp
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from channels.base import InboundMessage
 from router.logs import get_logger
 
 log = get_logger(__name__)
+
+# The bot reads the start of a long message (the whole of it stays in the conversation for people):
+# Rasa's featurizers take longer the longer the text, and no question needs more than this to be understood.
+BOT_TEXT_LIMIT = 500
 
 
 class BotUnavailable(Exception):
@@ -58,6 +63,33 @@ class Handoff:
 class BotTurn:
     replies: list[BotReply]
     handoff: Handoff | None
+
+
+def question_for_bot(
+    inbound: InboundMessage, conversation_id: int, message: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The text and metadata the bot gets for one stored resident message.
+
+    The metadata carries what the actions use besides the words: the channel, the stored message and its
+    attachment (a photo for a repair), the resident's number when the channel knows it (SMS, caller id:
+    the repair form does not ask for it again) and a shared location (the repair's address).
+    """
+    metadata: dict[str, Any] = {
+        "channel": inbound.channel,
+        "conversation_id": conversation_id,
+        "message_id": message["id"],
+        "type": message["type"],
+        "attachment": message["attachment"],
+    }
+    if inbound.phone:
+        metadata["phone"] = inbound.phone
+    location = inbound.payload.get("location")
+    if isinstance(location, dict):
+        metadata["location"] = location
+    text = (message["text"] or "").strip()
+    if not text and isinstance(location, dict):
+        text = str(location.get("label") or "")
+    return (text or f"[{message['type']}]")[:BOT_TEXT_LIMIT], metadata
 
 
 class BotBridge:

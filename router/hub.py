@@ -28,7 +28,7 @@ from channels.base import (
 from router import conversations as convs
 from router.access import Principal, can_handle, can_view
 from router.accounts import ensure_team
-from router.bot import BotBridge, BotUnavailable
+from router.bot import BotBridge, BotUnavailable, question_for_bot
 from router.db import create_engine, migrate, session_factory
 from router.errors import Conflict, Forbidden
 from router.events import create_event_bus
@@ -194,23 +194,16 @@ class Hub:
         for event in ingested.events:
             await self.bus.publish(TOPIC, event)
         if ingested.ask_bot:
-            self._spawn(self._bot_turn(ingested.result.conversation_id, inbound.channel, ingested.result.message))
+            self._spawn(self._bot_turn(ingested.result.conversation_id, inbound, ingested.result.message))
         return ingested.result
 
     # -- bot ----------------------------------------------------------------------------------
 
-    async def _bot_turn(self, conversation_id: int, channel: str, message: dict[str, Any]) -> None:
+    async def _bot_turn(self, conversation_id: int, inbound: InboundMessage, message: dict[str, Any]) -> None:
         """Ask the bot about one resident message; on any failure hand the resident to a human."""
         assert self.bot is not None
         async with self._bot_turns.hold(conversation_id):
-            metadata = {
-                "channel": channel,
-                "conversation_id": conversation_id,
-                "message_id": message["id"],
-                "type": message["type"],
-                "attachment": message["attachment"],
-            }
-            text = message["text"] or f"[{message['type']}]"
+            text, metadata = question_for_bot(inbound, conversation_id, message)
             try:
                 turn = await self.bot.ask(str(conversation_id), text, metadata)
             except BotUnavailable as exc:

@@ -6,14 +6,18 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 import yaml
 from sqlalchemy import select
 
+from channels.base import InboundMessage
+from router.billing import DemoBilling
 from router.companions import COMPANIONS, Companions
 from router.models import Conversation, ConversationState
 from router.settings import PROJECT_ROOT
@@ -49,7 +53,7 @@ async def bot_hub(make_settings) -> AsyncIterator[RunningHub]:
     """A hub that starts the real bot beside itself (tracker store in the hub's database)."""
     assert MODEL.exists(), "no trained bot: run scripts/bot-train.sh (make test does)"
     settings = make_settings(bot_autostart=True, rasa_port=free_port(), actions_port=free_port(),
-                             bot_timeout_seconds=10.0, bot_model_path=MODEL)
+                             bot_timeout_seconds=10.0, bot_model_path=MODEL, message_max_chars=5000)
     running = await start_hub(settings)
     try:
         await wait_until_healthy(f"http://127.0.0.1:{settings.rasa_port}/status",
@@ -117,6 +121,58 @@ async def test_a_leak_report_becomes_a_work_order(bot_hub, http) -> None:
     await resident.close()
 
 
+async def test_a_known_number_and_a_shared_location_fill_the_report(bot_hub, http) -> None:
+    """A channel that knows the caller's number (SMS, voice) and a location message (WeChat) spare questions."""
+    resident = await Resident(http, bot_hub.url).connect()
+    visitor = bot_hub.hub.adapters["webchat"].visitor_of(resident.token)  # type: ignore[attr-defined]
+    assert visitor is not None
+
+    async def send(text: str | None, **fields: Any) -> dict[str, Any]:
+        result = await bot_hub.hub.ingest(InboundMessage(
+            channel="webchat", external_id=visitor, channel_message_id=str(uuid.uuid4()), text=text,
+            phone="13912345678", **fields))
+        return {"conversation_id": result.conversation_id}
+
+    said = await send("我家停水了,整栋楼都没有水")
+    place = {"lat": 31.3862, "lng": 120.9808, "label": "昆山市玉山镇前进东路88号"}
+    questions = []
+    for _ in range(6):
+        text = await bot_says(resident)
+        questions.append(text)
+        if "工单号" in text:
+            break
+        if "范围" in text:
+            await send("整栋")
+        elif "地址" in text:
+            await send(None, type="location", payload={"location": place})
+        elif "描述" in text:
+            await send("从早上八点开始没水的")
+    assert not any("电话" in q for q in questions), questions
+    assert "工单号" in questions[-1], [*questions, await rasa_tracker(bot_hub, said["conversation_id"])]
+    number = questions[-1].split("工单号 ", 1)[1][:15]
+    async with bot_hub.hub.sessions() as session:
+        order = await session.scalar(select(WorkOrder).where(WorkOrder.number == number))
+    assert order is not None
+    assert (order.contact_phone, order.address, order.lat, order.lng) == (
+        "13912345678", place["label"], place["lat"], place["lng"])
+    assert order.custom_fields == {"scope": "整栋"} and order.category.code == "no_water"
+    await resident.close()
+
+
+async def test_the_bill_of_an_account_named_in_the_question(bot_hub, http) -> None:
+    billing = DemoBilling()
+    for number in (f"3000{i:04d}" for i in range(5678, 5700)):  # an account of the demo backend with arrears
+        account = await billing.account(number)
+        if account is not None and account.arrears > 0:
+            break
+    assert account is not None and account.arrears > 0
+    resident = await Resident(http, bot_hub.url).connect()
+    await resident.says(f"户号{number}欠多少钱")
+    answer = await bot_says(resident)
+    assert answer.startswith(f"户号 {number}") and f"当前欠费 {account.arrears:.2f} 元" in answer, answer
+    await resident.close()
+
+
 async def test_a_question_gets_its_answer(bot_hub, http) -> None:
     resident = await Resident(http, bot_hub.url).connect()
     await resident.says("阶梯水价是怎么收费的")
@@ -166,7 +222,8 @@ async def test_rasa_killed_mid_conversation_hands_the_resident_to_people(bot_hub
 
 
 @pytest.mark.parametrize("text", [
-    "😀😀😀", "<script>alert(1)</script>", "hello 我想问下 water bill 怎么 pay", "水" * 1900, "？？？", "a",
+    "😀😀😀", "<script>alert(1)</script>", "hello 我想问下 water bill 怎么 pay", "漏水了" * 1666 + "水水", "？？？",
+    "a", "<p>家里<b>没水</b>了</p>",
 ])
 async def test_odd_messages_get_an_answer_not_an_error(bot_hub, http, text: str) -> None:
     resident = await Resident(http, bot_hub.url).connect()
@@ -186,3 +243,15 @@ def test_the_tracker_store_is_the_hubs_database(bot_hub) -> None:
     else:
         assert store["dialect"] == "postgresql" and store["db"] in bot_hub.hub.settings.effective_database_url
     assert oct(endpoints.stat().st_mode & 0o777) == "0o600"
+
+
+async def test_an_empty_message_gets_an_answer(bot_hub, http) -> None:
+    """Channels whose messages may be empty (an SMS with only spaces, a WeChat event) still get a reply."""
+    resident = await Resident(http, bot_hub.url).connect()
+    visitor = bot_hub.hub.adapters["webchat"].visitor_of(resident.token)  # type: ignore[attr-defined]
+    await bot_hub.hub.ingest(InboundMessage(channel="webchat", external_id=visitor or "",
+                                            channel_message_id=str(uuid.uuid4()), text="   "))
+    reply = await resident.expect(lambda f: f["type"] == "message" and f["message"]["author"] in {"bot", "system"},
+                                  timeout=20)
+    assert reply["message"]["text"] or reply["message"]["payload"]
+    await resident.close()

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from router.bot import BotUnavailable, parse_turn
+from channels.base import InboundMessage
+from router.bot import BOT_TEXT_LIMIT, BotUnavailable, parse_turn, question_for_bot
 from router.hub import KeyedLock
 from router.models import Role
 from tests.conftest import start_hub
@@ -151,3 +152,30 @@ async def test_bot_turns_of_one_conversation_run_one_at_a_time_and_leave_no_lock
     assert order.index("a-") < order.index("b+")  # same conversation: in turn
     assert order.index("c+") < order.index("a-")  # other conversations: side by side
     assert len(turns) == 0
+
+
+def stored(text: str | None, type_: str = "text") -> dict:
+    return {"id": 7, "type": type_, "text": text, "attachment": None}
+
+
+def test_the_bot_gets_the_number_and_place_a_channel_knows_and_the_start_of_a_long_text() -> None:
+    sms = InboundMessage(channel="sms", external_id="13912345678", channel_message_id="m1", text="水管爆了",
+                         phone="13912345678")
+    text, metadata = question_for_bot(sms, 3, stored("水管爆了"))
+    assert text == "水管爆了"
+    assert metadata == {"channel": "sms", "conversation_id": 3, "message_id": 7, "type": "text", "attachment": None,
+                        "phone": "13912345678"}
+
+    place = {"lat": 31.38, "lng": 120.98, "label": "前进东路88号"}
+    shared = InboundMessage(channel="wechat", external_id="o1", channel_message_id="m2", type="location",
+                            payload={"location": place})
+    text, metadata = question_for_bot(shared, 3, stored(None, "location"))
+    assert (text, metadata["location"]) == ("前进东路88号", place) and "phone" not in metadata
+
+    long = "漏" * 5000
+    text, _ = question_for_bot(InboundMessage(channel="webchat", external_id="v", channel_message_id="m3", text=long),
+                               3, stored(long))
+    assert text == "漏" * BOT_TEXT_LIMIT
+    text, _ = question_for_bot(InboundMessage(channel="webchat", external_id="v", channel_message_id="m4"), 3,
+                               stored("   "))
+    assert text == "[text]"
