@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# Train the NLU model and evaluate it on the held-out examples of tests/nlu/ (merged into one file).
+# Train the NLU model alone and evaluate it on the held-out examples of tests/nlu_test.yml.
 #   bot/evaluate.sh [OUT_DIR]      prints: training seconds, intent accuracy, FAQ response accuracy
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 OUT="${1:-/tmp/shuiwu-nlu-eval}"
 mkdir -p "$OUT"
 export RASA_TELEMETRY_ENABLED=false RASA_CACHE_DIRECTORY="${SHUIWU_CACHE:-$HOME/.cache/shuiwu-hub}/rasa-cache-eval"
-{ echo 'version: "3.1"'; echo 'nlu:'; cat tests/nlu/*.yml | grep -v -e '^version:' -e '^nlu:' -e '^#'; } > "$OUT/nlu_test.yml"
 start=$SECONDS
 .venv/bin/rasa train nlu --config config.yml --nlu data/nlu --out "$OUT/models" --fixed-model-name nlu >"$OUT/train.log" 2>&1
 took=$((SECONDS - start))
-.venv/bin/rasa test nlu --nlu "$OUT/nlu_test.yml" --model "$OUT/models/nlu.tar.gz" --out "$OUT/results" >"$OUT/test.log" 2>&1
+.venv/bin/rasa test nlu --nlu tests/nlu_test.yml --model "$OUT/models/nlu.tar.gz" --out "$OUT/results" >"$OUT/test.log" 2>&1
 .venv/bin/python - "$OUT" "$took" <<'PY'
 import json, sys
 out, took = sys.argv[1], sys.argv[2]
