@@ -9,7 +9,7 @@ help:
 	@echo "make run    start the hub on SQLite with demo accounts and the bot (HUB_DEMO=1, HUB_BOT_AUTOSTART=1 unless set)"
 	@echo "make test   install test deps, start PostgreSQL + Redis, run pytest (extra args: make test ARGS='-k x')"
 	@echo "make lint   ruff check ."
-	@echo "make bench  web chat and work-order benchmarks; results into docs/benchmarks.md"
+	@echo "make bench  web chat, work-order and bot benchmarks; results into docs/benchmarks.md"
 	@echo "make clean  remove var/ and the ./.venv link (the cached venv is kept)"
 
 run:
@@ -30,6 +30,9 @@ bench:
 	@bash scripts/services.sh
 	$(PY) -m bench --write
 	$(PY) -m bench.workorders --write
+	@bash scripts/bot-env.sh
+	@bash scripts/bot-train.sh
+	$(PY) -m bench.bot --write
 
 clean:
 	rm -rf var

@@ -97,7 +97,7 @@ def open_database(backend: str, workdir: Path) -> Iterator[Database]:
         _psql(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -106,8 +106,8 @@ def _free_port() -> int:
 class HubProcess:
     """``python -m router run`` with a pinned configuration; stopped with SIGTERM like a service manager does."""
 
-    def __init__(self, database: Database, workdir: Path) -> None:
-        self.port = _free_port()
+    def __init__(self, database: Database, workdir: Path, overrides: dict[str, str] | None = None) -> None:
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_password = secrets.token_urlsafe(16)
         self.log_path = workdir / "hub.log"
@@ -129,6 +129,7 @@ class HubProcess:
             "HUB_DEMO": "false",
             "HUB_LOG_LEVEL": "WARNING",
             "HUB_LOG_JSON": "false",
+            **(overrides or {}),
         }
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         self._env = {
