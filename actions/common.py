@@ -13,6 +13,8 @@ from rasa_sdk.events import ConversationPaused, EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.hub import HubClient, HubUnavailable
+
 PHONE = re.compile(r"(?<!\d)(1[3-9]\d{9}|0512-?\d{8})(?!\d)")
 ACCOUNT_NUMBER = re.compile(r"(?<!\d)(3\d{7})(?!\d)")
 TICKET = re.compile(r"GD\d{8}-\d{4,6}", re.IGNORECASE)
@@ -32,6 +34,17 @@ def bot_order(tracker: Tracker, **fields: Any) -> dict[str, Any]:
     if isinstance(conversation_id, int):
         order["conversation_id"] = conversation_id
     return order
+
+
+async def file_order(dispatcher: CollectingDispatcher, order: dict[str, Any],
+                     what: str) -> tuple[dict[str, Any] | None, list[EventType]]:
+    """File a bot order with the hub: (the created order, []), or, when the hub cannot be reached, an apology
+    and the hand-over to a person: (None, the events to return)."""
+    try:
+        return await HubClient().create_order(order), []
+    except HubUnavailable:
+        dispatcher.utter_message(text=SORRY_HUB_DOWN)
+        return None, hand_over(dispatcher, f"机器人登记{what}失败")
 
 
 def asked(tracker: Tracker, slot: str) -> bool:

@@ -7,7 +7,7 @@ from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import SORRY_HUB_DOWN, bot_order, hand_over, latest_text
+from actions.common import bot_order, file_order, hand_over, latest_text
 from actions.hub import HubClient, HubUnavailable
 
 SERVICE_TYPES = {"新装": ("新装", "报装"), "过户": ("过户", "更名"), "销户": ("销户",), "移表": ("移表", "移位"),
@@ -71,11 +71,9 @@ class ActionApplyService(Action):
             return []
         order = bot_order(tracker, category="service_application", title=f"业务申请:{kind}",
                           description=text[:5000], custom_fields={"application_type": kind})
-        try:
-            created = await HubClient().create_order(order)
-        except HubUnavailable:
-            dispatcher.utter_message(text=SORRY_HUB_DOWN)
-            return hand_over(dispatcher, "机器人登记业务申请失败")
+        created, handed_over = await file_order(dispatcher, order, "业务申请")
+        if created is None:
+            return handed_over
         dispatcher.utter_message(text=f"已为您登记{kind}申请,工单号 {created['number']}。营业所工作人员会联系您"
                                       "约定办理时间,请准备好户主身份证和不动产权证;也可带齐材料直接到营业厅办理。")
         return []

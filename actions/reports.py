@@ -9,8 +9,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.common import PHONE, SORRY_HUB_DOWN, ask, asked, bot_order, hand_over, latest_text, metadata
-from actions.hub import HubClient, HubUnavailable
+from actions.common import PHONE, ask, asked, bot_order, file_order, latest_text, metadata
 
 # intent → (work-order category, its name, the category's required field and its choices, the question)
 PROBLEMS: dict[str, tuple[str, str, str | None, list[str], str]] = {
@@ -145,11 +144,9 @@ class ActionCreateWorkOrder(Action):
             custom_fields={field: tracker.get_slot("detail")} if field else {})
         if "lat" in location and "lng" in location:
             order["lat"], order["lng"] = location["lat"], location["lng"]
-        try:
-            created = await HubClient().create_order(order)
-        except HubUnavailable:
-            dispatcher.utter_message(text=SORRY_HUB_DOWN)
-            return hand_over(dispatcher, "机器人登记工单失败")
+        created, handed_over = await file_order(dispatcher, order, "工单")
+        if created is None:
+            return handed_over
         dispatcher.utter_message(text=f"已为您登记{name},工单号 {created['number']}。我们会尽快安排处理,"
                                       "进展会在这里通知您;查询进度请发送工单号。")
         return [SlotSet("ticket_id", created["number"]), SlotSet("detail", None), SlotSet("description", None),
