@@ -210,6 +210,12 @@ class Hub:
                 log.warning("bot unavailable; handing off", conversation_id=conversation_id, error=str(exc))
                 await self._handoff(conversation_id, team=None, reason=f"机器人不可用:{exc}")
                 return
+            if not turn.replies and turn.handoff is None:
+                # Rasa answers nothing when one of its actions failed (the action server is down, for one):
+                # a resident left without an answer is trapped, so a person takes over.
+                log.warning("bot gave no answer; handing off", conversation_id=conversation_id)
+                await self._handoff(conversation_id, team=None, reason="机器人没有回答")
+                return
             async with self.sessions.begin() as session:
                 conversation = await convs.load_for_update(session, conversation_id)
                 if conversation.state != ConversationState.BOT:

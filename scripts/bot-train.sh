@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT/bot"
 CACHE="${SHUIWU_CACHE:-$HOME/.cache/shuiwu-hub}"
 mkdir -p "$CACHE/models" models
-KEY="$(find config.yml domain data dict requirements.txt -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
+KEY="$(find config.yml components domain data dict requirements.txt -type f -not -path "*/__pycache__/*" -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
 NAME="bot-$KEY"
 MODEL="$CACHE/models/$NAME.tar.gz"
 

@@ -73,6 +73,13 @@ async def bot_says(resident: Resident, timeout: float = 10) -> str:
     return (await resident.hears("bot", timeout=timeout))["text"] or ""
 
 
+async def queued(hub: RunningHub, conversation_id: int) -> bool:
+    async with hub.hub.sessions() as session:
+        conversation = await session.get(Conversation, conversation_id)
+        assert conversation is not None
+        return conversation.state == ConversationState.QUEUED
+
+
 async def rasa_tracker(hub: RunningHub, conversation_id: int) -> str:
     """What Rasa made of a conversation (intents, entities, slots, actions), for a failure's message."""
     url = f"http://127.0.0.1:{hub.hub.settings.rasa_port}/conversations/{conversation_id}/tracker"
@@ -185,9 +192,7 @@ async def test_asking_for_a_person_queues_the_chat_and_the_bot_goes_quiet(bot_hu
     said = await resident.says("转人工")
     notice = await resident.hears("system", timeout=20)
     assert "人工" in (notice["text"] or "")
-    async with bot_hub.hub.sessions() as session:
-        conversation = await session.get(Conversation, said["conversation_id"])
-        assert conversation is not None and conversation.state == ConversationState.QUEUED
+    assert await queued(bot_hub, said["conversation_id"])
     await resident.says("你好,请问有人吗")
     with pytest.raises(AssertionError, match="no matching frame"):
         await resident.hears("bot", timeout=4)  # the bot stays silent once a person is to take over
@@ -206,9 +211,7 @@ async def test_rasa_killed_mid_conversation_hands_the_resident_to_people(bot_hub
     said = await resident.says("我家水表在漏水")
     notice = await resident.hears("system")
     assert "人工" in (notice["text"] or "")
-    async with bot_hub.hub.sessions() as session:
-        conversation = await session.get(Conversation, said["conversation_id"])
-        assert conversation is not None and conversation.state == ConversationState.QUEUED
+    assert await queued(bot_hub, said["conversation_id"])
     # The hub starts Rasa again; new residents meet the bot once it is back.
     deadline = time.monotonic() + READY_TIMEOUT
     while not (rasa.restarts > restarts and rasa.healthy.is_set()):
@@ -255,3 +258,57 @@ async def test_an_empty_message_gets_an_answer(bot_hub, http) -> None:
                                   timeout=20)
     assert reply["message"]["text"] or reply["message"]["payload"]
     await resident.close()
+
+
+async def replace_actions(hub: RunningHub, *, argv: list[str] | None = None, hub_url: str | None = None,
+                          wait_healthy: bool = True) -> None:
+    """Kill the action server; its supervisor starts ``argv`` (default: the same) calling the hub at ``hub_url``."""
+    actions = companions(hub).actions
+    assert actions.process is not None
+    restarts, killed = actions.restarts, actions.process
+    if argv is not None:
+        actions.argv = argv
+    if hub_url is not None:
+        actions.env = {**actions.env, "HUB_URL": hub_url}
+    os.killpg(killed.pid, signal.SIGKILL)
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not (actions.restarts > restarts and actions.process is not killed
+               and (actions.healthy.is_set() or not wait_healthy)):
+        assert time.monotonic() < deadline, "the action server was not restarted"
+        await asyncio.sleep(0.2)
+
+
+async def test_the_hub_unreachable_from_the_actions_hands_the_resident_to_people(bot_hub, http) -> None:
+    """The action server cannot reach the hub's API: the bot apologises and a person takes over."""
+    hub_url = companions(bot_hub).actions.env["HUB_URL"]
+    await replace_actions(bot_hub, hub_url=f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    try:
+        resident = await Resident(http, bot_hub.url).connect()
+        said = await resident.says("户号30005678欠多少钱")
+        assert "系统暂时无法办理" in await bot_says(resident)
+        notice = await resident.hears("system", timeout=20)
+        assert "人工" in (notice["text"] or "")
+        assert await queued(bot_hub, said["conversation_id"])
+        await resident.close()
+    finally:
+        await replace_actions(bot_hub, hub_url=hub_url)
+    newcomer = await Resident(http, bot_hub.url).connect()
+    await newcomer.says("户号30005678欠多少钱")
+    assert (await bot_says(newcomer)).startswith("户号 30005678")
+    await newcomer.close()
+
+
+async def test_the_action_server_down_hands_the_resident_to_people(bot_hub, http) -> None:
+    """Rasa cannot run its actions: whatever it manages to say, the resident ends with a person, not silence."""
+    argv = companions(bot_hub).actions.argv
+    # In its place a process that never answers: the action server stays down for as long as the test needs.
+    await replace_actions(bot_hub, argv=["sleep", "600"], wait_healthy=False)
+    try:
+        resident = await Resident(http, bot_hub.url).connect()
+        said = await resident.says("楼下马路在冒水,地址是幸福小区8栋")
+        notice = await resident.hears("system", timeout=30)
+        assert "人工" in (notice["text"] or "")
+        assert await queued(bot_hub, said["conversation_id"])
+        await resident.close()
+    finally:
+        await replace_actions(bot_hub, argv=argv)
