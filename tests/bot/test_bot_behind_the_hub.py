@@ -73,11 +73,14 @@ async def bot_says(resident: Resident, timeout: float = 10) -> str:
     return (await resident.hears("bot", timeout=timeout))["text"] or ""
 
 
-async def queued(hub: RunningHub, conversation_id: int) -> bool:
+async def handed_to_people(hub: RunningHub, resident: Resident, conversation_id: int, timeout: float) -> None:
+    """The resident is told a person will take over, and the conversation waits in the human queue."""
+    notice = await resident.hears("system", timeout=timeout)
+    assert "人工" in (notice["text"] or "")
     async with hub.hub.sessions() as session:
         conversation = await session.get(Conversation, conversation_id)
         assert conversation is not None
-        return conversation.state == ConversationState.QUEUED
+        assert conversation.state == ConversationState.QUEUED
 
 
 async def rasa_tracker(hub: RunningHub, conversation_id: int) -> str:
@@ -190,9 +193,7 @@ async def test_a_question_gets_its_answer(bot_hub, http) -> None:
 async def test_asking_for_a_person_queues_the_chat_and_the_bot_goes_quiet(bot_hub, http) -> None:
     resident = await Resident(http, bot_hub.url).connect()
     said = await resident.says("转人工")
-    notice = await resident.hears("system", timeout=20)
-    assert "人工" in (notice["text"] or "")
-    assert await queued(bot_hub, said["conversation_id"])
+    await handed_to_people(bot_hub, resident, said["conversation_id"], timeout=20)
     await resident.says("你好,请问有人吗")
     with pytest.raises(AssertionError, match="no matching frame"):
         await resident.hears("bot", timeout=4)  # the bot stays silent once a person is to take over
@@ -209,9 +210,7 @@ async def test_rasa_killed_mid_conversation_hands_the_resident_to_people(bot_hub
     os.killpg(rasa.process.pid, signal.SIGKILL)
     await asyncio.sleep(0.5)
     said = await resident.says("我家水表在漏水")
-    notice = await resident.hears("system")
-    assert "人工" in (notice["text"] or "")
-    assert await queued(bot_hub, said["conversation_id"])
+    await handed_to_people(bot_hub, resident, said["conversation_id"], timeout=10)
     # The hub starts Rasa again; new residents meet the bot once it is back.
     deadline = time.monotonic() + READY_TIMEOUT
     while not (rasa.restarts > restarts and rasa.healthy.is_set()):
@@ -286,9 +285,7 @@ async def test_the_hub_unreachable_from_the_actions_hands_the_resident_to_people
         resident = await Resident(http, bot_hub.url).connect()
         said = await resident.says("户号30005678欠多少钱")
         assert "系统暂时无法办理" in await bot_says(resident)
-        notice = await resident.hears("system", timeout=20)
-        assert "人工" in (notice["text"] or "")
-        assert await queued(bot_hub, said["conversation_id"])
+        await handed_to_people(bot_hub, resident, said["conversation_id"], timeout=20)
         await resident.close()
     finally:
         await replace_actions(bot_hub, hub_url=hub_url)
@@ -306,9 +303,7 @@ async def test_the_action_server_down_hands_the_resident_to_people(bot_hub, http
     try:
         resident = await Resident(http, bot_hub.url).connect()
         said = await resident.says("楼下马路在冒水,地址是幸福小区8栋")
-        notice = await resident.hears("system", timeout=30)
-        assert "人工" in (notice["text"] or "")
-        assert await queued(bot_hub, said["conversation_id"])
+        await handed_to_people(bot_hub, resident, said["conversation_id"], timeout=30)
         await resident.close()
     finally:
         await replace_actions(bot_hub, argv=argv)

@@ -93,3 +93,34 @@ def test_every_conversation_flow(reports: Path) -> None:
     stories = yaml.safe_load(STORIES.read_text("utf-8"))["stories"]
     assert report["conversation_accuracy"]["total"] == len(stories)
     assert report["conversation_accuracy"]["accuracy"] == 1.0, failed
+
+
+SECOND_OPINION_CHECK = """
+import sys, tarfile, tempfile
+from pathlib import Path
+import numpy as np, scipy.sparse, skops.io as sio
+from components.second_opinion import MODEL_FILE, TRUSTED_TYPES, SecondOpinion
+unpacked = Path(tempfile.mkdtemp())
+with tarfile.open(sys.argv[1]) as model:
+    model.extractall(unpacked)
+stored = sorted(unpacked.glob(f"components/*second_opinion*/{MODEL_FILE}"))
+assert len(stored) == 2, stored
+for path in stored:
+    svm = sio.load(path, trusted=TRUSTED_TYPES)
+    features = scipy.sparse.random(200, svm[0].idf_.shape[0], density=0.003, format="csr", random_state=7)
+    features.data = np.ceil(features.data * 4)
+    opinion = SecondOpinion({}, None, None, svm)
+    print(path.parent.name, float(np.abs(opinion._decision_values(features) - svm.decision_function(features)).max()))
+"""
+
+
+def test_the_second_opinion_computes_what_scikit_learn_would() -> None:
+    """The SVMs' hand-computed decision values (no per-call checks) equal scikit-learn's own."""
+    result = subprocess.run(
+        [str(BOT / ".venv" / "bin" / "python"), "-c", SECOND_OPINION_CHECK, str(BOT / "models" / "current.tar.gz")],
+        cwd=BOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    differences = dict(line.rsplit(" ", 1) for line in result.stdout.splitlines())
+    components = {re.sub(r"\d+$", "", name.rsplit(".", 1)[-1]) for name in differences}
+    assert components == {"IntentEnsemble", "FaqEnsemble"}, differences
+    assert all(float(difference) < 1e-9 for difference in differences.values()), differences
