@@ -9,6 +9,7 @@ from aiohttp import web
 from router.api import api
 from router.api import auth as _auth  # noqa: F401  (registers endpoints)
 from router.api import conversations as _conversations  # noqa: F401
+from router.api import routing as _routing  # noqa: F401
 from router.api import system as _system  # noqa: F401
 from router.api.billing import BILLING
 from router.api.spec import HUB, OPENAPI

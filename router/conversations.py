@@ -45,6 +45,7 @@ TRANSITIONS: dict[tuple[ConversationState, str], Rule] = {
     (S.BOT, "assign"): Rule(S.ASSIGNED, "assigned_at"),  # a supervisor takes over from the bot
     (S.QUEUED, "assign"): Rule(S.ASSIGNED, "assigned_at"),
     (S.QUEUED, "transfer_team"): Rule(S.QUEUED, "queued_at"),
+    (S.QUEUED, "overflow"): Rule(S.QUEUED, None),  # the wait goes on, in another team's queue
     (S.ASSIGNED, "assign"): Rule(S.ASSIGNED, "assigned_at"),
     (S.ASSIGNED, "transfer_team"): Rule(S.QUEUED, "queued_at"),
     (S.ASSIGNED, "wait_resident"): Rule(S.WAITING_RESIDENT, None),
@@ -62,6 +63,7 @@ EVENT_TEXT = {
     "handoff": "转人工:{reason}",
     "assign": "{agent} 接入会话",
     "transfer_team": "转接至 {team}",
+    "overflow": "等待超时,溢出至 {team}",
     "close": "会话已结束",
     "reopen_bot": "居民再次来信,会话重新打开",
     "reopen_queue": "居民再次来信,会话重新打开并进入排队",
@@ -107,6 +109,8 @@ def transition(
     conversation.updated_at = now
     if rule.timestamp is not None:
         setattr(conversation, rule.timestamp, now)
+    if rule.target == S.QUEUED:
+        conversation.queue_entered_at = now
     if rule.target == S.CLOSED:
         conversation.assignee_id = None
     text = EVENT_TEXT[action].format(reason=reason or "", **{"agent": "", "team": "", **details})

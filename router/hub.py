@@ -28,6 +28,8 @@ from channels.base import (
 from router import conversations as convs
 from router.access import Principal, can_handle, can_view
 from router.accounts import ensure_team
+from router.acd import presence
+from router.acd.distributor import Distributor, PassResult
 from router.bot import BotBridge, BotUnavailable, question_for_bot
 from router.db import create_engine, migrate, session_factory
 from router.errors import Conflict, Forbidden
@@ -42,6 +44,7 @@ from router.models import (
     Direction,
     Message,
     MessageType,
+    PresenceState,
     StaffUser,
     Team,
     utcnow,
@@ -105,6 +108,7 @@ class Hub:
         self.worker = OutboundWorker(self.sessions, self.adapters, settings, self._publish_delivery)
         self.ingestor = Ingestor(self.engine, self.sessions, settings, bot_enabled=self.bot is not None,
                                  default_team_id=lambda: self.default_team_id)
+        self.distributor = Distributor(self.sessions, settings, self._publish_pass)
         self._bot_turns = KeyedLock()  # one bot turn at a time per conversation, in arrival order
         self._background: set[asyncio.Task[None]] = set()
         self.default_team_id: int | None = None
@@ -124,10 +128,14 @@ class Hub:
         for adapter in self.adapters.values():
             await adapter.start()
         self.worker.start()
+        self.bus.subscribe(TOPIC, self._maybe_distribute)
+        self.bus.subscribe(presence.TOPIC, self._maybe_distribute)
+        self.distributor.start()
 
     async def stop(self) -> None:
         """Finish what is under way (bot turns, sends), then close connections."""
         await self.ingestor.stop()
+        await self.distributor.stop()
         if self._background:
             await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
         await self.worker.stop()
@@ -172,6 +180,26 @@ class Hub:
         if state_changed:
             visible = [m for m in messages if m.direction != Direction.INTERNAL]
             await self._publish_conversation(conversation, visible[-1] if visible else None)
+
+    async def _maybe_distribute(self, event: dict[str, Any]) -> None:
+        """Wake the ACD when a conversation starts waiting or a chat ends (here or in another process),
+        or an agent becomes ready."""
+        if event["type"] == "conversation":
+            if event["conversation"]["state"] in {ConversationState.QUEUED, ConversationState.CLOSED}:
+                self.distributor.wake()
+        elif event["type"] == "presence" and event["presence"]["state"] == PresenceState.READY:
+            self.distributor.wake()
+
+    async def _publish_pass(self, result: PassResult) -> None:
+        moved = result.overflowed + result.assigned
+        if moved:
+            async with self.sessions() as session:
+                last = await convs.last_messages(session, [c.id for c, _ in moved])
+            for conversation, event in moved:
+                await self._publish_message(event, conversation)
+                await self._publish_conversation(conversation, last.get(conversation.id))
+        for event in result.presence_events:
+            await self.bus.publish(presence.TOPIC, event)
 
     async def _publish_delivery(self, message_ids: list[int]) -> None:
         if not message_ids:
@@ -319,6 +347,22 @@ class Hub:
         await self._publish_message(message, conversation)
         self.worker.wake()
         return message_out(message)
+
+    async def set_presence(
+        self, user_id: int, state: PresenceState, reason: str | None, *, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Change a staff member's presence (``actor`` when someone else forces it); returns the new state."""
+        async with self.sessions.begin() as session:
+            row, event = await presence.change(session, user_id, state, reason=reason, actor=actor,
+                                               acw_seconds=self.settings.acw_seconds)
+            current = presence.presence_out(row)
+        if event is not None:
+            await self.bus.publish(presence.TOPIC, event)
+        return current
+
+    async def touch_presence(self, user_id: int) -> None:
+        async with self.sessions.begin() as session:
+            await presence.touch(session, user_id)
 
     async def staff_typing(self, principal: Principal, conversation_id: int) -> None:
         async with self.sessions() as session:

@@ -326,6 +326,7 @@ class Ingestor:
             updated_at=now,
             bot_at=now if self._bot_enabled else None,
             queued_at=None if self._bot_enabled else now,
+            queue_entered_at=None if self._bot_enabled else now,
             reopen_count=0,
         )
         session.add(conversation)

@@ -126,11 +126,35 @@ user_skill = Table(
 )
 
 
+class RoutingStrategy(enum.StrEnum):
+    LEAST_BUSY = "least_busy"
+    LONGEST_IDLE = "longest_idle"
+    ROUND_ROBIN = "round_robin"
+
+
+class PresenceState(enum.StrEnum):
+    SIGNED_OUT = "signed_out"
+    READY = "ready"
+    AWAY = "away"
+    BUSY = "busy"  # also while on a phone call: a call fills the agent's capacity
+    ACW = "acw"  # after-call work, back to ready when ``acw_until`` passes
+
+
 class Team(Base):
+    """A team (skill group) and its queue: how the ACD routes conversations waiting for it."""
+
     __tablename__ = "team"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    strategy: Mapped[str] = mapped_column(String(20), default=RoutingStrategy.LEAST_BUSY,
+                                          server_default=RoutingStrategy.LEAST_BUSY)
+    prefer_last_agent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    bind_region: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    overflow_team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id", ondelete="SET NULL"))
+    overflow_after_seconds: Mapped[int | None] = mapped_column(Integer)
+    service_level_seconds: Mapped[int] = mapped_column(Integer, default=20, server_default=text("20"))
+    rr_cursor: Mapped[int | None] = mapped_column(Integer)  # the agent round robin chose last
 
 
 class Skill(Base):
@@ -189,6 +213,19 @@ class ApiToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class AgentPresence(Base):
+    """A staff member's routing state now; every change is also appended to :class:`PresenceLog`."""
+
+    __tablename__ = "agent_presence"
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(20), default=PresenceState.SIGNED_OUT)
+    reason: Mapped[str | None] = mapped_column(String(100))
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    acw_until: Mapped[datetime | None]
+    seen_at: Mapped[datetime | None]  # last sign of a connected inbox; stale → signed out
+    last_assigned_at: Mapped[datetime | None]  # for "longest idle"
+
+
 class PresenceLog(Base):
     __tablename__ = "presence_log"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -196,6 +233,7 @@ class PresenceLog(Base):
     state: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str | None] = mapped_column(String(100))  # who made the change, when not the agent
 
 
 class Contact(Base):
@@ -258,6 +296,7 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     bot_at: Mapped[datetime | None]
     queued_at: Mapped[datetime | None]
+    queue_entered_at: Mapped[datetime | None]  # entered its current team's queue (overflow counts from here)
     assigned_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     last_message_at: Mapped[datetime | None]

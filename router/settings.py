@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,10 @@ class Settings(BaseSettings):
     actions_port: int = 5055
 
     reopen_window_seconds: int = 24 * 3600
+    acd_sweep_seconds: float = 1.0  # overflow, end of after-call work, silent inboxes are checked this often
+    acw_seconds: float = 30.0  # after-call work lasts this long, then the agent is ready again
+    presence_timeout_seconds: float = 60.0  # an agent whose inbox is silent this long is signed out
+    presence_heartbeat_seconds: float = 20.0  # how often a connected inbox says it is still there
     ingest_pipelines: int = 2  # inbound batches written concurrently
     default_team: str = "热线坐席"
     timezone: str = "Asia/Shanghai"  # local day of work-order numbers, working hours
@@ -91,6 +96,10 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """Where residents and staff reach the hub (links in notices, printed URLs)."""
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def is_sqlite(self) -> bool:

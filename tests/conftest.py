@@ -92,11 +92,12 @@ class RunningHub:
     def __init__(self, hub: Hub, url: str, runner: web.AppRunner) -> None:
         self.hub, self.url, self.runner = hub, url, runner
 
-    async def staff(self, role: Role = Role.AGENT, teams: list[str] | None = None, listen: bool = True) -> Staff:
+    async def staff(self, role: Role = Role.AGENT, teams: list[str] | None = None, listen: bool = True,
+                    max_chats: int = 5) -> Staff:
         """A new staff member of ``role``, signed in (and listening to live events)."""
         username = f"{role.value}-{uuid.uuid4().hex[:8]}"
         async with self.hub.sessions.begin() as session:
-            await create_user(session, username=username, password=PASSWORD, role=role,
+            await create_user(session, username=username, password=PASSWORD, role=role, max_chats=max_chats,
                               team_names=teams if teams is not None else [self.hub.settings.default_team])
         staff = await Staff(self.url).login(username, PASSWORD)
         return await staff.listen() if listen else staff

@@ -8,13 +8,14 @@ from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
-from router.access import ALL_ROLES
+from router.access import ALL_ROLES, STAFF_ROLES
 from router.accounts import authenticate, close_session, create_api_token, create_user, open_session
+from router.acd.presence import SIGNED_OUT_REASON
 from router.api import api
 from router.api.spec import HUB, MAX_ID, Call
 from router.errors import Invalid, Unauthorized
 from router.middleware import CSRF_COOKIE, SESSION_COOKIE
-from router.models import Role, StaffUser
+from router.models import PresenceState, Role, StaffUser
 from router.schemas import ItemsOfUsers, StrictBody, UserOut, user_out
 from workorders.models import Department
 
@@ -75,10 +76,13 @@ async def login(call: Call) -> web.Response:
 
 @api.endpoint("POST", "/api/auth/logout", summary="Sign out", roles=ALL_ROLES, status=204, tag="auth")
 async def logout(call: Call) -> web.Response:
+    hub = call.request.app[HUB]
     token = call.request.cookies.get(SESSION_COOKIE)
     if token:
-        async with call.request.app[HUB].sessions.begin() as session:
+        async with hub.sessions.begin() as session:
             await close_session(session, token)
+    if call.user.user_id is not None and call.user.role in STAFF_ROLES:
+        await hub.set_presence(call.user.user_id, PresenceState.SIGNED_OUT, SIGNED_OUT_REASON)
     response = web.Response(status=204)
     response.del_cookie(SESSION_COOKIE, path="/")
     response.del_cookie(CSRF_COOKIE, path="/")

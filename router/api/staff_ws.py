@@ -12,6 +12,7 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field, ValidationError
 
 from router.access import STAFF_ROLES, Principal, can_view
+from router.acd import presence
 from router.api.spec import HUB, MAX_ID, PRINCIPAL_KEY, loads_strict
 from router.errors import BadRequest, Forbidden, Unauthorized
 from router.hub import TOPIC
@@ -51,6 +52,13 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
         frame = {k: v for k, v in event.items() if k != "key"}
         if event["type"] == "typing":
             frame["conversation_id"] = event["key"]["conversation_id"]
+        await push(frame)
+
+    async def on_presence(event: dict[str, Any]) -> None:
+        if principal.is_overseer or event["user_id"] == principal.user_id:
+            await push(event)
+
+    async def push(frame: dict[str, Any]) -> None:
         try:
             queue.put_nowait(json.dumps(frame, ensure_ascii=False))
         except asyncio.QueueFull:
@@ -61,20 +69,32 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
         while True:
             await ws.send_str(await queue.get())
 
-    unsubscribe = hub.subscribe(TOPIC, on_event)
+    async def heartbeat() -> None:
+        """While this inbox is open its agent stays signed in (see router.acd.presence)."""
+        while principal.user_id is not None:
+            try:
+                await hub.touch_presence(principal.user_id)
+            except Exception:
+                log.exception("presence heartbeat failed", user=principal.username)
+            await asyncio.sleep(hub.settings.presence_heartbeat_seconds)
+
+    unsubscribes = [hub.subscribe(TOPIC, on_event), hub.subscribe(presence.TOPIC, on_presence)]
     hub.staff_sockets.add(ws)
-    writer = asyncio.create_task(forward())
+    tasks = [asyncio.create_task(forward()), asyncio.create_task(heartbeat())]
     try:
         async for frame in ws:
             if frame.type != WSMsgType.TEXT:
                 continue
             await _handle_frame(hub, principal, ws, frame.data)
     finally:
-        unsubscribe()
+        for unsubscribe in unsubscribes:
+            unsubscribe()
         hub.staff_sockets.discard(ws)
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-            await writer
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
     return ws
 
 

@@ -44,6 +44,8 @@ VALID_BODIES = {
     "TemplateBody": {"key": "workorder.create", "text": None},
     "RuleBody": {"department_id": 999999},
     "NoteBody": {"comment": "已电话联系居民"},
+    "PresenceBody": {"state": "away", "reason": "培训"},
+    "RoutingBody": {"strategy": "round_robin"},
     "SurveyAnswer": {"token": "x" * 32, "score": 5, "resolved": True},
     "NoticeBody": {"kind": "repair", "title": "检修", "body": "检修", "starts_at": "2026-11-24T08:00:00+08:00",
                    "ends_at": "2026-11-24T12:00:00+08:00"},

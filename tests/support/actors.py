@@ -177,6 +177,17 @@ class Staff(SocketReader):
     async def replies(self, conversation_id: int, text: str) -> dict[str, Any]:
         return await self.call("POST", f"/api/conversations/{conversation_id}/messages", {"text": text}, expect=201)
 
+    async def becomes(self, state: str, reason: str | None = None) -> dict[str, Any]:
+        """Change this agent's presence (ready, away, busy, acw, signed_out)."""
+        return (await self.call("PUT", "/api/presence", {"state": state, "reason": reason}))["agent"]
+
+    async def gets_assigned(self, conversation_id: int | None = None, timeout: float = WAIT) -> dict[str, Any]:
+        """The next conversation (or the one of ``conversation_id``) assigned to this agent."""
+        event = await self.sees(lambda e: e["type"] == "conversation" and e["conversation"]["state"] == "assigned"
+                                and (e["conversation"]["assignee"] or {}).get("id") == self.user["id"]
+                                and conversation_id in (None, e["conversation"]["id"]), timeout)
+        return event["conversation"]
+
     async def closes(self, conversation_id: int, disposition: str | None = None) -> dict[str, Any]:
         return await self.call("POST", f"/api/conversations/{conversation_id}/close", {"disposition": disposition})
 

@@ -1,0 +1,1 @@
+"""Automatic call distribution: agent presence, queues and the assignment of waiting conversations."""

@@ -1,0 +1,228 @@
+"""The distributor: loads the floor and the waiting conversations, asks :mod:`router.acd.decide`, writes the
+assignments, in one transaction.
+
+A pass runs whenever something may let a waiting conversation reach an agent (a conversation is queued, an
+agent becomes ready, a chat closes), and on a sweep every ``acd_sweep_seconds`` that also moves items whose
+wait exceeded their team's overflow limit, ends after-call work and signs out agents whose inbox went quiet.
+
+Several hub processes may run passes at the same time. On PostgreSQL a pass holds a transaction-scoped
+advisory lock, so passes take turns and each sees the one before it committed: no agent is over-filled and
+no conversation is assigned twice (the conversation rows are also locked, skipping those a person is claiming
+at that moment). SQLite is the single-process mode; passes in one process always take turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from router import conversations as convs
+from router.acd import presence
+from router.acd.decide import AgentSlot, Floor, Item, Plan, Policy, plan
+from router.logs import get_logger
+from router.models import (
+    AgentPresence,
+    Contact,
+    Conversation,
+    ConversationState,
+    Message,
+    PresenceState,
+    Role,
+    RoutingStrategy,
+    StaffUser,
+    Team,
+    utcnow,
+)
+from router.settings import Settings
+
+log = get_logger(__name__)
+
+ADVISORY_LOCK_KEY = 962740_0001  # one ACD at a time across hub processes (PostgreSQL)
+BATCH = 500  # waiting conversations considered per round of a pass
+ROUTABLE_ROLES = (Role.AGENT, Role.SUPERVISOR, Role.ADMIN)
+ACTIVE_STATES = (ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT)
+
+
+@dataclass
+class PassResult:
+    """What a pass changed, for the hub to publish once the transaction has committed."""
+
+    assigned: list[tuple[Conversation, Message]] = field(default_factory=list)
+    overflowed: list[tuple[Conversation, Message]] = field(default_factory=list)
+    presence_events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Distributor:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                 publish: Callable[[PassResult], Awaitable[None]]) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._publish = publish
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._postgres = not settings.is_sqlite
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="acd-distributor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        """Something changed that may let a waiting conversation reach an agent: run a pass soon."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        interval = self._settings.acd_sweep_seconds
+        next_sweep = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, next_sweep - time.monotonic()))
+            self._wake.clear()
+            sweep = time.monotonic() >= next_sweep
+            if sweep:
+                next_sweep = time.monotonic() + interval
+            try:
+                await self.run_pass(sweep=sweep)
+            except Exception:
+                log.exception("ACD pass failed; retrying on the next sweep")
+
+    async def run_pass(self, *, sweep: bool = False) -> PassResult:
+        """One pass (and, with ``sweep``, the timed work first); the result is published after commit."""
+        result = PassResult()
+        async with self._sessions.begin() as session:
+            if self._postgres:
+                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            if sweep:
+                result.presence_events = await presence.expire(
+                    session, timeout_seconds=self._settings.presence_timeout_seconds)
+                result.overflowed = await _overflow(session)
+            while True:
+                assigned = await _assign_round(session)
+                result.assigned.extend(assigned)
+                if len(assigned) < BATCH:
+                    break
+        if result.assigned or result.overflowed or result.presence_events:
+            await self._publish(result)
+        return result
+
+
+async def load_floor(session: AsyncSession, now: float) -> tuple[Floor, dict[int, StaffUser], dict[int, AgentPresence]]:
+    """Signed-in agents with their load (open chats), teams, skills and region."""
+    rows = (await session.execute(
+        select(AgentPresence, StaffUser)
+        .join(StaffUser, StaffUser.id == AgentPresence.user_id)
+        .where(AgentPresence.state != PresenceState.SIGNED_OUT, StaffUser.active,
+               StaffUser.role.in_(ROUTABLE_ROLES))
+    )).unique().all()
+    users = {user.id: user for _, user in rows}
+    presences = {p.user_id: p for p, _ in rows}
+    loads = dict((await session.execute(
+        select(Conversation.assignee_id, func.count())
+        .where(Conversation.state.in_(ACTIVE_STATES), Conversation.assignee_id.in_(list(users)))
+        .group_by(Conversation.assignee_id)
+    )).all()) if users else {}
+    slots = [
+        AgentSlot(
+            id=user.id,
+            capacity=user.max_chats,
+            load=loads.get(user.id, 0),
+            ready=presences[user.id].state == PresenceState.READY,
+            team_ids=frozenset(t.id for t in user.teams),
+            skill_ids=frozenset(s.id for s in user.skills),
+            region_id=user.region_id,
+            last_assigned_at=p.last_assigned_at.timestamp() if (p := presences[user.id]).last_assigned_at else 0.0,
+        )
+        for user in users.values()
+    ]
+    return Floor(slots, now), users, presences
+
+
+async def _assign_round(session: AsyncSession) -> list[tuple[Conversation, Message]]:
+    now = utcnow()
+    floor, users, presences = await load_floor(session, now.timestamp())
+    if not any(a.free for a in floor.agents):
+        return []
+    waiting = list((await session.scalars(
+        select(Conversation)
+        .join(Contact, Contact.id == Conversation.contact_id)
+        .where(Conversation.state == ConversationState.QUEUED)
+        .order_by(Contact.vip.desc(), Conversation.priority.desc(), Conversation.queued_at, Conversation.id)
+        .limit(BATCH)
+        .with_for_update(of=Conversation, skip_locked=True)
+    )).unique())
+    if not waiting:
+        return []
+    teams = {t.id: t for t in await session.scalars(
+        select(Team).where(Team.id.in_({c.team_id for c in waiting if c.team_id is not None})))}
+    policies: dict[int | None, Policy] = {
+        team.id: Policy(RoutingStrategy(team.strategy), team.prefer_last_agent, team.bind_region, team.rr_cursor)
+        for team in teams.values()
+    }
+    previous = await _previous_agents(session, [c for c in waiting if c.last_agent_id is None
+                                                and c.team_id in teams and teams[c.team_id].prefer_last_agent])
+    items = [
+        Item(c.id, c.team_id, c.skill_id, c.region_id or c.contact.region_id,
+             c.last_agent_id or previous.get(c.contact_id))
+        for c in waiting
+    ]
+    decided: Plan = plan(items, policies, floor)
+    by_id = {c.id: c for c in waiting}
+    assigned = []
+    for assignment in decided.assignments:
+        conversation = by_id[assignment.conversation_id]
+        event = convs.assign_to(session, conversation, users[assignment.agent_id], actor="acd")
+        presences[assignment.agent_id].last_assigned_at = now
+        assigned.append((conversation, event))
+    for team_id, cursor in decided.rr_cursors.items():
+        if team_id is not None:
+            await session.execute(update(Team).where(Team.id == team_id).values(rr_cursor=cursor))
+    await session.flush()
+    return assigned
+
+
+async def _previous_agents(session: AsyncSession, waiting: list[Conversation]) -> dict[int, int]:
+    """For each resident, the agent of their most recent conversation that had one."""
+    if not waiting:
+        return {}
+    rows = await session.execute(
+        select(Conversation.contact_id, Conversation.last_agent_id)
+        .where(Conversation.contact_id.in_({c.contact_id for c in waiting}), Conversation.last_agent_id.is_not(None))
+        .order_by(Conversation.id)
+    )
+    return dict(rows.all())  # later rows overwrite earlier ones: the newest wins
+
+
+async def _overflow(session: AsyncSession) -> list[tuple[Conversation, Message]]:
+    """Move conversations that waited too long in a team's queue on to that team's overflow team."""
+    moved = []
+    now = utcnow()
+    teams = list(await session.scalars(
+        select(Team).where(Team.overflow_team_id.is_not(None), Team.overflow_after_seconds.is_not(None))))
+    for team in teams:
+        target = await session.get(Team, team.overflow_team_id)
+        if target is None:
+            continue
+        overdue = await session.scalars(
+            select(Conversation)
+            .where(Conversation.state == ConversationState.QUEUED, Conversation.team_id == team.id,
+                   Conversation.queue_entered_at < now - timedelta(seconds=team.overflow_after_seconds))
+            .with_for_update(of=Conversation, skip_locked=True)
+        )
+        for conversation in overdue.unique():
+            event = convs.transition(session, conversation, "overflow", actor="acd", team=target.name)
+            conversation.team_id, conversation.team = target.id, target
+            moved.append((conversation, event))
+    await session.flush()
+    return moved

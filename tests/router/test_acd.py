@@ -1,0 +1,204 @@
+"""The ACD behind the API: presence decides who gets chats, freed capacity is used at once, overflow, sticky
+residents, after-call work, silent inboxes, supervisors forcing a state, and what agents may see."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import select
+
+from router.models import Conversation, PresenceLog, Role
+from router.settings import Settings
+from tests.conftest import RunningHub, start_hub
+from tests.support.actors import Resident, Staff
+
+QUIET = 1.0  # long enough for a pass that should not assign anything to have run several times
+
+
+@pytest.fixture
+async def acd_hub(own_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> AsyncIterator[RunningHub]:
+    overrides: dict[str, Any] = getattr(request, "param", {})
+    running = await start_hub(own_settings(acd_sweep_seconds=0.2, reopen_window_seconds=0, **overrides))
+    yield running
+    await running.runner.cleanup()
+
+
+@pytest.fixture
+async def residents(acd_hub: RunningHub) -> AsyncIterator[Callable[[], Any]]:
+    opened: list[Resident] = []
+    http = aiohttp.ClientSession()
+
+    async def new() -> Resident:
+        opened.append(await Resident(http, acd_hub.url).connect())
+        return opened[-1]
+
+    yield new
+    for resident in opened:
+        await resident.close()
+    await http.close()
+
+
+async def ready_agents(hub: RunningHub, count: int, **kwargs: Any) -> list[Staff]:
+    agents = [await hub.staff(Role.AGENT, **kwargs) for _ in range(count)]
+    for agent in agents:
+        await agent.becomes("ready")
+    return agents
+
+
+async def state_of(hub: RunningHub, conversation_id: int) -> Conversation:
+    async with hub.hub.sessions() as session:
+        return await session.get(Conversation, conversation_id)
+
+
+async def stays_queued(hub: RunningHub, conversation_id: int) -> None:
+    await asyncio.sleep(QUIET)
+    conversation = await state_of(hub, conversation_id)
+    assert (conversation.state, conversation.assignee_id) == ("queued", None)
+
+
+async def test_ready_agents_get_chats_away_ones_nothing_and_a_freed_seat_is_filled_at_once(acd_hub, residents):
+    (busy,) = await ready_agents(acd_hub, 1, max_chats=1)
+    away = await acd_hub.staff(Role.AGENT)
+    assert (await away.becomes("away", "培训"))["state"] == "away"
+
+    first = await (await residents()).says("第一位居民")
+    assert (await busy.gets_assigned())["id"] == first["conversation_id"]
+
+    second = await (await residents()).says("第二位居民,坐席都忙")
+    await stays_queued(acd_hub, second["conversation_id"])  # the only ready agent is full, the other away
+
+    await busy.closes(first["conversation_id"], "咨询")
+    assigned = await busy.gets_assigned(timeout=3)
+    assert assigned["id"] == second["conversation_id"]
+    async with acd_hub.hub.sessions() as session:
+        log = list(await session.scalars(select(PresenceLog).where(PresenceLog.user_id == away.user["id"])))
+    assert [(entry.state, entry.reason) for entry in log] == [("away", "培训")]
+    for agent in (busy, away):
+        await agent.close()
+
+
+async def test_an_agent_signed_in_without_an_open_inbox_is_signed_out(own_settings, residents):
+    running = await start_hub(own_settings(acd_sweep_seconds=0.2, presence_timeout_seconds=1,
+                                           presence_heartbeat_seconds=0.3))
+    try:
+        agent = await running.staff(Role.AGENT, listen=False)  # signed in over the API, no inbox open
+        await agent.becomes("ready")
+        listening = (await ready_agents(running, 1))[0]
+        await asyncio.sleep(2)
+        me = await agent.call("GET", "/api/presence")
+        assert (me["agent"]["state"], me["agent"]["reason"]) == ("signed_out", "连接断开")
+        still = await listening.call("GET", "/api/presence")
+        assert still["agent"]["state"] == "ready"  # its open inbox keeps it signed in
+        for staff in (agent, listening):
+            await staff.close()
+    finally:
+        await running.runner.cleanup()
+
+
+@pytest.mark.parametrize("acd_hub", [{"acw_seconds": 0.6}], indirect=True)
+async def test_after_call_work_returns_to_ready_and_then_takes_the_waiting_chat(acd_hub, residents):
+    agent = await acd_hub.staff(Role.AGENT)
+    acw = await agent.becomes("acw")
+    assert acw["state"] == "acw" and acw["acw_until"] is not None
+    said = await (await residents()).says("整理完了就轮到我")
+    await asyncio.sleep(0.3)
+    assert (await state_of(acd_hub, said["conversation_id"])).state == "queued"
+    assert (await agent.gets_assigned(timeout=3))["id"] == said["conversation_id"]
+    back = await agent.sees(lambda e: e["type"] == "presence" and e["presence"]["state"] == "ready")
+    assert back["presence"]["reason"] == "整理时间结束"
+    await agent.close()
+
+
+async def test_overflow_moves_a_long_wait_to_the_other_team(acd_hub, residents):
+    supervisor = await acd_hub.staff(Role.SUPERVISOR)
+    night = (await ready_agents(acd_hub, 1, teams=["夜间组"]))[0]
+    queues = {q["name"]: q for q in (await supervisor.call("GET", "/api/queues"))["items"]}
+    main, backup = queues["热线坐席"], queues["夜间组"]
+    bad = await supervisor.call("PUT", f"/api/queues/{main['team_id']}",
+                                {"strategy": "least_busy", "overflow_team_id": main["team_id"],
+                                 "overflow_after_seconds": 5}, expect=422)
+    assert bad["error"]["code"] == "bad_overflow_team"
+    changed = await supervisor.call("PUT", f"/api/queues/{main['team_id']}",
+                                    {"strategy": "least_busy", "overflow_team_id": backup["team_id"],
+                                     "overflow_after_seconds": 5})
+    assert changed["items"][0]["overflow_after_seconds"] == 5
+
+    said = await (await residents()).says("白班没人,夜班接")
+    await asyncio.sleep(2)
+    waiting = (await supervisor.call("GET", "/api/queues"))["items"]
+    line = next(q for q in waiting if q["name"] == "热线坐席")
+    assert line["waiting"] == 1 and line["longest_wait_seconds"] >= 2
+    assigned = await night.gets_assigned(timeout=8)
+    assert assigned["id"] == said["conversation_id"] and assigned["team"]["name"] == "夜间组"
+    events = await supervisor.call("GET", f"/api/conversations/{said['conversation_id']}/messages")
+    assert "等待超时,溢出至 夜间组" in [m["text"] for m in events["items"]]
+    for staff in (supervisor, night):
+        await staff.close()
+
+
+async def test_a_returning_resident_goes_back_to_the_agent_who_served_them(acd_hub, residents):
+    supervisor = await acd_hub.staff(Role.SUPERVISOR)
+    team_id = (await supervisor.call("GET", "/api/queues"))["items"][0]["team_id"]
+    await supervisor.call("PUT", f"/api/queues/{team_id}", {"strategy": "round_robin", "prefer_last_agent": True})
+    agents = await ready_agents(acd_hub, 3)
+    resident = await residents()
+    first = await resident.says("上次的问题")
+    served_by = await asyncio.wait_for(_first_assignment(agents), 5)
+    await served_by.closes(first["conversation_id"])
+
+    again = await resident.says("我又来了")  # reopen window 0: a new conversation
+    assert again["conversation_id"] != first["conversation_id"]
+    assert (await served_by.gets_assigned(again["conversation_id"]))["assignee"]["id"] == served_by.user["id"]
+    for staff in (supervisor, *agents):
+        await staff.close()
+
+
+async def _first_assignment(agents: list[Staff]) -> Staff:
+    while True:
+        for agent in agents:
+            me = await agent.call("GET", "/api/presence")
+            if me["agent"]["load"]:
+                return agent
+        await asyncio.sleep(0.05)
+
+
+async def test_supervisors_force_states_agents_cannot(acd_hub):
+    supervisor, agent, other = (await acd_hub.staff(Role.SUPERVISOR), await acd_hub.staff(Role.AGENT),
+                                await acd_hub.staff(Role.AGENT))
+    await agent.becomes("ready")
+    forced = await supervisor.call("PUT", f"/api/agents/{agent.user['id']}/presence",
+                                   {"state": "signed_out", "reason": "下班未签出"})
+    assert forced["agent"]["state"] == "signed_out"
+    seen = await agent.sees(lambda e: e["type"] == "presence" and e["presence"]["state"] == "signed_out")
+    assert seen["presence"]["reason"] == "下班未签出"
+    await other.call("PUT", f"/api/agents/{agent.user['id']}/presence", {"state": "ready"}, expect=403)
+    await other.call("GET", "/api/agents", expect=403)
+    await agent.call("PUT", "/api/presence", {"state": "lunch"}, expect=422)
+    board = {a["id"]: a for a in (await supervisor.call("GET", "/api/agents"))["items"]}
+    assert board[agent.user["id"]]["state"] == "signed_out" and board[other.user["id"]]["capacity"] == 5
+    async with acd_hub.hub.sessions() as session:
+        actors = list(await session.scalars(select(PresenceLog.actor).where(PresenceLog.user_id == agent.user["id"])
+                                            .order_by(PresenceLog.id)))
+    assert actors == [None, supervisor.user["username"]]
+    for staff in (supervisor, agent, other):
+        await staff.close()
+
+
+async def test_an_agent_cannot_read_another_teams_conversation(acd_hub, residents):
+    hotline = (await ready_agents(acd_hub, 1))[0]
+    billing = await acd_hub.staff(Role.AGENT, teams=["账务组"])
+    said = await (await residents()).says("只给热线组看")
+    await hotline.gets_assigned()
+    conversation = f"/api/conversations/{said['conversation_id']}"
+    for path in (conversation, conversation + "/messages"):
+        denied = await billing.call("GET", path, expect=403)
+        assert denied["error"]["message"] == "无权查看该会话"
+    await billing.call("POST", conversation + "/messages", {"text": "越权回复"}, expect=403)
+    queues = (await billing.call("GET", "/api/queues"))["items"]
+    assert [q["name"] for q in queues] == ["账务组"]
+    for staff in (hotline, billing):
+        await staff.close()
