@@ -30,6 +30,7 @@ bench:
 	@bash scripts/services.sh
 	$(PY) -m bench --write
 	$(PY) -m bench.workorders --write
+	$(PY) -m bench.acd --write
 	@bash scripts/bot-env.sh
 	@bash scripts/bot-train.sh
 	$(PY) -m bench.bot --write

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from sqlalchemy import func, select
 
+from router.db import create_engine
+from router.models import Conversation, Message
 from tests.conftest import PASSWORD
 from tests.support.actors import Resident, Staff
 from tests.support.hubproc import HubProcess
@@ -119,3 +122,52 @@ async def test_redis_down_loses_nothing_and_events_resume_when_it_returns(shared
                 await resident.close()
                 await agent_on_a.close()
                 await agent_on_b.close()
+
+
+async def test_two_hubs_assign_two_hundred_concurrent_chats_each_exactly_once(shared_env, tmp_path) -> None:
+    """Residents on both processes, agents signed in on both: the ACDs of the two processes take turns."""
+    seats, per_agent = 20, 10
+    with hubs({**shared_env, "HUB_ACD_SWEEP_SECONDS": "0.5"}, tmp_path) as (a, b):
+        # one open socket per resident: lift aiohttp's default cap of 100 connections per session
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            admin = await Staff(a.url).login("admin", PASSWORD)
+            agents = []
+            for n in range(seats):
+                username = f"acd{n}-{uuid.uuid4().hex[:6]}"
+                await admin.call("POST", "/api/users", {"username": username, "password": PASSWORD, "role": "agent",
+                                                        "display_name": f"坐席{n}", "max_chats": per_agent,
+                                                        "teams": ["热线坐席"]}, expect=201)
+                agent = await (await Staff((a, b)[n % 2].url).login(username, PASSWORD)).listen()
+                await agent.becomes("ready")
+                agents.append(agent)
+            residents = [await Resident(http, (a, b)[n % 2].url).connect() for n in range(seats * per_agent)]
+            try:
+                said = await asyncio.gather(*(r.says(f"第{n}位居民同时来信") for n, r in enumerate(residents)))
+                wanted = {s["conversation_id"] for s in said}
+                assert len(wanted) == seats * per_agent
+                received: dict[int, list[int]] = {}
+                for agent in agents:
+                    for _ in range(per_agent):
+                        got = await agent.gets_assigned(timeout=30)
+                        received.setdefault(got["id"], []).append(agent.user["id"])
+                assert set(received) == wanted  # every chat reached an agent's inbox …
+                assert all(len(owners) == 1 for owners in received.values())  # … and only one agent's
+                board = (await admin.call("GET", "/api/agents"))["items"]
+                assert sorted(row["load"] for row in board if row["role"] == "agent") == [per_agent] * seats
+                engine = create_engine(shared_env["HUB_DATABASE_URL"])
+                async with engine.connect() as connection:
+                    assignments = (await connection.execute(
+                        select(Message.conversation_id, func.count())
+                        .where(Message.author == "system", Message.text.like("% 接入会话"))
+                        .group_by(Message.conversation_id))).all()
+                    states = (await connection.execute(
+                        select(Conversation.state, func.count()).group_by(Conversation.state))).all()
+                await engine.dispose()
+                assert {cid for cid, _ in assignments} == wanted and {n for _, n in assignments} == {1}
+                assert dict(states) == {"assigned": seats * per_agent}
+            finally:
+                for person in residents:
+                    await person.close()
+                for agent in agents:
+                    await agent.close()
+                await admin.close()

@@ -75,6 +75,13 @@ async def test_failed_sends_are_retried_then_marked_failed(own_settings) -> None
         await running.runner.cleanup()
 
 
+async def quiet(running) -> None:
+    """Stop the in-process hub's own writers: its outbound worker would race the worker process, and its
+    ACD sweep could hold SQLite's write lock while ``_start_worker`` blocks this event loop."""
+    await running.hub.worker.stop()
+    await running.hub.distributor.stop()
+
+
 def _start_worker(record: Path, settings_env: dict[str, str], **extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, **settings_env, **extra}
     process = subprocess.Popen([sys.executable, "-m", "tests.support.outbound_proc", str(record)], cwd=ROOT,
@@ -105,8 +112,8 @@ async def test_worker_killed_mid_send_resends_after_restart_without_duplicates(
     env = {"HUB_DATABASE_URL": fresh_database_url, "HUB_VAR_DIR": str(settings.var_dir),
            "HUB_SECRET_KEY": "k" * 32, "HUB_OUTBOUND_LEASE_SECONDS": "2", "HUB_OUTBOUND_POLL_SECONDS": "0.2"}
     record = tmp_path / "sent.jsonl"
-    running = await start_hub(settings)  # used only to migrate and queue the messages; its worker is stopped
-    await running.hub.worker.stop()
+    running = await start_hub(settings)  # used only to migrate and queue the messages
+    await quiet(running)
     ids = await queue_messages(running.hub, "killed-worker", ["第一条", "第二条", f"第三条 {HANG_MARK}"])
 
     worker = _start_worker(record, env, HUB_TEST_HANG="1")
@@ -148,7 +155,7 @@ async def test_graceful_shutdown_finishes_the_send_under_way(own_settings, fresh
            "HUB_SECRET_KEY": "k" * 32, "HUB_OUTBOUND_POLL_SECONDS": "0.2"}
     record = tmp_path / "sent.jsonl"
     running = await start_hub(settings)
-    await running.hub.worker.stop()
+    await quiet(running)
     [message_id] = await queue_messages(running.hub, "graceful", ["慢慢发送"])
     worker = _start_worker(record, env, HUB_TEST_SEND_DELAY="1.5")
     try:
