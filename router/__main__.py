@@ -38,9 +38,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
             "",
             "Shuiwu Hub is running",
             f"  居民网页客服 (web chat demo):  {base}/",
-            f"  坐席工作台 (agent page):       {base}/app/agent",
+            f"  坐席工作台 (agent page):       {base}/app/inbox",
             f"  工单中心 (order desk):         {base}/app/orders",
             f"  现场维修 (field crew, phone):  {base}/app/field",
+            f"  监控大屏 (supervisors):        {base}/app/wallboard",
             f"  停水公告 (public notices):     {base}/notices",
             f"  API document:                  {base}/api/openapi.json",
         ]

@@ -9,6 +9,7 @@ from router.models import ConversationState, Role
 
 STAFF_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR, Role.AGENT})
 OVERSEER_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
+ADMIN_ROLES = frozenset({Role.ADMIN})
 ALL_ROLES = frozenset(Role)
 
 

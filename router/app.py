@@ -8,7 +8,9 @@ from aiohttp import web
 
 from router.api import api
 from router.api import auth as _auth  # noqa: F401  (registers endpoints)
+from router.api import contacts as _contacts  # noqa: F401
 from router.api import conversations as _conversations  # noqa: F401
+from router.api import desk as _desk  # noqa: F401
 from router.api import routing as _routing  # noqa: F401
 from router.api import system as _system  # noqa: F401
 from router.api.billing import BILLING
@@ -52,10 +54,12 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)
     app.router.add_get("/app/login", page("login.html"))
-    app.router.add_get("/app/agent", page("agent.html"))
-    app.router.add_get("/app", _redirect_to_agent)
+    app.router.add_get("/app/inbox", page("inbox.html"))
+    app.router.add_get("/app/agent", _redirect_to_inbox)  # the address of earlier releases
+    app.router.add_get("/app", _redirect_to_inbox)
     app.router.add_get("/app/orders", page("orders.html"))
     app.router.add_get("/app/field", page("field.html"))
+    app.router.add_get("/app/wallboard", page("wallboard.html"))
     app.router.add_get("/notices", notices_page)
     app.router.add_get("/survey", page("survey.html"))
     app.router.add_static("/app/static", STATIC, append_version=False)
@@ -113,5 +117,5 @@ def cors_middleware(prefixes: tuple[str, ...]) -> Callable[..., Awaitable[web.St
     return cors
 
 
-async def _redirect_to_agent(_request: web.Request) -> web.Response:
-    raise web.HTTPFound("/app/agent")
+async def _redirect_to_inbox(_request: web.Request) -> web.Response:
+    raise web.HTTPFound("/app/inbox")

@@ -22,6 +22,7 @@ from router.models import (
     Conversation,
     ConversationState,
     Direction,
+    Disposition,
     Message,
     MessageType,
     Role,
@@ -184,8 +185,32 @@ async def close(
 ) -> Message:
     conversation = await load_for_update(session, conversation_id)
     _require_handler(principal, conversation)
+    if disposition is not None:
+        await _require_disposition(session, disposition)
     conversation.disposition = disposition
     return transition(session, conversation, "close", actor=principal.username)
+
+
+async def add_note(
+    session: AsyncSession, principal: Principal, conversation_id: int, text: str
+) -> tuple[Conversation, Message]:
+    """An internal note (never sent to the resident): an agent's own remark, or a supervisor whispering to the
+    agent who handles the conversation."""
+    conversation = await load_visible(session, principal, conversation_id)
+    author = await session.get(StaffUser, principal.user_id) if principal.user_id else None
+    note = Message(conversation_id=conversation.id, channel=conversation.channel, direction=Direction.INTERNAL,
+                   author=Author.AGENT, author_user=author, type=MessageType.TEXT, text=text,
+                   payload={"kind": "whisper" if author and author.id != conversation.assignee_id else "note"},
+                   created_at=utcnow())
+    session.add(note)
+    return conversation, note
+
+
+async def _require_disposition(session: AsyncSession, code: str) -> None:
+    found = await session.scalar(select(Disposition.id).where(Disposition.code == code, Disposition.active))
+    if found is None:
+        raise Invalid("请选择有效的咨询类型", code="unknown_disposition",
+                      details={"fields": {"disposition": "unknown"}})
 
 
 async def transfer(

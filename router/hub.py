@@ -348,6 +348,13 @@ class Hub:
         self.worker.wake()
         return message_out(message)
 
+    async def add_note(self, principal: Principal, conversation_id: int, text: str) -> MessageOut:
+        async with self.sessions.begin() as session:
+            conversation, note = await convs.add_note(session, principal, conversation_id, text)
+            await session.flush()
+        await self._publish_message(note, conversation)
+        return message_out(note)
+
     async def set_presence(
         self, user_id: int, state: PresenceState, reason: str | None, *, actor: str | None = None
     ) -> dict[str, Any]:

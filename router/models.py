@@ -236,6 +236,30 @@ class PresenceLog(Base):
     actor: Mapped[str | None] = mapped_column(String(100))  # who made the change, when not the agent
 
 
+class Disposition(Base):
+    """What a closed conversation was about (业务咨询, 报修, 投诉, …): picked on closing, counted by reports."""
+
+    __tablename__ = "disposition"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CannedReply(Base):
+    """A stock answer an agent inserts by its shortcut: everyone's (no team, no owner), a team's or an agent's."""
+
+    __tablename__ = "canned_reply"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shortcut: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"), index=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Contact(Base):
     """One resident, whichever channels they use."""
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Prepare this clone to run: a Python 3.11 venv with the project's dependencies and its `test` extra, and (for
-# `bootstrap.sh test`) the Debian packages the test suite needs.
+# Prepare this clone to run: a Python 3.11 venv with the project's dependencies and its `test` extra, the
+# browser libraries the staff pages load (package.json), and (for `bootstrap.sh test`) the Debian packages the
+# test suite needs.
 #
-#   scripts/bootstrap.sh          venv only (enough for `make run` / `make lint`)
-#   scripts/bootstrap.sh test     venv + chromium, fonts-noto-cjk, postgresql, redis-server, postgresql-client
+#   scripts/bootstrap.sh          venv + browser libraries (enough for `make run` / `make lint`)
+#   scripts/bootstrap.sh test     the same + chromium, fonts-noto-cjk, postgresql, redis-server, postgresql-client
 #
 # The venv lives in a cache outside the clone, keyed by pyproject.toml, so fresh clones and `make clean`
 # reuse it:  ${SHUIWU_CACHE:-$HOME/.cache/shuiwu-hub}/venv-<sha256(pyproject.toml)[:12]>,  linked as ./.venv.
+# The npm packages likewise (`npm ci`, which needs the npm registry once):  .../npm-<sha256(package-lock.json)[:12]>,
+# from where the files the pages load are copied into router/web/static/vendor/ (the hub itself stays offline).
 # Idempotent; when everything is in place it only checks and prints one line.
 set -euo pipefail
 
@@ -142,6 +145,31 @@ if [[ "$(readlink .venv 2>/dev/null || true)" != "$VENV" ]]; then
   ln -s "$VENV" ".venv.tmp.$$"
   mv -Tf ".venv.tmp.$$" .venv
   did+=("linked ./.venv")
+fi
+
+# --- browser libraries (npm) --------------------------------------------------------------------------------
+NPM_KEY="$(sha256sum package-lock.json | cut -c1-12)"
+NPM_DIR="$CACHE/npm-$NPM_KEY"
+NPM_LOG="$CACHE/npm-$NPM_KEY.log"
+ECHARTS=router/web/static/vendor/echarts.min.js  # served at /app/static/vendor/ (the wallboard's charts)
+
+if [[ ! -f "$NPM_DIR/.shuiwu-installed" ]]; then
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  started=$SECONDS
+  rm -rf "$NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  cp package.json package-lock.json "$NPM_DIR/"
+  # No install scripts: only files are needed from these packages.
+  (cd "$NPM_DIR" && npm ci --ignore-scripts --no-audit --no-fund) >"$NPM_LOG" 2>&1 \
+    || { show_log_tail "$NPM_LOG"; die "npm ci failed (full log: $NPM_LOG)"; }
+  touch "$NPM_DIR/.shuiwu-installed"
+  did+=("installed npm packages in $((SECONDS - started))s")
+fi
+if ! cmp -s "$NPM_DIR/node_modules/echarts/dist/echarts.min.js" "$ECHARTS"; then
+  mkdir -p "$(dirname "$ECHARTS")"
+  cp "$NPM_DIR/node_modules/echarts/dist/echarts.min.js" "$ECHARTS.tmp.$$"
+  mv -f "$ECHARTS.tmp.$$" "$ECHARTS"
+  did+=("copied echarts.min.js")
 fi
 
 if [[ ${#did[@]} -eq 0 ]]; then

@@ -147,6 +147,29 @@ async def agent(running_hub: RunningHub) -> AsyncIterator[Staff]:
 
 
 @pytest.fixture
+async def acd_hub(own_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> AsyncIterator[RunningHub]:
+    """A hub of its own whose ACD sweeps every 0.2 s; ``indirect`` parametrization adds settings."""
+    overrides: dict[str, Any] = getattr(request, "param", {})
+    running = await start_hub(own_settings(acd_sweep_seconds=0.2, reopen_window_seconds=0, **overrides))
+    yield running
+    await running.runner.cleanup()
+
+
+@pytest.fixture
+async def residents(acd_hub: RunningHub) -> AsyncIterator[Callable[[], Any]]:
+    """Call to connect one more web-chat resident to ``acd_hub``."""
+    opened: list[Resident] = []
+    async with aiohttp.ClientSession() as session:
+        async def new() -> Resident:
+            opened.append(await Resident(session, acd_hub.url).connect())
+            return opened[-1]
+
+        yield new
+        for person in opened:
+            await person.close()
+
+
+@pytest.fixture
 def redis_url() -> str:
     return REDIS_URL
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from router.access import ALL_ROLES, STAFF_ROLES
+from router.access import ADMIN_ROLES, ALL_ROLES, STAFF_ROLES
 from router.api import api
 from router.api.spec import HUB, MAX_ID, UUID_PATTERN, Call
 from router.errors import Conflict, Invalid, NotFound
@@ -35,7 +35,6 @@ from workorders.service import (
 from workorders.workflow import STANDARD_WORKFLOW, parse_workflow
 
 WORKORDERS: web.AppKey[WorkOrderService] = web.AppKey("workorders")
-ADMIN = frozenset({Role.ADMIN})
 ORDER_READERS = frozenset({Role.ADMIN, Role.SUPERVISOR, Role.AGENT, Role.HANDLER, Role.FIELD_CREW})
 ORDER = "/api/workorders/{order_id:\\d+}"
 
@@ -116,7 +115,7 @@ async def list_categories(call: Call) -> ItemsOfCategories:
         return ItemsOfCategories(items=[_category_out(c) for c in categories])
 
 
-@api.endpoint("POST", "/api/workorder-categories", summary="Create a category", roles=ADMIN, body=CategoryBody,
+@api.endpoint("POST", "/api/workorder-categories", summary="Create a category", roles=ADMIN_ROLES, body=CategoryBody,
               response=CategoryOut, status=201, tag="workorders", errors=(409,))
 async def create_category(call: Call) -> CategoryOut:
     body: CategoryBody = call.body
@@ -129,7 +128,7 @@ async def create_category(call: Call) -> CategoryOut:
         return _category_out(category)
 
 
-@api.endpoint("PUT", "/api/workorder-categories/{category_id:\\d+}", summary="Change a category", roles=ADMIN,
+@api.endpoint("PUT", "/api/workorder-categories/{category_id:\\d+}", summary="Change a category", roles=ADMIN_ROLES,
               body=CategoryBody, response=CategoryOut, tag="workorders", errors=(409,))
 async def update_category(call: Call) -> CategoryOut:
     body: CategoryBody = call.body
@@ -192,7 +191,7 @@ async def list_regions(call: Call) -> ItemsOfRegions:
     return ItemsOfRegions(items=[RegionOut(code=code, name=name) for code, name in names.items()])
 
 
-@api.endpoint("POST", "/api/departments", summary="Create a department", roles=ADMIN, body=DepartmentBody,
+@api.endpoint("POST", "/api/departments", summary="Create a department", roles=ADMIN_ROLES, body=DepartmentBody,
               response=DepartmentOut, status=201, tag="workorders", errors=(409,))
 async def create_department(call: Call) -> DepartmentOut:
     async with call.request.app[WORKORDERS].sessions.begin() as session:
@@ -306,14 +305,14 @@ async def _templates(session: AsyncSession) -> ItemsOfTemplates:
     )
 
 
-@api.endpoint("GET", "/api/message-templates", summary="Notices sent to residents", roles=ADMIN,
+@api.endpoint("GET", "/api/message-templates", summary="Notices sent to residents", roles=ADMIN_ROLES,
               response=ItemsOfTemplates, tag="workorders")
 async def list_templates(call: Call) -> ItemsOfTemplates:
     async with call.request.app[WORKORDERS].sessions() as session:
         return await _templates(session)
 
 
-@api.endpoint("PUT", "/api/message-templates", summary="Change (or restore) a notice's text", roles=ADMIN,
+@api.endpoint("PUT", "/api/message-templates", summary="Change (or restore) a notice's text", roles=ADMIN_ROLES,
               body=TemplateBody, response=ItemsOfTemplates, tag="workorders")
 async def change_template(call: Call) -> ItemsOfTemplates:
     body: TemplateBody = call.body
@@ -360,7 +359,7 @@ async def list_rules(call: Call) -> ItemsOfRules:
         return ItemsOfRules(items=[_rule_out(r) for r in rules])
 
 
-@api.endpoint("POST", "/api/dispatch-rules", summary="Add a dispatch rule", roles=ADMIN, body=RuleBody,
+@api.endpoint("POST", "/api/dispatch-rules", summary="Add a dispatch rule", roles=ADMIN_ROLES, body=RuleBody,
               response=RuleOut, status=201, tag="workorders", errors=(409,))
 async def add_rule(call: Call) -> RuleOut:
     body: RuleBody = call.body
@@ -388,7 +387,7 @@ async def add_rule(call: Call) -> RuleOut:
         return _rule_out(rule)
 
 
-@api.endpoint("DELETE", "/api/dispatch-rules/{rule_id:\\d+}", summary="Remove a dispatch rule", roles=ADMIN,
+@api.endpoint("DELETE", "/api/dispatch-rules/{rule_id:\\d+}", summary="Remove a dispatch rule", roles=ADMIN_ROLES,
               status=204, tag="workorders")
 async def remove_rule(call: Call) -> None:
     await delete_row(call, DispatchRule, call.path["rule_id"], NotFound("派单规则不存在", code="rule_not_found"))

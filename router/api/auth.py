@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints
 from sqlalchemy import select
 
-from router.access import ALL_ROLES, STAFF_ROLES
+from router.access import ADMIN_ROLES, ALL_ROLES, STAFF_ROLES
 from router.accounts import authenticate, close_session, create_api_token, create_user, open_session
 from router.acd.presence import SIGNED_OUT_REASON
 from router.api import api
@@ -19,7 +19,6 @@ from router.models import PresenceState, Role, StaffUser
 from router.schemas import ItemsOfUsers, StrictBody, UserOut, user_out
 from workorders.models import Department
 
-ADMIN = frozenset({Role.ADMIN})
 USERNAME = r"^[A-Za-z0-9_.\-]{2,64}$"
 TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
@@ -98,14 +97,14 @@ async def me(call: Call) -> SessionOut:
         return SessionOut(user=user_out(user), csrf_token=call.user.csrf_token)
 
 
-@api.endpoint("GET", "/api/users", summary="Staff accounts", roles=ADMIN, response=ItemsOfUsers, tag="admin")
+@api.endpoint("GET", "/api/users", summary="Staff accounts", roles=ADMIN_ROLES, response=ItemsOfUsers, tag="admin")
 async def list_users(call: Call) -> ItemsOfUsers:
     async with call.request.app[HUB].sessions() as session:
         users = await session.scalars(select(StaffUser).order_by(StaffUser.id))
         return ItemsOfUsers(items=[user_out(u) for u in users])
 
 
-@api.endpoint("POST", "/api/users", summary="Create a staff account", roles=ADMIN, body=NewUserBody,
+@api.endpoint("POST", "/api/users", summary="Create a staff account", roles=ADMIN_ROLES, body=NewUserBody,
               response=UserOut, status=201, tag="admin", errors=(409,))
 async def add_user(call: Call) -> UserOut:
     body: NewUserBody = call.body
@@ -118,8 +117,8 @@ async def add_user(call: Call) -> UserOut:
         return user_out(user)
 
 
-@api.endpoint("POST", "/api/tokens", summary="Create a service token (shown once)", roles=ADMIN, body=NewTokenBody,
-              response=TokenOut, status=201, tag="admin", errors=(409,))
+@api.endpoint("POST", "/api/tokens", summary="Create a service token (shown once)", roles=ADMIN_ROLES,
+              body=NewTokenBody, response=TokenOut, status=201, tag="admin", errors=(409,))
 async def add_token(call: Call) -> TokenOut:
     async with call.request.app[HUB].sessions.begin() as session:
         token = await create_api_token(session, call.body.name, call.body.role)

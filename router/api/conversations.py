@@ -1,4 +1,4 @@
-"""Agent API over conversations: list by state, read, claim, assign, reply, close, transfer."""
+"""Agent API over conversations: list by state, read, claim, assign, reply, note, close, transfer."""
 
 from __future__ import annotations
 
@@ -106,6 +106,12 @@ async def assign_conversation(call: Call) -> ConversationOut:
               body=ReplyBody, response=MessageOut, status=201, tag="conversations", errors=(409,))
 async def reply_to_resident(call: Call) -> MessageOut:
     return await call.request.app[HUB].reply(call.user, call.path["conversation_id"], call.body.text)
+
+
+@api.endpoint("POST", CONVERSATION + "/notes", summary="Add an internal note (a supervisor's whisper to the agent)",
+              roles=STAFF_ROLES, body=ReplyBody, response=MessageOut, status=201, tag="conversations")
+async def add_note(call: Call) -> MessageOut:
+    return await call.request.app[HUB].add_note(call.user, call.path["conversation_id"], call.body.text)
 
 
 @api.endpoint("POST", CONVERSATION + "/close", summary="Close with a disposition", roles=STAFF_ROLES,

@@ -101,6 +101,29 @@ async def list_queues(call: Call) -> ItemsOfQueues:
         return ItemsOfQueues(items=await queue_figures(session, utcnow(), hub.settings.zone, teams))
 
 
+class TransferTeam(BaseModel):
+    id: int
+    name: str
+    waiting: int
+
+
+class TransferTargets(BaseModel):
+    teams: list[TransferTeam]
+    agents: list[AgentFigures]  # signed in; an agent sees the colleagues of their own teams
+
+
+@api.endpoint("GET", "/api/transfer-targets", summary="Teams and signed-in colleagues a conversation can be "
+              "transferred to", roles=STAFF_ROLES, response=TransferTargets, tag="routing")
+async def transfer_targets(call: Call) -> TransferTargets:
+    hub = call.request.app[HUB]
+    async with hub.sessions() as session:
+        queues = await queue_figures(session, utcnow(), hub.settings.zone, None)
+        agents = [a for a in await agent_figures(session) if a.state != PresenceState.SIGNED_OUT
+                  and (call.user.is_overseer or call.user.team_ids.intersection(a.team_ids))]
+    return TransferTargets(teams=[TransferTeam(id=q.team_id, name=q.name, waiting=q.waiting) for q in queues],
+                           agents=agents)
+
+
 @api.endpoint("PUT", "/api/queues/{team_id:\\d+}", summary="Change a team's routing", roles=OVERSEER_ROLES,
               body=RoutingBody, response=ItemsOfQueues, tag="routing", errors=(404,))
 async def set_routing(call: Call) -> ItemsOfQueues:

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field, ValidationError
 
-from router.access import STAFF_ROLES, Principal, can_view
+from router.access import STAFF_ROLES, Principal, can_view, in_team
 from router.acd import presence
 from router.api.spec import HUB, MAX_ID, PRINCIPAL_KEY, loads_strict
 from router.errors import BadRequest, Forbidden, Unauthorized
@@ -46,9 +46,18 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     queue: asyncio.Queue[str] = asyncio.Queue(maxsize=QUEUE_LIMIT)
 
+    shown: set[int] = set()  # conversations this tab has been told about
+
     async def on_event(event: dict[str, Any]) -> None:
-        if not can_view(principal, event["key"]):
+        key = event["key"]
+        if not can_view(principal, key):
+            # Taken over, claimed by a colleague, transferred away: the tab drops what it may still show.
+            known = key["conversation_id"] in shown or in_team(principal, key["team_id"])
+            if event["type"] == "conversation" and known:
+                shown.discard(key["conversation_id"])
+                await push({"type": "conversation_hidden", "conversation_id": key["conversation_id"]})
             return
+        shown.add(key["conversation_id"])
         frame = {k: v for k, v in event.items() if k != "key"}
         if event["type"] == "typing":
             frame["conversation_id"] = event["key"]["conversation_id"]

@@ -4,42 +4,17 @@ residents, after-call work, silent inboxes, supervisors forcing a state, and wha
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy import select
 
-from router.models import Conversation, PresenceLog, Role
-from router.settings import Settings
+from router.models import PresenceLog, Role
 from tests.conftest import RunningHub, start_hub
-from tests.support.actors import Resident, Staff
+from tests.support.actors import Staff
+from tests.support.desks import conversation
 
 QUIET = 1.0  # long enough for a pass that should not assign anything to have run several times
-
-
-@pytest.fixture
-async def acd_hub(own_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> AsyncIterator[RunningHub]:
-    overrides: dict[str, Any] = getattr(request, "param", {})
-    running = await start_hub(own_settings(acd_sweep_seconds=0.2, reopen_window_seconds=0, **overrides))
-    yield running
-    await running.runner.cleanup()
-
-
-@pytest.fixture
-async def residents(acd_hub: RunningHub) -> AsyncIterator[Callable[[], Any]]:
-    opened: list[Resident] = []
-    http = aiohttp.ClientSession()
-
-    async def new() -> Resident:
-        opened.append(await Resident(http, acd_hub.url).connect())
-        return opened[-1]
-
-    yield new
-    for resident in opened:
-        await resident.close()
-    await http.close()
 
 
 async def ready_agents(hub: RunningHub, count: int, **kwargs: Any) -> list[Staff]:
@@ -49,15 +24,10 @@ async def ready_agents(hub: RunningHub, count: int, **kwargs: Any) -> list[Staff
     return agents
 
 
-async def state_of(hub: RunningHub, conversation_id: int) -> Conversation:
-    async with hub.hub.sessions() as session:
-        return await session.get(Conversation, conversation_id)
-
-
 async def stays_queued(hub: RunningHub, conversation_id: int) -> None:
     await asyncio.sleep(QUIET)
-    conversation = await state_of(hub, conversation_id)
-    assert (conversation.state, conversation.assignee_id) == ("queued", None)
+    waiting = await conversation(hub, conversation_id)
+    assert (waiting.state, waiting.assignee_id) == ("queued", None)
 
 
 async def test_ready_agents_get_chats_away_ones_nothing_and_a_freed_seat_is_filled_at_once(acd_hub, residents):
@@ -71,7 +41,7 @@ async def test_ready_agents_get_chats_away_ones_nothing_and_a_freed_seat_is_fill
     second = await (await residents()).says("第二位居民,坐席都忙")
     await stays_queued(acd_hub, second["conversation_id"])  # the only ready agent is full, the other away
 
-    await busy.closes(first["conversation_id"], "咨询")
+    await busy.closes(first["conversation_id"], "consultation")
     assigned = await busy.gets_assigned(timeout=3)
     assert assigned["id"] == second["conversation_id"]
     async with acd_hub.hub.sessions() as session:
@@ -106,7 +76,7 @@ async def test_after_call_work_returns_to_ready_and_then_takes_the_waiting_chat(
     assert acw["state"] == "acw" and acw["acw_until"] is not None
     said = await (await residents()).says("整理完了就轮到我")
     await asyncio.sleep(0.3)
-    assert (await state_of(acd_hub, said["conversation_id"])).state == "queued"
+    assert (await conversation(acd_hub, said["conversation_id"])).state == "queued"
     assert (await agent.gets_assigned(timeout=3))["id"] == said["conversation_id"]
     back = await agent.sees(lambda e: e["type"] == "presence" and e["presence"]["state"] == "ready")
     assert back["presence"]["reason"] == "整理时间结束"
@@ -193,11 +163,13 @@ async def test_an_agent_cannot_read_another_teams_conversation(acd_hub, resident
     billing = await acd_hub.staff(Role.AGENT, teams=["账务组"])
     said = await (await residents()).says("只给热线组看")
     await hotline.gets_assigned()
-    conversation = f"/api/conversations/{said['conversation_id']}"
-    for path in (conversation, conversation + "/messages"):
+    base = f"/api/conversations/{said['conversation_id']}"
+    for path in (base, base + "/messages"):
         denied = await billing.call("GET", path, expect=403)
         assert denied["error"]["message"] == "无权查看该会话"
-    await billing.call("POST", conversation + "/messages", {"text": "越权回复"}, expect=403)
+    for path in ("/messages", "/notes"):
+        await billing.call("POST", base + path, {"text": "越权写入"}, expect=403)
+    await billing.call("POST", base + "/close", {"disposition": "consultation"}, expect=403)
     queues = (await billing.call("GET", "/api/queues"))["items"]
     assert [q["name"] for q in queues] == ["账务组"]
     for staff in (hotline, billing):

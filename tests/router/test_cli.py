@@ -21,7 +21,7 @@ def test_run_with_demo_prints_urls_and_working_credentials(tmp_path) -> None:
     hub = HubProcess({"HUB_DEMO": "1", "HUB_DATABASE_URL": ""}, tmp_path / "var").start()
     try:
         output = hub.output()
-        for path in ("/", "/app/agent", "/app/orders", "/app/field", "/notices"):
+        for path in ("/", "/app/inbox", "/app/orders", "/app/field", "/app/wallboard", "/notices"):
             assert f"{hub.url}{path}" in output, output
         admin = re.search(r"first admin: admin / (\S+)", output)
         agent = re.search(r"demo agent: (agent1) / (\S+)", output)

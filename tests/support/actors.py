@@ -24,6 +24,10 @@ class Inbox:
             self._frames.append(frame)
             self._arrived.notify_all()
 
+    def unclaimed(self) -> list[dict[str, Any]]:
+        """Frames received so far that no wait has taken."""
+        return list(self._frames)
+
     async def take(self, predicate: Any, timeout: float) -> dict[str, Any]:
         async def wait() -> dict[str, Any]:
             async with self._arrived:

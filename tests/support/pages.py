@@ -14,7 +14,7 @@ def widget(page: Page, selector: str) -> Locator:
     return page.locator(f"[data-testid={selector}]")
 
 
-async def sign_in(page: Page, base_url: str, username: str, path: str = "/app/agent") -> None:
+async def sign_in(page: Page, base_url: str, username: str, path: str = "/app/inbox") -> None:
     """Open a staff page, get sent to the sign-in page, sign in and come back."""
     await page.goto(f"{base_url}{path}")
     await expect(page).to_have_url(re.compile(rf"^{re.escape(base_url)}/app/login\?next="))

@@ -81,8 +81,7 @@ const OrderKit = (() => {
     return list;
   }
 
-  const DELIVERY_LABELS = { queued: '待发送', sending: '发送中', sent: '已发送', delivered: '已送达', failed: '发送失败' };
-  const CHANNEL_LABELS = { webchat: '网页', wechat: '微信', sms: '短信', voice: '电话' };
+  const { CHANNEL_LABELS, DELIVERY_LABELS } = StaffKit;
 
   // What residents were told about the order, each with whether it reached them.
   function notices(order) {

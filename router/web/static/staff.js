@@ -1,6 +1,7 @@
 /*
  * Shuiwu Hub — what every staff page needs: the REST client (session cookie + CSRF header,
- * redirect to sign-in on 401), the toast, the signed-in user and the sign-out button.
+ * redirect to sign-in on 401), the live staff WebSocket with its connection indicator, the toast,
+ * the signed-in user, the navigation and the sign-out button; the names of agent presence states.
  *
  * A classic script whose only top-level name is `StaffKit`; pages load chatkit.js, then this file.
  */
@@ -13,6 +14,16 @@ const StaffKit = (() => {
   };
   // Where each role starts after signing in.
   const HOME = { field_crew: '/app/field', handler: '/app/orders' };
+  // Roles that see every agent and queue (the wallboard, forcing an agent's state).
+  const OVERSEER_ROLES = new Set(['supervisor', 'admin']);
+  const PRESENCE_LABELS = { signed_out: '未签入', ready: '就绪', away: '小休', busy: '忙碌', acw: '话后整理' };
+  const AWAY_REASONS = ['小休', '用餐', '培训', '会议'];
+  const CHANNEL_LABELS = { webchat: '网页', wechat: '微信', sms: '短信', voice: '电话', account: '户号' };
+  const DELIVERY_LABELS = { queued: '待发送', sending: '发送中', sent: '已发送', delivered: '已送达', failed: '发送失败' };
+  const CONVERSATION_STATE_LABELS = {
+    bot: '机器人接待', queued: '排队中', assigned: '服务中', waiting_resident: '等待居民回复', closed: '已结束',
+  };
+  const CONNECTION_TEXT = { connecting: '正在连接…', open: '实时连接正常', closed: '连接已断开，正在重连…' };
 
   class ApiError extends Error {
     constructor(status, code, message, silent = false, details = null) {
@@ -25,7 +36,11 @@ const StaffKit = (() => {
   }
 
   function homeFor(role) {
-    return HOME[role] || '/app/agent';
+    return HOME[role] || '/app/inbox';
+  }
+
+  function isOverseer(role) {
+    return OVERSEER_ROLES.has(role);
   }
 
   /*
@@ -136,8 +151,63 @@ const StaffKit = (() => {
     };
   }
 
+  /*
+   * The staff WebSocket (/api/ws), kept connected by ChatKit.reconnectingSocket, its state shown on
+   * `statusNode` (data-state connecting/open/closed and a text). A refused handshake or an auth close may
+   * mean the session expired: it is checked, which redirects to sign-in on 401. `onOpen` runs on every
+   * (re)connection, when the page should fetch what it may have missed.
+   */
+  function staffSocket({ http, statusNode, onOpen = () => {}, onFrame, onClose = () => {} }) {
+    function show(stateName) {
+      statusNode.dataset.state = stateName;
+      statusNode.textContent = CONNECTION_TEXT[stateName];
+    }
+    const socket = ChatKit.reconnectingSocket({
+      url: () => `${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/api/ws`,
+      onConnecting: () => show('connecting'),
+      onOpen: () => {
+        socket.resetBackoff();
+        show('open');
+        onOpen();
+      },
+      onFrame,
+      onClose: (info) => {
+        if (info.authFailed || !info.opened) {
+          http.me().catch(() => {}); // 401 redirects; other failures are retried with the socket
+        }
+        show('closed');
+        onClose(info);
+      },
+    });
+    return socket;
+  }
+
+  // Supervisors and admins get the wallboard in the page's navigation.
+  function addOverseerNav(user) {
+    const nav = document.querySelector('.nav');
+    if (!nav || !isOverseer(user.role)) return;
+    const link = ChatKit.el('a', { href: '/app/wallboard', 'data-testid': 'nav-wallboard', text: '监控大屏' });
+    if (window.location.pathname === '/app/wallboard') link.setAttribute('aria-current', 'page');
+    nav.append(link);
+  }
+
   // Fills the page header with the user and wires its sign-out button.
+  // The page's header for the signed-in user, who is returned; null (after saying why) when that failed.
+  async function signIn(http, toast) {
+    let session;
+    try {
+      session = await http.me();
+    } catch (err) {
+      toast.report(err);
+      return null;
+    }
+    header(session.user, http, toast);
+    document.body.classList.remove('booting');
+    return session.user;
+  }
+
   function header(user, http, toast) {
+    addOverseerNav(user);
     const name = document.querySelector('[data-testid=user-name]');
     const role = document.querySelector('[data-testid=user-role]');
     const logout = document.querySelector('[data-testid=logout]');
@@ -159,5 +229,9 @@ const StaffKit = (() => {
     }
   }
 
-  return { ApiError, client, toaster, header, homeFor, ROLE_LABELS };
+  return {
+    ApiError, client, staffSocket, toaster, header, signIn, homeFor, isOverseer,
+    ROLE_LABELS, PRESENCE_LABELS, AWAY_REASONS,
+    CHANNEL_LABELS, CONVERSATION_STATE_LABELS, DELIVERY_LABELS,
+  };
 })();

@@ -1,13 +1,14 @@
 /*
- * Shuiwu Hub — agent workspace (/app/agent).
+ * Shuiwu Hub — agent workspace (/app/inbox).
  *
  * REST and WebSocket protocol: docs/api-contract.md ("Staff").
- * Uses `ChatKit` from chatkit.js, which the page loads first.
+ * Uses `ChatKit` from chatkit.js, `PresenceBar` from presence.js and `DeskKit` from desk.js, which the page
+ * loads first. Keyboard shortcuts are listed in the page's 快捷键 panel.
  */
 (() => {
   'use strict';
 
-  const LOGIN_URL = '/app/login?next=/app/agent';
+  const LOGIN_URL = '/app/login?next=/app/inbox';
   const LIST_LIMIT = 50;
   const MAX_REPLY_LENGTH = 2000;
   const CLOCK_INTERVAL_MS = 15000;
@@ -18,13 +19,11 @@
   const TABS = {
     queued: { state: 'queued', mine: false, empty: '暂无排队中的会话' },
     mine: { state: 'assigned', mine: true, empty: '暂无进行中的会话' },
+    monitor: { state: 'assigned', mine: false, empty: '暂无其他坐席接待中的会话' }, // supervisors
     bot: { state: 'bot', mine: false, empty: '暂无机器人接待中的会话' },
     closed: { state: 'closed', mine: false, empty: '暂无已结束的会话' },
   };
-  const CHANNEL_LABELS = { webchat: '网页', wechat: '微信', sms: '短信', voice: '电话' };
-  const STATE_LABELS = { queued: '排队中', assigned: '服务中', bot: '机器人接待', closed: '已结束' };
-  const DELIVERY_LABELS = { queued: '待发送', sending: '发送中', sent: '已发送', delivered: '已送达', failed: '发送失败' };
-  const CONNECTION_TEXT = { connecting: '正在连接…', open: '实时连接正常', closed: '连接已断开，正在重连…' };
+  const { CHANNEL_LABELS, CONVERSATION_STATE_LABELS: STATE_LABELS, DELIVERY_LABELS } = StaffKit;
 
   const { el, formatTime } = ChatKit;
 
@@ -36,7 +35,9 @@
     list: new Map(), // id -> Conversation shown in the current tab
     latest: new Map(), // id -> newest Conversation object seen (guards against out-of-order updates)
     queued: new Set(), // ids of queued conversations (tab badge)
-    unread: new Set(), // ids with resident messages not yet seen
+    unread: new Map(), // id -> resident messages not yet seen
+    queueFilter: null, // team id the queued list is narrowed to (null: every queue)
+    mode: 'reply', // the composer sends a reply to the resident, or an internal note
     openId: null,
     open: null, // Conversation currently shown on the right
     messages: new Map(), // id -> Message of the open conversation
@@ -48,7 +49,13 @@
     categories: null, // active work-order categories, loaded when the order form first opens
     orderSubmitting: false,
     orderAutoTitle: '', // the title we filled in; replaced on a category change unless the agent edited it
+    claimed: new Set(), // ids this tab claimed or took over itself: no new-assignment alert for those
   };
+  let presence = null; // PresenceBar
+  let desk = null; // DeskKit tools: canned replies, emoji, close and transfer dialogs
+  let contactPanel = null; // ContactPanel: the resident's identities, history, orders and bills
+  let contactShown = null; // id of the contact the panel shows
+  let socket = null; // StaffKit.staffSocket, opened once the page is bound
 
   // ---------------------------------------------------------------- helpers
 
@@ -107,7 +114,8 @@
       case 'closed':
         return 'closed';
       case 'assigned':
-        return isMine(conversation) ? 'mine' : null;
+        if (isMine(conversation)) return 'mine';
+        return isSupervisor() ? 'monitor' : null;
       default:
         return null;
     }
@@ -126,7 +134,7 @@
 
   // ------------------------------------------------------------------- REST
 
-  const http = StaffKit.client({ loginUrl: LOGIN_URL, onLeave: () => socket.stop() });
+  const http = StaffKit.client({ loginUrl: LOGIN_URL, onLeave: () => socket && socket.stop() });
   const api = (method, path, body) => http.api(method, path, body);
   let toast = null; // StaffKit.toaster, once the page is bound
 
@@ -146,7 +154,13 @@
 
   function applyConversation(incoming) {
     if (!incoming || incoming.id === null || incoming.id === undefined) return;
+    const before = state.latest.get(incoming.id);
     const conversation = remember(incoming);
+    if (conversation !== before && (isMine(conversation) || (before && isMine(before)))) presence.refresh();
+    if (conversation.state === 'assigned' && isMine(conversation) && !(before && before.state === 'assigned' && isMine(before))
+        && !state.claimed.has(conversation.id)) {
+      announceAssignment(conversation);
+    }
 
     if (conversation.state === 'queued') state.queued.add(conversation.id);
     else state.queued.delete(conversation.id);
@@ -155,11 +169,31 @@
     if (tabOf(conversation) === state.tab) state.list.set(conversation.id, conversation);
     else state.list.delete(conversation.id);
     renderList();
+    renderUnreadCount();
 
     if (sameId(state.openId, conversation.id)) {
       state.open = conversation;
       renderConversationHeader();
     }
+  }
+
+  // A conversation this user may no longer see (a colleague claimed it, a supervisor took it over).
+  function forget(id) {
+    state.latest.delete(id);
+    state.list.delete(id);
+    state.queued.delete(id);
+    state.unread.delete(id);
+    renderQueuedCount();
+    renderList();
+    renderUnreadCount();
+    if (sameId(state.openId, id)) {
+      state.openId = null;
+      state.open = null;
+      dom.view.hidden = true;
+      dom.placeholder.hidden = false;
+      toast.show('该会话已由其他人接待');
+    }
+    presence.refresh();
   }
 
   // ------------------------------------------------------------------- list
@@ -187,7 +221,7 @@
     if (seq !== state.listSeq) return; // the tab changed meanwhile
     const items = (data && Array.isArray(data.items) ? data.items : []).map(remember);
     // Trust the server's filter; only drop items a newer live update has already moved on.
-    state.list = new Map(items.filter((c) => c.state === TABS[tab].state).map((c) => [c.id, c]));
+    state.list = new Map(items.filter((c) => tabOf(c) === tab).map((c) => [c.id, c]));
     if (tab === 'queued') {
       state.queued = new Set(items.filter((c) => c.state === 'queued').map((c) => c.id));
       renderQueuedCount();
@@ -212,8 +246,53 @@
     dom.queuedCount.textContent = count >= LIST_LIMIT ? `${LIST_LIMIT}+` : String(count);
   }
 
+  function queueOf(conversation) {
+    return conversation.team ? conversation.team.id : null;
+  }
+
+  // In the queued tab: one chip per queue with its number of waiting conversations; a chip narrows the list.
+  function renderQueueChips() {
+    const shown = state.tab === 'queued';
+    dom.queueChips.hidden = !shown;
+    if (!shown) return;
+    const counts = new Map();
+    for (const conversation of state.list.values()) {
+      const team = queueOf(conversation);
+      const entry = counts.get(team) || { name: conversation.team ? conversation.team.name : '未分组', count: 0 };
+      entry.count += 1;
+      counts.set(team, entry);
+    }
+    if (state.queueFilter !== null && !counts.has(state.queueFilter)) state.queueFilter = null;
+    const chip = (team, name, count) => {
+      const button = el('button', {
+        type: 'button', class: 'chip', 'data-testid': 'queue-chip', 'data-team-id': team === null ? '' : team,
+        'aria-pressed': String(state.queueFilter === team), text: `${name} ${count}`,
+      });
+      button.addEventListener('click', () => {
+        state.queueFilter = team;
+        renderList();
+      });
+      return button;
+    };
+    dom.queueChips.replaceChildren(chip(null, '全部', state.list.size),
+      ...Array.from(counts, ([team, entry]) => (team === null ? null : chip(team, entry.name, entry.count))));
+  }
+
+  function renderUnreadCount() {
+    let total = 0;
+    for (const [id, count] of state.unread) {
+      const conversation = state.latest.get(id);
+      if (conversation && tabOf(conversation) === 'mine') total += count;
+    }
+    dom.mineUnread.hidden = total === 0;
+    dom.mineUnread.textContent = total > 99 ? '99+' : String(total);
+  }
+
   function sortedList() {
-    const items = Array.from(state.list.values());
+    let items = Array.from(state.list.values());
+    if (state.tab === 'queued' && state.queueFilter !== null) {
+      items = items.filter((c) => queueOf(c) === state.queueFilter);
+    }
     if (state.tab === 'queued') items.sort((a, b) => waitingSince(a) - waitingSince(b)); // longest wait first
     else items.sort((a, b) => activityTime(b) - activityTime(a));
     return items;
@@ -238,6 +317,16 @@
     return elapsed < 60000 ? '刚刚' : `${formatDuration(elapsed)}前`;
   }
 
+  function contactFlags(conversation) {
+    const contact = conversation.contact || {};
+    const flags = [];
+    if (contact.vip) flags.push(el('span', { class: 'flag flag-vip', 'data-testid': 'flag-vip', text: 'VIP' }));
+    if (contact.blacklisted) {
+      flags.push(el('span', { class: 'flag flag-blacklisted', 'data-testid': 'flag-blacklisted', text: '黑名单' }));
+    }
+    return flags;
+  }
+
   function conversationItem(conversation) {
     const waiting = conversation.state === 'queued';
     const timeNode = el('span', {
@@ -247,9 +336,10 @@
     });
     timeNode.textContent = timeLabel(timeNode);
     const channel = CHANNEL_LABELS[conversation.channel] || conversation.channel || '未知渠道';
+    const unread = state.unread.get(conversation.id) || 0;
     const button = el('button', {
       type: 'button',
-      class: state.unread.has(conversation.id) ? 'conv-item unread' : 'conv-item',
+      class: unread ? 'conv-item unread' : 'conv-item',
       'data-testid': 'conversation-item',
       'data-conversation-id': conversation.id,
       'data-state': conversation.state,
@@ -257,11 +347,13 @@
     }, [
       el('div', { class: 'conv-row' }, [
         el('span', { class: 'conv-name', text: contactName(conversation) }),
+        ...contactFlags(conversation),
         el('span', { class: 'channel', text: channel }),
         timeNode,
       ]),
       el('div', { class: 'conv-row' }, [
         el('span', { class: 'conv-preview', text: previewOf(conversation.last_message) }),
+        unread ? el('span', { class: 'count', 'data-testid': 'unread-count', text: unread > 99 ? '99+' : unread }) : null,
       ]),
     ]);
     button.addEventListener('click', () => openConversation(conversation.id));
@@ -275,6 +367,7 @@
     dom.list.replaceChildren(...items.map(conversationItem));
     dom.listEmpty.hidden = items.length > 0;
     dom.listEmpty.textContent = TABS[state.tab].empty;
+    renderQueueChips();
     if (focusedId !== undefined) {
       const again = dom.list.querySelector(`[data-conversation-id="${CSS.escape(focusedId)}"]`);
       if (again) again.focus();
@@ -307,12 +400,16 @@
       dom.replyInput.value = state.drafts.get(id) || '';
       dom.typing.hide();
       closeOrderForm();
+      desk.canned.close();
+      desk.emoji.close();
+      if (state.mode !== 'reply') setMode('reply');
       dom.placeholder.hidden = true;
       dom.view.hidden = false;
       renderConversationHeader();
     }
     state.unread.delete(id);
     renderList();
+    renderUnreadCount();
     await refreshOpenConversation();
   }
 
@@ -336,13 +433,23 @@
     }
   }
 
+  function showContact(conversation) {
+    const id = conversation && conversation.contact ? conversation.contact.id : null;
+    dom.contactColumn.hidden = id === null;
+    if (id !== null && !sameId(id, contactShown)) contactPanel.show(id);
+    contactShown = id;
+  }
+
   function renderConversationHeader() {
     const conversation = state.open;
+    showContact(conversation);
     if (!conversation) {
       dom.title.textContent = `会话 #${state.openId}`;
       dom.meta.textContent = '加载中…';
       dom.claim.hidden = true;
+      dom.takeOver.hidden = true;
       dom.close.hidden = true;
+      dom.transfer.hidden = true;
       dom.createOrder.hidden = true;
       updateComposer();
       return;
@@ -356,9 +463,14 @@
     const assignee = assigneeName(conversation);
     if (assignee) parts.push(`接待坐席：${isMine(conversation) ? '我' : assignee}`);
     if (conversation.created_at) parts.push(`创建于 ${formatTime(conversation.created_at)}`);
+    if (conversation.disposition) parts.push(`咨询类型：${desk.closer.label(conversation.disposition)}`);
     dom.meta.textContent = parts.filter(Boolean).join(' · ');
     dom.claim.hidden = conversation.state !== 'queued';
+    dom.takeOver.hidden = !(isSupervisor() && ['bot', 'assigned', 'waiting_resident'].includes(conversation.state)
+      && !isMine(conversation));
     dom.close.hidden = !(conversation.state === 'assigned' && (isMine(conversation) || isSupervisor()));
+    dom.transfer.hidden = !(['assigned', 'waiting_resident'].includes(conversation.state)
+      && (isMine(conversation) || isSupervisor()));
     dom.createOrder.hidden = !canReply(); // same rule as the reply box; an open form stays until closed
     updateComposer();
   }
@@ -367,13 +479,31 @@
     return Boolean(state.open && state.open.state === 'assigned' && isMine(state.open));
   }
 
+  function canWrite() {
+    return state.mode === 'note' ? Boolean(state.open) : canReply();
+  }
+
+  function setMode(mode) {
+    state.mode = mode;
+    dom.replyForm.dataset.mode = mode;
+    for (const button of dom.modes) button.setAttribute('aria-checked', String(button.dataset.mode === mode));
+    updateComposer();
+    if (canWrite()) dom.replyInput.focus();
+  }
+
   function updateComposer() {
-    const allowed = canReply();
+    const allowed = canWrite();
     dom.replyInput.disabled = !allowed;
     dom.replySend.disabled = !allowed || state.sending;
+    dom.replySend.textContent = state.mode === 'note' ? '添加备注' : '发送';
     const conversation = state.open;
-    let hint = '输入回复内容，Enter 发送，Shift+Enter 换行';
+    let hint = '输入回复内容，Enter 发送，Shift+Enter 换行，/ 加快捷码插入常用语';
     if (!conversation) hint = '';
+    else if (state.mode === 'note') {
+      hint = isMine(conversation) || !conversation.assignee
+        ? '内部备注，仅坐席和班长可见，不会发给居民'
+        : `给 ${assigneeName(conversation)} 的提示，居民看不到`;
+    }
     else if (conversation.state === 'queued') hint = '请先点击“接入”再回复';
     else if (conversation.state === 'bot') hint = '机器人接待中，暂不可回复';
     else if (conversation.state === 'closed') hint = '会话已结束';
@@ -413,7 +543,10 @@
     const node = el('li', { class: `msg msg-${author}${internal ? ' msg-internal' : ''}`, ...attrs }, [
       el('div', { class: 'msg-head' }, [
         el('span', { class: 'who', text: authorLabel(message) }),
-        internal ? el('span', { class: 'note-tag', text: '内部备注' }) : null,
+        internal ? el('span', {
+          class: 'note-tag', 'data-testid': 'note-tag',
+          text: message.payload && message.payload.kind === 'whisper' ? '班长提示' : '内部备注',
+        }) : null,
         el('span', { text: formatTime(message.created_at) }),
       ]),
       el('div', { class: 'bubble' }, content),
@@ -471,7 +604,13 @@
       if (state.list.has(conversationId)) state.list.set(conversationId, bumped);
       if (isOpen) state.open = bumped;
     }
-    if (!isOpen && message.author === 'resident') state.unread.add(conversationId);
+    if (!isOpen && message.author === 'resident') {
+      state.unread.set(conversationId, (state.unread.get(conversationId) || 0) + 1);
+      renderUnreadCount();
+    }
+    if (message.payload && message.payload.kind === 'whisper' && known && isMine(known)) {
+      toast.show(`${message.author_name || '班长'}提示（${contactName(known)}）：${message.text}`, 'ok');
+    }
     if (state.list.has(conversationId)) renderList();
   }
 
@@ -481,11 +620,60 @@
     addMessage({ ...known, delivery: frame.delivery, last_error: frame.last_error });
   }
 
+  // ------------------------------------------------------- new assignments
+
+  let audio = null; // created on a click (browsers only let a page play sound after the user acted)
+
+  function prepareAlerts() {
+    if (!audio && window.AudioContext) audio = new AudioContext();
+    if (window.Notification && Notification.permission === 'default') Notification.requestPermission();
+  }
+
+  function chime() {
+    if (!audio) return;
+    const tone = audio.createOscillator();
+    const gain = audio.createGain();
+    tone.frequency.value = 880;
+    gain.gain.setValueAtTime(0.2, audio.currentTime);
+    gain.gain.exponentialRampToValueAtTime(0.001, audio.currentTime + 0.4);
+    tone.connect(gain).connect(audio.destination);
+    tone.start();
+    tone.stop(audio.currentTime + 0.4);
+  }
+
+  function announceAssignment(conversation) {
+    const text = `新会话已分配：${contactName(conversation)}`;
+    toast.show(text, 'ok');
+    chime();
+    if (window.Notification && Notification.permission === 'granted' && document.hidden) {
+      const note = new Notification('水务客服中心', { body: text, tag: `conversation-${conversation.id}` });
+      note.onclick = () => {
+        window.focus();
+        openConversation(conversation.id);
+      };
+    }
+  }
+
   // ---------------------------------------------------------------- actions
+
+  async function takeOver() {
+    const id = state.openId;
+    dom.takeOver.disabled = true;
+    state.claimed.add(id);
+    try {
+      applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/assign`, { agent_id: state.me.id }));
+      if (sameId(state.openId, id) && canReply()) dom.replyInput.focus();
+    } catch (err) {
+      toast.report(err);
+    } finally {
+      dom.takeOver.disabled = false;
+    }
+  }
 
   async function claim() {
     const id = state.openId;
     dom.claim.disabled = true;
+    state.claimed.add(id);
     try {
       applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/claim`));
       if (sameId(state.openId, id) && canReply()) dom.replyInput.focus();
@@ -499,9 +687,12 @@
 
   async function closeConversation() {
     const id = state.openId;
+    if (id === null || dom.close.hidden) return;
     dom.close.disabled = true;
     try {
-      applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/close`, { disposition: null }));
+      const disposition = await desk.closer.choose();
+      if (disposition === null) return;
+      applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/close`, { disposition }));
       state.drafts.delete(id);
     } catch (err) {
       toast.report(err);
@@ -510,8 +701,24 @@
     }
   }
 
+  async function transferConversation() {
+    const id = state.openId;
+    if (id === null || dom.transfer.hidden) return;
+    dom.transfer.disabled = true;
+    try {
+      const target = await desk.transfer.choose(state.open, state.me.id);
+      if (target === null) return;
+      applyConversation(await api('POST', `/api/conversations/${encodeURIComponent(id)}/transfer`, target));
+      toast.show('已转接', 'ok');
+    } catch (err) {
+      toast.report(err);
+    } finally {
+      dom.transfer.disabled = false;
+    }
+  }
+
   async function sendReply() {
-    if (state.sending || !canReply()) return;
+    if (state.sending || !canWrite()) return;
     const text = dom.replyInput.value.trim();
     if (!text) return;
     if (text.length > MAX_REPLY_LENGTH) {
@@ -520,10 +727,11 @@
     }
     const id = state.openId;
     const typed = dom.replyInput.value;
+    const path = state.mode === 'note' ? 'notes' : 'messages';
     state.sending = true;
     updateComposer();
     try {
-      const message = await api('POST', `/api/conversations/${encodeURIComponent(id)}/messages`, { text });
+      const message = await api('POST', `/api/conversations/${encodeURIComponent(id)}/${path}`, { text });
       state.drafts.delete(id);
       if (sameId(state.openId, id)) {
         if (dom.replyInput.value === typed) dom.replyInput.value = '';
@@ -534,7 +742,7 @@
     } finally {
       state.sending = false;
       updateComposer();
-      if (sameId(state.openId, id) && canReply()) dom.replyInput.focus();
+      if (sameId(state.openId, id) && canWrite()) dom.replyInput.focus();
     }
   }
 
@@ -761,40 +969,42 @@
     }
   }
 
+  // ---------------------------------------------------- keyboard shortcuts
+
+  const TAB_KEYS = ['queued', 'mine', 'monitor', 'bot', 'closed'];
+
+  function stepConversation(delta) {
+    const items = sortedList();
+    if (!items.length) return;
+    const index = items.findIndex((c) => sameId(c.id, state.openId));
+    const next = items[index === -1 ? 0 : (index + delta + items.length) % items.length];
+    openConversation(next.id);
+  }
+
+  function onShortcut(event) {
+    if (!event.altKey || event.ctrlKey || event.metaKey || document.querySelector('dialog[open]')) return;
+    const visibleTabs = TAB_KEYS.filter((tab) => !document.querySelector(`[data-tab="${tab}"]`).hidden);
+    const actions = {
+      ArrowDown: () => stepConversation(1),
+      ArrowUp: () => stepConversation(-1),
+      KeyA: () => { if (!dom.claim.hidden) claim(); },
+      KeyE: closeConversation,
+      KeyT: transferConversation,
+      KeyO: () => { if (!dom.createOrder.hidden) openOrderForm(); },
+      KeyN: () => setMode(state.mode === 'note' ? 'reply' : 'note'),
+    };
+    const digit = /^Digit([1-9])$/.exec(event.code);
+    let action = actions[event.code] || actions[event.key];
+    if (digit && visibleTabs[Number(digit[1]) - 1]) action = () => selectTab(visibleTabs[Number(digit[1]) - 1]);
+    if (!action) return;
+    event.preventDefault();
+    action();
+  }
+
   // -------------------------------------------------------------- websocket
 
-  function setConnection(stateName) {
-    dom.connection.dataset.state = stateName;
-    dom.connection.textContent = CONNECTION_TEXT[stateName];
-  }
-
-  const socket = ChatKit.reconnectingSocket({
-    url: () => `${window.location.protocol === 'https:' ? 'wss:' : 'ws:'}//${window.location.host}/api/ws`,
-    onConnecting: () => setConnection('connecting'),
-    onOpen: () => {
-      socket.resetBackoff();
-      setConnection('open');
-      // Anything that happened while we were not subscribed is picked up by re-fetching.
-      resync();
-    },
-    onFrame: handleFrame,
-    onClose: ({ authFailed, opened }) => {
-      dom.typing.hide();
-      // A refused handshake or an auth close may mean the session expired: api() redirects on 401.
-      if (authFailed || !opened) verifySession();
-      setConnection('closed');
-    },
-  });
-
-  async function verifySession() {
-    try {
-      await http.me();
-    } catch (err) {
-      // 401 already redirected; other failures are retried with the socket.
-    }
-  }
-
   function resync() {
+    presence.load();
     loadList();
     if (state.tab !== 'queued') refreshQueuedCount();
     if (state.openId !== null) refreshOpenConversation();
@@ -811,6 +1021,12 @@
       case 'delivery':
         onDelivery(frame);
         break;
+      case 'conversation_hidden':
+        forget(frame.conversation_id);
+        break;
+      case 'presence':
+        if (sameId(frame.user_id, state.me.id)) presence.apply(frame.presence);
+        break;
       case 'typing':
         if (frame.author === 'resident' && sameId(frame.conversation_id, state.openId)) dom.typing.show();
         break;
@@ -822,7 +1038,10 @@
   // ------------------------------------------------------------------- boot
 
   function bindDom() {
-    dom.connection = document.getElementById('connection');
+    socket = StaffKit.staffSocket({
+      http, statusNode: document.getElementById('connection'), onOpen: resync, onFrame: handleFrame,
+      onClose: () => dom.typing.hide(),
+    });
     dom.tabs = Array.from(document.querySelectorAll('[data-tab]'));
     dom.queuedCount = document.getElementById('queued-count');
     dom.list = document.getElementById('conversation-list');
@@ -832,6 +1051,7 @@
     dom.title = document.getElementById('conversation-title');
     dom.meta = document.getElementById('conversation-meta');
     dom.claim = document.querySelector('[data-testid=claim]');
+    dom.takeOver = document.querySelector('[data-testid=take-over]');
     dom.close = document.querySelector('[data-testid=close-conversation]');
     dom.createOrder = document.querySelector('[data-testid=create-order]');
     dom.orderForm = document.getElementById('order-form');
@@ -850,13 +1070,31 @@
     dom.replyForm = document.getElementById('reply-form');
     dom.replyInput = document.querySelector('[data-testid=reply-input]');
     dom.replySend = document.querySelector('[data-testid=reply-send]');
+    dom.transfer = document.querySelector('[data-testid=transfer]');
+    dom.modes = Array.from(document.querySelectorAll('.composer-modes [data-mode]'));
+    dom.queueChips = document.getElementById('queue-chips');
+    dom.mineUnread = document.getElementById('mine-unread');
+    dom.contactColumn = document.getElementById('contact-panel');
+    const shortcutsToggle = document.querySelector('[data-testid=shortcuts-toggle]');
+    const shortcutHelp = document.getElementById('shortcut-help');
     toast = StaffKit.toaster(document.querySelector('[data-testid=toast]'));
+    const presenceRoot = document.getElementById('presence');
+    presence = PresenceBar.create({ root: presenceRoot, api, toast });
+    presenceRoot.addEventListener('change', prepareAlerts);
 
     for (const button of dom.tabs) {
       button.addEventListener('click', () => selectTab(button.dataset.tab));
     }
     dom.claim.addEventListener('click', claim);
+    dom.takeOver.addEventListener('click', takeOver);
     dom.close.addEventListener('click', closeConversation);
+    dom.transfer.addEventListener('click', transferConversation);
+    for (const button of dom.modes) button.addEventListener('click', () => setMode(button.dataset.mode));
+    shortcutsToggle.addEventListener('click', () => {
+      shortcutHelp.hidden = !shortcutHelp.hidden;
+      shortcutsToggle.setAttribute('aria-expanded', String(!shortcutHelp.hidden));
+    });
+    document.addEventListener('keydown', onShortcut);
     dom.createOrder.addEventListener('click', openOrderForm);
     dom.orderCategory.addEventListener('change', onCategoryChange);
     dom.orderCancel.addEventListener('click', () => {
@@ -882,25 +1120,34 @@
       event.preventDefault();
       sendReply();
     });
+    desk = {
+      canned: DeskKit.cannedPicker({
+        input: dom.replyInput, list: document.querySelector('[data-testid=canned-list]'),
+        toggle: document.querySelector('[data-testid=canned-toggle]'), api, toast,
+      }),
+      emoji: DeskKit.emojiPalette({
+        toggle: document.querySelector('[data-testid=emoji-toggle]'),
+        panel: document.querySelector('[data-testid=emoji-panel]'), input: dom.replyInput,
+      }),
+      closer: DeskKit.closeDialog({ dialog: document.getElementById('close-dialog'), api }),
+      transfer: DeskKit.transferDialog({ dialog: document.getElementById('transfer-dialog'), api }),
+    };
     ChatKit.sendOnEnter(dom.replyInput, sendReply);
     dom.replyInput.addEventListener('input', () => {
-      if (canReply() && dom.replyInput.value.trim()) dom.typing.notify();
+      if (state.mode === 'reply' && canReply() && dom.replyInput.value.trim()) dom.typing.notify();
     });
   }
 
   async function boot() {
     bindDom();
-    let me;
-    try {
-      me = await http.me();
-    } catch (err) {
-      toast.report(err);
-      return;
-    }
-    state.me = me.user;
-    StaffKit.header(state.me, http, toast);
-    document.body.classList.remove('booting');
+    state.me = await StaffKit.signIn(http, toast);
+    if (!state.me) return;
 
+    contactPanel = ContactPanel.create({
+      root: dom.contactColumn, api, canFlag: isSupervisor(), onOpenConversation: (id) => openConversation(id),
+    });
+    document.querySelector('[data-testid=tab-monitor]').hidden = !isSupervisor();
+    desk.closer.load().catch((err) => toast.report(err)); // labels of the consultation types in headers
     selectTab('queued');
     socket.start();
     setInterval(refreshClocks, CLOCK_INTERVAL_MS);
