@@ -34,7 +34,7 @@ from router.bot import BotBridge, BotUnavailable, question_for_bot
 from router.db import create_engine, migrate, session_factory
 from router.errors import Conflict, Forbidden
 from router.events import create_event_bus
-from router.inbound import Ingestor
+from router.inbound import Ingestor, attachment_payload
 from router.logs import get_logger
 from router.models import (
     Author,
@@ -61,7 +61,7 @@ from router.schemas import (
     visibility_key,
 )
 from router.settings import Settings, load_secret_key
-from router.uploads import FileStore
+from router.uploads import FileStore, Upload
 
 log = get_logger(__name__)
 
@@ -329,24 +329,45 @@ class Hub:
             ),
         )
 
-    async def reply(self, principal: Principal, conversation_id: int, text: str) -> MessageOut:
+    @staticmethod
+    def _require_replier(principal: Principal, conversation: Conversation) -> None:
+        key = visibility_key(conversation)
+        if not can_view(principal, key):
+            raise Forbidden("无权查看该会话")
+        if conversation.state not in {ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT}:
+            raise Conflict("请先接入会话再回复", code="not_assigned", details={"state": conversation.state})
+        if not can_handle(principal, key):
+            raise Forbidden("只有接待该会话的坐席或班长可以回复")
+
+    async def reply(self, principal: Principal, conversation_id: int, text: str | None,
+                    attachment: Attachment | None = None) -> MessageOut:
+        """Send the resident a text, or a stored file (an image or a document) from :meth:`send_file`."""
         async with self.sessions.begin() as session:
             conversation = await convs.load_for_update(session, conversation_id)
-            key = visibility_key(conversation)
-            if not can_view(principal, key):
-                raise Forbidden("无权查看该会话")
-            if conversation.state not in {ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT}:
-                raise Conflict("请先接入会话再回复", code="not_assigned", details={"state": conversation.state})
-            if not can_handle(principal, key):
-                raise Forbidden("只有接待该会话的坐席或班长可以回复")
+            self._require_replier(principal, conversation)
             agent = await session.get(StaffUser, principal.user_id) if principal.user_id else None
-            message = new_outbound(conversation, author=Author.AGENT, text=text, author_user=agent)
+            if attachment is None:
+                message = new_outbound(conversation, author=Author.AGENT, text=text, author_user=agent)
+            else:
+                image = attachment.content_type.startswith("image/")
+                message = new_outbound(conversation, author=Author.AGENT, text=None, author_user=agent,
+                                       type=MessageType.IMAGE if image else MessageType.FILE,
+                                       payload={"attachment": attachment_payload(attachment)})
             session.add(message)
             convs.stamp_activity(conversation, message.created_at)
             await session.flush()
         await self._publish_message(message, conversation)
         self.worker.wake()
         return message_out(message)
+
+    async def send_file(self, principal: Principal, conversation_id: int, upload: Upload) -> MessageOut:
+        """Store an agent's file for the resident (who alone, besides staff, may download it) and send it."""
+        async with self.sessions() as session:
+            conversation = await convs.load_visible(session, principal, conversation_id)
+            self._require_replier(principal, conversation)
+            channel, external_id = conversation.channel, conversation.external_id
+        attachment = await self.store_file(channel, external_id, upload.name, upload.kind.content_type, upload.data)
+        return await self.reply(principal, conversation_id, None, attachment)
 
     async def add_note(self, principal: Principal, conversation_id: int, text: str) -> MessageOut:
         async with self.sessions.begin() as session:

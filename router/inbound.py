@@ -25,7 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from channels.base import InboundMessage, IngestResult
+from channels.base import Attachment, InboundMessage, IngestResult
 from router import conversations as convs
 from router.logs import get_logger
 from router.models import (
@@ -101,16 +101,16 @@ class _Pending:
         return self.inbound.channel, self.inbound.channel_message_id
 
 
+def attachment_payload(attachment: Attachment) -> dict[str, Any]:
+    """How a message keeps its file in ``Message.payload["attachment"]``, either way it travels."""
+    return {"url": attachment.url, "name": attachment.name, "size": attachment.size,
+            "content_type": attachment.content_type}
+
+
 def resident_message(inbound: InboundMessage, conversation_id: int, now: datetime) -> Message:
     payload = dict(inbound.payload)
     if inbound.attachment is not None:
-        attachment = inbound.attachment
-        payload["attachment"] = {
-            "url": attachment.url,
-            "name": attachment.name,
-            "size": attachment.size,
-            "content_type": attachment.content_type,
-        }
+        payload["attachment"] = attachment_payload(inbound.attachment)
     return Message(
         conversation_id=conversation_id,
         channel=inbound.channel,

@@ -1,4 +1,5 @@
-"""Agent API over conversations: list by state, read, claim, assign, reply, note, close, transfer."""
+"""Agent API over conversations: list by state, read, claim, assign, reply (text or a file), note, close,
+transfer."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from router.schemas import (
     StrictBody,
     conversation_out,
 )
+from router.uploads import read_upload
 
 StateName = Literal["bot", "queued", "assigned", "waiting_resident", "closed"]
 CONVERSATION = "/api/conversations/{conversation_id:\\d+}"
@@ -106,6 +108,17 @@ async def assign_conversation(call: Call) -> ConversationOut:
               body=ReplyBody, response=MessageOut, status=201, tag="conversations", errors=(409,))
 async def reply_to_resident(call: Call) -> MessageOut:
     return await call.request.app[HUB].reply(call.user, call.path["conversation_id"], call.body.text)
+
+
+@api.endpoint("POST", CONVERSATION + "/attachments", summary="Send the resident an image or a document "
+              "(multipart field `file`)", roles=STAFF_ROLES, upload=True, response=MessageOut, status=201,
+              tag="conversations", errors=(409,))
+async def send_attachment(call: Call) -> MessageOut:
+    hub = call.request.app[HUB]
+    async with hub.sessions() as session:  # 403/404 before reading a large body
+        await convs.load_visible(session, call.user, call.path["conversation_id"])
+    upload = await read_upload(call.request, hub.settings.upload_max_bytes)
+    return await hub.send_file(call.user, call.path["conversation_id"], upload)
 
 
 @api.endpoint("POST", CONVERSATION + "/notes", summary="Add an internal note (a supervisor's whisper to the agent)",

@@ -8,8 +8,10 @@ import re
 
 from playwright.async_api import expect
 
+from channels.base import InboundMessage
 from router.models import Role
 from tests.support.desks import Desk, conversation
+from tests.support.files import png_bytes
 
 
 async def ready_with_a_chat(desk: Desk, resident, text: str) -> dict:
@@ -124,3 +126,33 @@ async def test_unread_counts_queue_chips_and_moving_through_chats_by_keyboard(ac
     await expect(desk.page.locator("[data-testid=mine-unread]")).to_be_hidden()
     await desk.page.keyboard.press("Alt+1")
     await expect(desk.page.locator("[data-testid=tab-queued]")).to_have_attribute("aria-selected", "true")
+
+
+async def test_a_shared_location_shows_as_a_map_link(acd_hub, desks, residents) -> None:
+    desk = await desks()
+    resident = await residents()
+    said = await ready_with_a_chat(desk, resident, "我这里路面在冒水,发个位置")
+    await acd_hub.hub.ingest(InboundMessage(
+        channel="webchat", external_id=resident.hello["visitor_id"], channel_message_id="loc-1", type="location",
+        text="清源路18号<script>", payload={"location": {"lat": 31.38521, "lng": 120.98143,
+                                                        "label": "昆山市清源路18号<b>东门</b>"}}))
+    link = desk.page.locator("[data-testid=location-link]")
+    await expect(link).to_have_text("📍 昆山市清源路18号<b>东门</b>")  # shown as text, never as markup
+    href = await link.get_attribute("href")
+    assert href.startswith("https://uri.amap.com/marker?position=120.98143,31.38521&name=")
+    assert "%3Cb%3E" in href and (await link.get_attribute("target")) == "_blank"
+    assert (await conversation(acd_hub, said["conversation_id"])).state == "assigned"
+
+
+async def test_an_agent_sends_a_picture_from_the_reply_box(desks, residents) -> None:
+    desk = await desks()
+    resident = await residents()
+    await ready_with_a_chat(desk, resident, "表箱在哪里,能发个图吗")
+    picture = png_bytes(6, 4)
+    await desk.page.set_input_files("[data-testid=attach-input]",
+                                    files=[{"name": "表箱位置.png", "mimeType": "image/png", "buffer": picture}])
+    heard = await resident.hears("agent")
+    assert (heard["type"], heard["attachment"]["name"]) == ("image", "表箱位置.png")
+    shown = desk.page.locator("[data-testid=agent-message][data-author=agent] .thumb img")
+    await expect(shown).to_have_attribute("alt", "表箱位置.png")
+    await expect(shown).to_have_js_property("naturalWidth", 6)  # the stored file itself, loaded by the page

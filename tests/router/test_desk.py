@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from router.models import Conversation, Direction, Message, Role
 from tests.support.actors import Resident, Staff
+from tests.support.files import png_bytes
 
 
 async def assigned_chat(acd_hub, residents, text: str = "你好,想咨询一下水费") -> tuple[Staff, Resident, dict]:
@@ -135,4 +136,37 @@ async def test_transfer_targets_and_a_transfer_with_a_note(acd_hub, residents) -
     await asyncio.sleep(0.3)
     assert not [f for f in resident.frames.unclaimed() if "上门维修" in str(f)]
     for staff in (agent, colleague, stranger, asleep):
+        await staff.close()
+
+
+async def test_an_agent_sends_the_resident_an_image_and_a_document(acd_hub, residents) -> None:
+    agent, resident, said = await assigned_chat(acd_hub, residents, "能发一张缴费单的样例吗")
+    colleague = await acd_hub.staff(Role.AGENT)
+    base = f"/api/conversations/{said['conversation_id']}"
+    picture = png_bytes(4, 3)
+
+    sent = await agent.upload(base + "/attachments", "缴费单样例.png", picture)
+    assert (sent["type"], sent["attachment"]["name"], sent["attachment"]["size"]) == (
+        "image", "缴费单样例.png", len(picture))
+    heard = await resident.hears("agent")
+    assert heard["type"] == "image" and heard["attachment"]["url"] == sent["attachment"]["url"]
+    async with resident.http.get(f"{acd_hub.url}{heard['attachment']['url']}",
+                                 params={"token": resident.token}) as response:
+        assert response.status == 200 and await response.read() == picture
+    async with resident.http.get(f"{acd_hub.url}{heard['attachment']['url']}") as response:
+        assert response.status == 404  # nobody else's
+
+    document = await agent.upload(base + "/attachments", "办理须知.txt", "带上身份证和房产证".encode())
+    assert document["type"] == "file"
+    assert (await resident.hears("agent"))["attachment"]["name"] == "办理须知.txt"
+
+    refused = await agent.upload(base + "/attachments", "run.sh", b"#!/bin/sh\nrm -rf /\n", expect=415)
+    assert refused["error"]["code"] == "unsupported_type"
+    await colleague.upload(base + "/attachments", "x.png", picture, expect=403)  # not their chat
+    async with acd_hub.hub.sessions() as session:
+        files = await session.scalar(select(func.count()).select_from(Message).where(
+            Message.conversation_id == said["conversation_id"], Message.author == "agent",
+            Message.type.in_(["image", "file"])))
+        assert files == 2
+    for staff in (agent, colleague):
         await staff.close()

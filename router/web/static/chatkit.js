@@ -112,12 +112,26 @@ const ChatKit = (() => {
     return AUTHORS.has(message.author) ? message.author : 'system';
   }
 
-  // The body of a message bubble: an image thumbnail or a file link, then the text.
+  // A shared location as a link to the map (Amap's public marker page: the maps residents in China use).
+  function locationNode(location) {
+    const lat = Number(location.lat);
+    const lng = Number(location.lng);
+    if (!Number.isFinite(lat) || !Number.isFinite(lng) || Math.abs(lat) > 90 || Math.abs(lng) > 180) return null;
+    const label = typeof location.label === 'string' && location.label ? location.label : `${lat.toFixed(5)}, ${lng.toFixed(5)}`;
+    const href = `https://uri.amap.com/marker?position=${lng},${lat}&name=${encodeURIComponent(label)}&coordinate=gaode`;
+    return el('a', { class: 'location', href, target: '_blank', rel: 'noopener noreferrer', 'data-testid': 'location-link' },
+      [el('span', { class: 'location-label', text: `📍 ${label}` })]);
+  }
+
+  // The body of a message bubble: an image thumbnail, a location, or a file link (a voice message's too), then
+  // the text (a voice message's recognition).
   // `hrefFor(url)` returns a safe link for an attachment URL or null; `onImageLoad` runs once a thumbnail has loaded.
   function contentNodes(message, { hrefFor, onImageLoad }) {
     const nodes = [];
     const attachment = message.attachment;
-    if ((message.type === 'image' || message.type === 'file') && attachment) {
+    const location = message.type === 'location' && message.payload && message.payload.location;
+    if (location && typeof location === 'object') nodes.push(locationNode(location));
+    if ((message.type === 'image' || message.type === 'file' || message.type === 'voice') && attachment) {
       const href = hrefFor(attachment.url);
       const name = attachment.name || (message.type === 'image' ? '图片' : '附件');
       if (message.type === 'image' && href) {

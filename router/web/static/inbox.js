@@ -496,6 +496,7 @@
     dom.replyInput.disabled = !allowed;
     dom.replySend.disabled = !allowed || state.sending;
     dom.replySend.textContent = state.mode === 'note' ? '添加备注' : '发送';
+    dom.attach.disabled = !canReply() || state.mode === 'note';
     const conversation = state.open;
     let hint = '输入回复内容，Enter 发送，Shift+Enter 换行，/ 加快捷码插入常用语';
     if (!conversation) hint = '';
@@ -698,6 +699,20 @@
       toast.report(err);
     } finally {
       dom.close.disabled = false;
+    }
+  }
+
+  async function sendFile(file) {
+    const id = state.openId;
+    if (!file || !canReply()) return;
+    dom.attach.disabled = true;
+    try {
+      const message = await http.upload(`/api/conversations/${encodeURIComponent(id)}/attachments`, file);
+      if (sameId(state.openId, id)) onMessage(message);
+    } catch (err) {
+      toast.report(err);
+    } finally {
+      dom.attach.disabled = false;
     }
   }
 
@@ -1071,6 +1086,8 @@
     dom.replyInput = document.querySelector('[data-testid=reply-input]');
     dom.replySend = document.querySelector('[data-testid=reply-send]');
     dom.transfer = document.querySelector('[data-testid=transfer]');
+    dom.attach = document.querySelector('[data-testid=attach-button]');
+    dom.attachInput = document.querySelector('[data-testid=attach-input]');
     dom.modes = Array.from(document.querySelectorAll('.composer-modes [data-mode]'));
     dom.queueChips = document.getElementById('queue-chips');
     dom.mineUnread = document.getElementById('mine-unread');
@@ -1089,6 +1106,12 @@
     dom.takeOver.addEventListener('click', takeOver);
     dom.close.addEventListener('click', closeConversation);
     dom.transfer.addEventListener('click', transferConversation);
+    dom.attach.addEventListener('click', () => dom.attachInput.click());
+    dom.attachInput.addEventListener('change', () => {
+      const [file] = dom.attachInput.files;
+      dom.attachInput.value = '';
+      sendFile(file);
+    });
     for (const button of dom.modes) button.addEventListener('click', () => setMode(button.dataset.mode));
     shortcutsToggle.addEventListener('click', () => {
       shortcutHelp.hidden = !shortcutHelp.hidden;
