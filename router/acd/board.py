@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from router.acd.distributor import ACTIVE_STATES, ROUTABLE_ROLES
+from router.acd.distributor import ROUTABLE_ROLES, open_loads
 from router.models import AgentPresence, Conversation, ConversationState, PresenceState, StaffUser, Team
 
 
@@ -130,11 +129,7 @@ async def agent_figures(session: AsyncSession, user_ids: list[int] | None = None
     if user_ids is not None:
         query = query.where(StaffUser.id.in_(user_ids))
     rows = (await session.execute(query)).unique().all()
-    loads: dict[Any, int] = dict((await session.execute(
-        select(Conversation.assignee_id, func.count())
-        .where(Conversation.state.in_(ACTIVE_STATES), Conversation.assignee_id.is_not(None))
-        .group_by(Conversation.assignee_id)
-    )).all())
+    loads = await open_loads(session, {user.id: user.max_chats for user, _ in rows})
     return [
         AgentFigures(
             id=user.id, username=user.username, display_name=user.display_name, role=user.role,

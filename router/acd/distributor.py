@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import case, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router import conversations as convs
@@ -49,6 +49,7 @@ ADVISORY_LOCK_KEY = 962740_0001  # one ACD at a time across hub processes (Postg
 BATCH = 500  # waiting conversations considered per round of a pass
 ROUTABLE_ROLES = (Role.AGENT, Role.SUPERVISOR, Role.ADMIN)
 ACTIVE_STATES = (ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT)
+VOICE_CHANNEL = "voice"  # a phone call takes an agent's whole capacity: voice and chat share one model
 
 
 @dataclass
@@ -118,6 +119,19 @@ class Distributor:
         return result
 
 
+async def open_loads(session: AsyncSession, capacities: dict[int, int]) -> dict[int, int]:
+    """Each agent's load: their open conversations, or their whole capacity while one of them is a call."""
+    if not capacities:
+        return {}
+    rows = await session.execute(
+        select(Conversation.assignee_id, func.count(),
+               func.max(case((Conversation.channel == VOICE_CHANNEL, 1), else_=0)))
+        .where(Conversation.state.in_(ACTIVE_STATES), Conversation.assignee_id.in_(list(capacities)))
+        .group_by(Conversation.assignee_id)
+    )
+    return {agent: max(count, capacities[agent]) if on_call else count for agent, count, on_call in rows}
+
+
 async def load_floor(session: AsyncSession, now: float) -> tuple[Floor, dict[int, StaffUser], dict[int, AgentPresence]]:
     """Signed-in agents with their load (open chats), teams, skills and region."""
     rows = (await session.execute(
@@ -128,11 +142,7 @@ async def load_floor(session: AsyncSession, now: float) -> tuple[Floor, dict[int
     )).unique().all()
     users = {user.id: user for _, user in rows}
     presences = {p.user_id: p for p, _ in rows}
-    loads = dict((await session.execute(
-        select(Conversation.assignee_id, func.count())
-        .where(Conversation.state.in_(ACTIVE_STATES), Conversation.assignee_id.in_(list(users)))
-        .group_by(Conversation.assignee_id)
-    )).all()) if users else {}
+    loads = await open_loads(session, {user.id: user.max_chats for user in users.values()})
     slots = [
         AgentSlot(
             id=user.id,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from router.models import PresenceLog, Role
+from router.models import Contact, Conversation, PresenceLog, Role, utcnow
 from tests.conftest import RunningHub, start_hub
 from tests.support.actors import Staff
 from tests.support.desks import conversation
@@ -134,6 +134,27 @@ async def _first_assignment(agents: list[Staff]) -> Staff:
             if me["agent"]["load"]:
                 return agent
         await asyncio.sleep(0.05)
+
+
+async def test_a_phone_call_fills_the_agent_whatever_their_chat_capacity(acd_hub, residents):
+    (agent,) = await ready_agents(acd_hub, 1, max_chats=5)
+    async with acd_hub.hub.sessions.begin() as session:  # a phone call put through to the agent
+        caller = Contact(display_name="来电 1391234")
+        session.add(caller)
+        await session.flush()
+        call = Conversation(channel="voice", external_id="13912345678", contact_id=caller.id, state="assigned",
+                            assignee_id=agent.user["id"], assigned_at=utcnow())
+        session.add(call)
+    assert (await agent.call("GET", "/api/presence"))["agent"]["load"] == 5  # full, with one conversation
+
+    said = await (await residents()).says("电话占线,我先在网上问")
+    await stays_queued(acd_hub, said["conversation_id"])
+    async with acd_hub.hub.sessions.begin() as session:
+        (await session.get(Conversation, call.id)).state = "closed"
+    acd_hub.hub.distributor.wake()  # closing through the hub publishes the event that does this
+    assert (await agent.gets_assigned(said["conversation_id"]))["id"] == said["conversation_id"]
+    assert (await agent.call("GET", "/api/presence"))["agent"]["load"] == 1
+    await agent.close()
 
 
 async def test_supervisors_force_states_agents_cannot(acd_hub):
