@@ -41,6 +41,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- acd:begin -->", "<!-- acd:end -->")
 AGENTS, ITEMS = 1_000, 10_000
 DECISION_TARGET_MS = 5.0
+DEFAULT_TEAM = Settings.model_fields["default_team"].default  # where web-chat residents queue
 
 
 def _floor(teams: int, rng: random.Random) -> Floor:
@@ -164,7 +165,8 @@ async def measure_push(hub: HubProcess, agents: int = 50, residents: int = 400, 
     arrivals = _Arrivals(residents)
     sent: dict[int, float] = {}
     recorder = Recorder()
-    async with aiohttp.ClientSession() as http:
+    # one open socket per resident: no cap on the session's connections (aiohttp's default is 100)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         async with http.post(f"{hub.url}/api/auth/login",
                              json={"username": "admin", "password": hub.admin_password}) as response:
             csrf = (await response.json())["csrf_token"]
@@ -172,7 +174,8 @@ async def measure_push(hub: HubProcess, agents: int = 50, residents: int = 400, 
         for n in range(agents):
             async with http.post(f"{hub.url}/api/users", headers={"X-CSRF-Token": csrf},
                                  json={"username": f"acd{n}", "password": "bench-password", "role": "agent",
-                                       "display_name": f"坐席{n}", "max_chats": 10}) as response:
+                                       "display_name": f"坐席{n}", "max_chats": 10,
+                                       "teams": [DEFAULT_TEAM]}) as response:
                 assert response.status == 201, await response.text()
             desk = _Agent(hub.url, recorder, arrivals)
             await desk.start(f"acd{n}", "bench-password")

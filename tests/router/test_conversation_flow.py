@@ -39,8 +39,8 @@ async def test_resident_and_agent_talk(resident: Resident, agent, running_hub) -
                                  and e["delivery"] == "delivered")
     assert delivered["delivery"] == "delivered"
 
-    closed = await agent.closes(conversation_id, "报修")
-    assert closed["state"] == "closed" and closed["disposition"] == "报修"
+    closed = await agent.closes(conversation_id, "repair")
+    assert closed["state"] == "closed" and closed["disposition"] == "repair"
     history = await agent.call("GET", f"/api/conversations/{conversation_id}/messages")
     events = [m["payload"]["event"] for m in history["items"] if m["type"] == "event"]
     assert events == ["queued", "assign", "close"]
