@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import text
 
-from bench.clients import Recorder, TimedSocket
+from bench.clients import Recorder, Resident, Staff
 from bench.hubproc import ROOT, HubProcess, open_database
 from bench.report import machine_facts, write_section
 from bench.stats import Distribution
@@ -136,73 +136,58 @@ class _Arrivals:
             self.complete.set()
 
 
-class _Agent(TimedSocket):
+class _Agent(Staff):
+    """A ready agent with the inbox socket open, noting when assignments arrive."""
+
     def __init__(self, base_url: str, recorder: Recorder, arrivals: _Arrivals) -> None:
-        super().__init__(recorder)
-        self.base_url, self.arrivals = base_url, arrivals
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        super().__init__(base_url, recorder)
+        self.arrivals = arrivals
 
     def on_frame(self, data: dict[str, Any], at: float) -> None:
         if data.get("type") == "conversation" and data["conversation"]["state"] == "assigned":
             self.arrivals.note(data["conversation"]["id"], at)
 
-    async def start(self, username: str, password: str) -> None:
-        async with self.http.post(f"{self.base_url}/api/auth/login",
-                                  json={"username": username, "password": password}) as response:
-            csrf = (await response.json())["csrf_token"]
-        self._start_reading(await self.http.ws_connect(f"{self.base_url.replace('http', 'ws', 1)}/api/ws"))
-        async with self.http.put(f"{self.base_url}/api/presence", json={"state": "ready"},
-                                 headers={"X-CSRF-Token": csrf}) as response:
-            assert response.status == 200, await response.text()
-
-    async def close(self) -> None:
-        await self._close_socket()
-        await self.http.close()
+    async def ready(self) -> None:
+        async with self._http.put(f"{self._base_url}/api/presence", json={"state": "ready"},
+                                  headers={"X-CSRF-Token": self._csrf}) as response:
+            if response.status != 200:
+                raise RuntimeError(f"PUT /api/presence answered {response.status}: {await response.text()}")
 
 
 async def measure_push(hub: HubProcess, agents: int = 50, residents: int = 400, rate: float = 50.0
                        ) -> dict[str, Any]:
     arrivals = _Arrivals(residents)
-    sent: dict[int, float] = {}
     recorder = Recorder()
-    # one open socket per resident: no cap on the session's connections (aiohttp's default is 100)
+    admin = Staff(hub.url, recorder)
+    await admin.login("admin", hub.admin_password)
+    desks: list[_Agent] = []
+    for n in range(agents):
+        status, body = await admin._post("/api/users", {
+            "username": f"acd{n}", "password": "bench-password", "role": "agent", "display_name": f"坐席{n}",
+            "max_chats": 10, "teams": [DEFAULT_TEAM]})
+        assert status == 201, body
+        desk = _Agent(hub.url, recorder, arrivals)
+        await desk.login(f"acd{n}", "bench-password")
+        await desk.listen()
+        await desk.ready()
+        desks.append(desk)
+    # One open socket per resident: no cap on the session's connections (aiohttp's default is 100).
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        async with http.post(f"{hub.url}/api/auth/login",
-                             json={"username": "admin", "password": hub.admin_password}) as response:
-            csrf = (await response.json())["csrf_token"]
-        desks = []
-        for n in range(agents):
-            async with http.post(f"{hub.url}/api/users", headers={"X-CSRF-Token": csrf},
-                                 json={"username": f"acd{n}", "password": "bench-password", "role": "agent",
-                                       "display_name": f"坐席{n}", "max_chats": 10,
-                                       "teams": [DEFAULT_TEAM]}) as response:
-                assert response.status == 201, await response.text()
-            desk = _Agent(hub.url, recorder, arrivals)
-            await desk.start(f"acd{n}", "bench-password")
-            desks.append(desk)
-        people = []
-        for _ in range(residents):
-            async with http.post(f"{hub.url}/webchat/visitors", json={}) as response:
-                token = (await response.json())["token"]
-            ws = await http.ws_connect(f"{hub.url.replace('http', 'ws', 1)}/webchat/ws", params={"token": token})
-            await ws.receive_json()
-            people.append(ws)
+        people = [Resident(http, hub.url, recorder) for _ in range(residents)]
+        for person in people:
+            await person.connect()
         started = time.perf_counter()
-        for n, ws in enumerate(people):
+        for n, person in enumerate(people):
             await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
-            at = time.perf_counter()
-            await ws.send_json({"type": "message", "client_id": f"acd-{n}", "text": f"第{n}位居民求助"})
-            while True:
-                frame = await ws.receive_json(timeout=10)
-                if frame.get("type") == "message":
-                    sent[frame["message"]["conversation_id"]] = at
-                    break
+            await person.send(f"bench-acd-{n:06d}", f"第{n}位居民求助")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(arrivals.complete.wait(), timeout=30)
-        for ws in people:
-            await ws.close()
-        for desk in desks:
-            await desk.close()
+        sent = {person.conversation_id: recorder.ledger.sent[f"bench-acd-{n:06d}"]
+                for n, person in enumerate(people) if person.conversation_id is not None}
+        for person in people:
+            await person.close()
+    for desk in [*desks, admin]:
+        await desk.close()
     latencies = [arrivals.at[c] - sent[c] for c in sent if c in arrivals.at]
     return {"agents": agents, "residents": residents, "rate": rate, "assigned": len(latencies),
             "latency": Distribution.of(latencies)}
