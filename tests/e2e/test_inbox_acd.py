@@ -51,11 +51,13 @@ async def test_thirty_chats_are_spread_evenly(acd_hub, desks, residents, strateg
         await desk.becomes("ready")
         await desk.show("mine")
     people = [await residents() for _ in range(30)]
-    await asyncio.gather(*(person.says(f"第{n}位居民求助") for n, person in enumerate(people, 1)))
-    for desk in agents:
-        await expect(desk.load()).to_have_text(re.compile(r"^接待 (9|10|11)/20$"))
-    counts = [await desk.my_chats().count() for desk in agents]
+    said = await asyncio.gather(*(person.says(f"第{n}位居民求助") for n, person in enumerate(people, 1)))
+    owners = [await assignee_of(acd_hub, message["conversation_id"]) for message in said]
+    counts = [owners.count(desk.staff.user["id"]) for desk in agents]
     assert sum(counts) == 30 and max(counts) - min(counts) <= 2, counts  # each within ±1 of ten
+    for desk, count in zip(agents, counts, strict=True):
+        await expect(desk.my_chats()).to_have_count(count)  # every chat reached its agent's inbox, live
+        await expect(desk.load()).to_have_text(f"接待 {count}/20")
     await supervisor.close()
 
 

@@ -37,6 +37,7 @@
     queued: new Set(), // ids of queued conversations (tab badge)
     unread: new Map(), // id -> resident messages not yet seen
     queueFilter: null, // team id the queued list is narrowed to (null: every queue)
+    arrivedDuringLoad: null, // ids updated by live frames while a list request is in flight
     mode: 'reply', // the composer sends a reply to the resident, or an internal note
     openId: null,
     open: null, // Conversation currently shown on the right
@@ -156,6 +157,7 @@
     if (!incoming || incoming.id === null || incoming.id === undefined) return;
     const before = state.latest.get(incoming.id);
     const conversation = remember(incoming);
+    if (state.arrivedDuringLoad) state.arrivedDuringLoad.add(conversation.id);
     if (conversation !== before && (isMine(conversation) || (before && isMine(before)))) presence.refresh();
     if (conversation.state === 'assigned' && isMine(conversation) && !(before && before.state === 'assigned' && isMine(before))
         && !state.claimed.has(conversation.id)) {
@@ -207,6 +209,8 @@
       dom.listEmpty.textContent = '加载中…';
       dom.listEmpty.hidden = false;
     }
+    const arrived = new Set();
+    state.arrivedDuringLoad = arrived;
     let data;
     try {
       data = await api('GET', `/api/conversations?${params}`);
@@ -222,8 +226,15 @@
     const items = (data && Array.isArray(data.items) ? data.items : []).map(remember);
     // Trust the server's filter; only drop items a newer live update has already moved on.
     state.list = new Map(items.filter((c) => tabOf(c) === tab).map((c) => [c.id, c]));
+    // Frames that arrived while the request was under way are newer than its snapshot.
+    for (const id of arrived) {
+      const live = state.latest.get(id);
+      if (live && tabOf(live) === tab) state.list.set(id, live);
+      else state.list.delete(id);
+    }
+    if (state.arrivedDuringLoad === arrived) state.arrivedDuringLoad = null;
     if (tab === 'queued') {
-      state.queued = new Set(items.filter((c) => c.state === 'queued').map((c) => c.id));
+      state.queued = new Set(Array.from(state.list.values()).filter((c) => c.state === 'queued').map((c) => c.id));
       renderQueuedCount();
     }
     renderList();
