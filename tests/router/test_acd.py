@@ -4,6 +4,7 @@ residents, after-call work, silent inboxes, supervisors forcing a state, and wha
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -69,15 +70,16 @@ async def test_an_agent_signed_in_without_an_open_inbox_is_signed_out(own_settin
         await running.runner.cleanup()
 
 
-@pytest.mark.parametrize("acd_hub", [{"acw_seconds": 0.6}], indirect=True)
+@pytest.mark.parametrize("acd_hub", [{"acw_seconds": 2.0}], indirect=True)
 async def test_after_call_work_returns_to_ready_and_then_takes_the_waiting_chat(acd_hub, residents):
     agent = await acd_hub.staff(Role.AGENT)
     acw = await agent.becomes("acw")
     assert acw["state"] == "acw" and acw["acw_until"] is not None
     said = await (await residents()).says("整理完了就轮到我")
-    await asyncio.sleep(0.3)
-    assert (await conversation(acd_hub, said["conversation_id"])).state == "queued"
-    assert (await agent.gets_assigned(timeout=3))["id"] == said["conversation_id"]
+    await asyncio.sleep(0.5)
+    waiting = await conversation(acd_hub, said["conversation_id"])
+    assert waiting.state == "queued" or utcnow() >= datetime.fromisoformat(acw["acw_until"])  # a slow machine
+    assert (await agent.gets_assigned(timeout=5))["id"] == said["conversation_id"]
     back = await agent.sees(lambda e: e["type"] == "presence" and e["presence"]["state"] == "ready")
     assert back["presence"]["reason"] == "整理时间结束"
     await agent.close()
