@@ -20,6 +20,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import aiohttp
 from aiohttp import web
@@ -37,6 +38,7 @@ BOT_DIR = PROJECT_ROOT / "bot"
 ACTIONS_TOKEN_NAME = "智能客服"  # noqa: S105  (a name, not a secret: bot-made orders carry it in the timeline)
 HEALTH_TIMEOUT = 180.0  # Rasa loads TensorFlow and the model: tens of seconds on a small machine
 BACKOFF_MAX = 30.0
+LOG_ROTATE_BYTES = 20 * 1024 * 1024
 
 
 def actions_token(secret_key: str) -> str:
@@ -63,6 +65,8 @@ class Companion:
     cwd: Path
     env: dict[str, str]
     health_url: str
+    log_path: Path
+    health_timeout: float = HEALTH_TIMEOUT
     process: asyncio.subprocess.Process | None = None
     healthy: asyncio.Event = field(default_factory=asyncio.Event)
     restarts: int = 0
@@ -71,13 +75,16 @@ class Companion:
         delay = 1.0
         while not stopping.is_set():
             self.healthy.clear()
-            self.process = await asyncio.create_subprocess_exec(
-                *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            with self._open_log() as output:  # the child keeps its own copy of the descriptor
+                self.process = await asyncio.create_subprocess_exec(
+                    *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=output, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
             log.info("companion started", companion=self.name, pid=self.process.pid)
             if await self._wait_healthy(stopping):
                 self.healthy.set()
                 delay = 1.0
+            elif not stopping.is_set():
+                await self.stop()  # hung in start-up: a new process gets another chance
             code = await self.process.wait()
             self.healthy.clear()
             if stopping.is_set():
@@ -88,9 +95,15 @@ class Companion:
                 await asyncio.wait_for(stopping.wait(), delay)
             delay = min(BACKOFF_MAX, delay * 2)
 
+    def _open_log(self) -> BinaryIO:
+        """The child's output file, appended to; one older generation is kept once it passes LOG_ROTATE_BYTES."""
+        if self.log_path.exists() and self.log_path.stat().st_size > LOG_ROTATE_BYTES:
+            self.log_path.replace(self.log_path.with_suffix(".log.1"))
+        return self.log_path.open("ab")
+
     async def _wait_healthy(self, stopping: asyncio.Event) -> bool:
         assert self.process is not None
-        deadline = asyncio.get_running_loop().time() + HEALTH_TIMEOUT
+        deadline = asyncio.get_running_loop().time() + self.health_timeout
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             while asyncio.get_running_loop().time() < deadline and self.process.returncode is None:
                 if stopping.is_set():
@@ -138,20 +151,22 @@ class Companions:
             "tracker_store": tracker_store(settings.effective_database_url),
         }, ensure_ascii=False, indent=2))
         endpoints.chmod(0o600)  # it may hold the database password
-        quiet = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        quiet = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
+                 "PYTHONWARNINGS": "ignore"}  # Rasa's dependencies' deprecation warnings would fill its log
         rasa = Companion(
             name="rasa",
             argv=[str(BOT_DIR / ".venv" / "bin" / "rasa"), "run", "--enable-api", "--interface", "127.0.0.1",
                   "--port", str(settings.rasa_port), "--model", str(settings.bot_model_path),
                   "--endpoints", str(endpoints), "--credentials", str(BOT_DIR / "credentials.yml")],
-            cwd=BOT_DIR, env=quiet, health_url=f"http://127.0.0.1:{settings.rasa_port}/status")
+            cwd=BOT_DIR, env=quiet, health_url=f"http://127.0.0.1:{settings.rasa_port}/status",
+            log_path=run_dir / "rasa.log")
         actions = Companion(
             name="actions",
             argv=[sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(settings.actions_port)],
             cwd=PROJECT_ROOT,
             env={**quiet, "HUB_URL": f"http://127.0.0.1:{settings.port}", "HUB_TIMEZONE": settings.timezone,
                  "HUB_ACTIONS_TOKEN": actions_token(self._secret_key)},
-            health_url=f"http://127.0.0.1:{settings.actions_port}/health")
+            health_url=f"http://127.0.0.1:{settings.actions_port}/health", log_path=run_dir / "actions.log")
         return rasa, actions
 
     async def start(self, sessions: async_sessionmaker[AsyncSession]) -> None:

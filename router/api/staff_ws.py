@@ -34,6 +34,26 @@ def check_origin(request: web.Request) -> None:
         raise Forbidden("WebSocket 来源不被允许", code="bad_origin")
 
 
+class _LastFrame:
+    """The bus hands one event to every open staff socket in turn, as the same dict: serialise it once.
+
+    The cache holds the event itself, so its identity cannot be reused while it is cached.
+    """
+
+    event: dict[str, Any] | None = None
+    text = ""
+
+
+def _frame_text(event: dict[str, Any]) -> str:
+    """The frame a staff tab receives for a bus event: the event without its visibility key."""
+    if _LastFrame.event is not event:
+        frame = {k: v for k, v in event.items() if k != "key"}
+        if event.get("type") == "typing":
+            frame["conversation_id"] = event["key"]["conversation_id"]
+        _LastFrame.event, _LastFrame.text = event, json.dumps(frame, ensure_ascii=False)
+    return _LastFrame.text
+
+
 async def staff_socket(request: web.Request) -> web.StreamResponse:
     principal: Principal | None = request.get(PRINCIPAL_KEY)
     if principal is None:
@@ -58,18 +78,15 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
                 await push({"type": "conversation_hidden", "conversation_id": key["conversation_id"]})
             return
         shown.add(key["conversation_id"])
-        frame = {k: v for k, v in event.items() if k != "key"}
-        if event["type"] == "typing":
-            frame["conversation_id"] = event["key"]["conversation_id"]
-        await push(frame)
+        await push(_frame_text(event))
 
     async def on_presence(event: dict[str, Any]) -> None:
         if principal.is_overseer or event["user_id"] == principal.user_id:
-            await push(event)
+            await push(_frame_text(event))
 
-    async def push(frame: dict[str, Any]) -> None:
+    async def push(frame: dict[str, Any] | str) -> None:
         try:
-            queue.put_nowait(json.dumps(frame, ensure_ascii=False))
+            queue.put_nowait(frame if isinstance(frame, str) else json.dumps(frame, ensure_ascii=False))
         except asyncio.QueueFull:
             log.warning("staff socket too slow; closing", user=principal.username)
             await ws.close(code=1013, message=b"too slow, reconnect")

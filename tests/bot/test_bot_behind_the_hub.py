@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from channels.base import InboundMessage
 from router.billing import DemoBilling
-from router.companions import COMPANIONS, Companions
+from router.companions import COMPANIONS, HEALTH_TIMEOUT, Companions
 from router.models import Conversation, ConversationState
 from router.settings import PROJECT_ROOT
 from tests.conftest import RunningHub, start_hub
@@ -200,6 +200,7 @@ async def test_asking_for_a_person_queues_the_chat_and_the_bot_goes_quiet(bot_hu
     await resident.close()
 
 
+@pytest.mark.timeout(HEALTH_TIMEOUT + READY_TIMEOUT + 60)
 async def test_rasa_killed_mid_conversation_hands_the_resident_to_people(bot_hub, http) -> None:
     resident = await Resident(http, bot_hub.url).connect()
     await resident.says("你好")
@@ -211,8 +212,8 @@ async def test_rasa_killed_mid_conversation_hands_the_resident_to_people(bot_hub
     await asyncio.sleep(0.5)
     said = await resident.says("我家水表在漏水")
     await handed_to_people(bot_hub, resident, said["conversation_id"], timeout=10)
-    # The hub starts Rasa again; new residents meet the bot once it is back.
-    deadline = time.monotonic() + READY_TIMEOUT
+    # The hub starts Rasa again (and once more should that start hang); new residents meet the bot once it is back.
+    deadline = time.monotonic() + HEALTH_TIMEOUT + READY_TIMEOUT
     while not (rasa.restarts > restarts and rasa.healthy.is_set()):
         assert time.monotonic() < deadline, "Rasa was not restarted"
         await asyncio.sleep(0.5)

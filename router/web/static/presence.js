@@ -20,6 +20,8 @@ const PresenceBar = (() => {
     let current = null;
     let countdown = null;
     let refreshTimer = null;
+    for (const [state, label] of Object.entries(LABELS)) picker.append(new Option(label, state));
+    for (const why of StaffKit.AWAY_REASONS) reason.append(new Option(why, why));
 
     function render() {
       if (!current) return;
