@@ -152,7 +152,9 @@ class Companions:
         }, ensure_ascii=False, indent=2))
         endpoints.chmod(0o600)  # it may hold the database password
         quiet = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
-                 "PYTHONWARNINGS": "ignore"}  # Rasa's dependencies' deprecation warnings would fill its log
+                 "PYTHONWARNINGS": "ignore",  # Rasa's dependencies' deprecation warnings would fill its log
+                 # oneDNN's kernels cost more than they save on one short message at a time: ~1 ms per parse
+                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")}
         rasa = Companion(
             name="rasa",
             argv=[str(BOT_DIR / ".venv" / "bin" / "rasa"), "run", "--enable-api", "--interface", "127.0.0.1",
