@@ -12,7 +12,7 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -117,6 +117,13 @@ class StoredFileInfo:
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+class SharedValues(Protocol):
+    """A value all hub processes share, produced by one of them (an API's access token): see router/shared.py."""
+
+    async def __call__(self, key: str, produce: Callable[[], Awaitable[tuple[str, timedelta]]], *,
+                       margin: timedelta, stale: str | None = None) -> tuple[str, datetime]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class IngestResult:
     """The stored message (as the web chat protocol shows it) and where it went."""
@@ -138,6 +145,11 @@ class RouterPort(Protocol):
     async def report_delivery(
         self, channel: str, external_id: str, message_ids: list[int], state: DeliveryState
     ) -> None: ...
+
+    async def report_provider_status(self, channel: str, provider_message_id: str, status: str) -> None:
+        """The platform's late word on a sent message (``success`` or its failure text), by the platform's id."""
+
+    shared_value: SharedValues
 
     async def history(self, channel: str, external_id: str, limit: int = 100) -> tuple[
         dict[str, Any] | None, list[dict[str, Any]]
@@ -190,6 +202,23 @@ class ChannelAdapter(ABC):
 
     async def stop(self) -> None:
         """Release what ``start`` opened; called on shutdown after in-flight sends finished."""
+
+    async def serve_file(self, request: web.Request, resident: str | None) -> web.FileResponse:
+        """A stored file of this channel's conversations, for staff and for ``resident`` if it is theirs."""
+        from router.api.spec import PRINCIPAL_KEY
+        from router.errors import NotFound
+        from router.uploads import file_response
+
+        found = await self.router.open_file(request.match_info["file_id"])
+        if found is None:
+            raise NotFound("文件不存在", code="file_not_found")
+        info, path = found
+        is_owner = resident is not None and info.owner_external_id == resident and info.owner_channel == self.name
+        principal = request.get(PRINCIPAL_KEY)
+        is_staff = principal is not None and principal.role in {"admin", "supervisor", "agent"}
+        if not (is_owner or is_staff):
+            raise NotFound("文件不存在", code="file_not_found")
+        return file_response(info.name, info.content_type, path)
 
     def render_fallback_text(self, message: OutboundMessage) -> str:
         """Text for a message this channel cannot carry natively (e.g. an image as a link)."""

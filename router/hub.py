@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ from router.models import (
     Team,
     utcnow,
 )
-from router.outbound import OutboundWorker, new_outbound
+from router.outbound import OutboundWorker, new_outbound, provider_key
 from router.schemas import (
     KEY_COLUMNS,
     ConversationOut,
@@ -61,6 +62,7 @@ from router.schemas import (
     visibility_key,
 )
 from router.settings import Settings, load_secret_key
+from router.shared import Producer, shared_value
 from router.uploads import FileStore, Upload
 
 log = get_logger(__name__)
@@ -433,6 +435,25 @@ class Hub:
             )
             changed = list(result.scalars())
         await self._publish_delivery(changed)
+
+    async def report_provider_status(self, channel: str, provider_message_id: str, status: str) -> None:
+        failed = status != "success"
+        async with self.sessions.begin() as session:
+            changed = list(await session.scalars(
+                update(Message)
+                .where(Message.channel == channel, Message.channel_message_id == provider_key(provider_message_id),
+                       Message.direction == Direction.OUT)
+                .values(delivery=Delivery.FAILED if failed else Delivery.DELIVERED,
+                        delivered_at=None if failed else utcnow(), last_error=status[:500] if failed else None)
+                .returning(Message.id)
+            ))
+        if not changed:
+            log.info("delivery report for an unknown message", channel=channel)
+        await self._publish_delivery(changed)
+
+    async def shared_value(self, key: str, produce: Producer, *, margin: timedelta,
+                           stale: str | None = None) -> tuple[str, datetime]:
+        return await shared_value(self.sessions, key, produce, margin=margin, stale=stale)
 
     async def history(
         self, channel: str, external_id: str, limit: int = 100

@@ -103,8 +103,9 @@ class _Pending:
 
 def attachment_payload(attachment: Attachment) -> dict[str, Any]:
     """How a message keeps its file in ``Message.payload["attachment"]``, either way it travels."""
-    return {"url": attachment.url, "name": attachment.name, "size": attachment.size,
+    kept = {"url": attachment.url, "name": attachment.name, "size": attachment.size,
             "content_type": attachment.content_type}
+    return kept | ({"file_id": attachment.file_id} if attachment.file_id else {})
 
 
 def resident_message(inbound: InboundMessage, conversation_id: int, now: datetime) -> Message:

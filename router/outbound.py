@@ -63,6 +63,11 @@ def backoff_seconds(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempt - 1))
 
 
+def provider_key(provider_message_id: str) -> str:
+    """How a sent message keeps the platform's id (inbound messages keep theirs bare in the same column)."""
+    return f"out:{provider_message_id}"
+
+
 def to_outbound(message: Message, conversation: Conversation) -> OutboundMessage:
     payload = dict(message.payload or {})
     attachment = payload.pop("attachment", None)
@@ -191,6 +196,8 @@ class OutboundWorker:
                 raise ChannelSendError(f"channel {message.channel} is not enabled", retryable=False)
             result = await adapter.send(to_outbound(message, conversation))
             values = {"delivery": result.state.value, "sent_at": utcnow(), "last_error": None, "lease_until": None}
+            if result.provider_message_id:  # the platform's id, by which its delivery reports name the message
+                values["channel_message_id"] = provider_key(result.provider_message_id)
         except ChannelSendError as exc:
             values = self._failure(message, exc.reason, exc.retryable)
         except Exception as exc:

@@ -54,6 +54,22 @@ class Settings(BaseSettings):
     survey_valid_days: int = 7  # how long a resident's satisfaction-survey link stays open
     billing_backend: str = "demo"  # or "package.module:Class" of the utility's billing system (router/billing.py)
 
+    # WeChat official account (channels/wechat): the values of 公众号后台 → 设置与开发 → 基本配置
+    wechat_app_id: str = ""
+    wechat_app_secret: SecretStr = SecretStr("")
+    wechat_token: SecretStr = SecretStr("")  # the callback's signature token
+    wechat_encoding_aes_key: SecretStr = SecretStr("")  # 43 characters; empty: plain mode only
+    wechat_api_base_url: str = "https://api.weixin.qq.com"  # the stand-in server's URL in tests and the demo
+    wechat_api_timeout_seconds: float = 5.0  # a call to WeChat's API slower than this is retried later
+    wechat_reply_seconds: float = 4.5  # an answer ready this soon goes back as the passive reply (WeChat waits 5 s)
+    wechat_fallback_template_id: str = ""  # outside the 48-hour window a reply goes out as this template message
+    wechat_progress_template_id: str = ""  # work-order notices go out as this template message (else as text)
+    # template keyword → text with {number} {state} {action} {text} (the notice); values are cut to WeChat's limits
+    wechat_template_fields: dict[str, str] = {"character_string1": "{number}", "phrase2": "{state}",
+                                              "thing3": "{text}"}
+    wechat_menu_path: Path | None = None  # default: channels/wechat/menu.yml
+    wechat_push_menu: bool = True  # publish the menu with menu/create when the hub starts
+
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0
     outbound_backoff_max_seconds: float = 300.0

@@ -29,10 +29,10 @@ from channels.base import (
     OutboundMessage,
     RouterPort,
 )
-from router.api.spec import PRINCIPAL_KEY, loads_strict
-from router.errors import BadRequest, NotFound, Unauthorized
+from router.api.spec import loads_strict
+from router.errors import BadRequest, Unauthorized
 from router.logs import get_logger
-from router.uploads import file_response, read_upload
+from router.uploads import read_upload
 from router.web import CHATKIT
 
 log = get_logger(__name__)
@@ -260,17 +260,7 @@ class WebChatAdapter(ChannelAdapter):
         return web.json_response({"message": result.message}, status=201)
 
     async def download(self, request: web.Request) -> web.FileResponse:
-        found = await self.router.open_file(request.match_info["file_id"])
-        if found is None:
-            raise NotFound("文件不存在", code="file_not_found")
-        info, path = found
-        visitor_id = self.visitor_of(request.query.get("token"))
-        is_owner = visitor_id is not None and info.owner_external_id == visitor_id and info.owner_channel == self.name
-        principal = request.get(PRINCIPAL_KEY)
-        is_staff = principal is not None and principal.role in {"admin", "supervisor", "agent"}
-        if not (is_owner or is_staff):
-            raise NotFound("文件不存在", code="file_not_found")
-        return file_response(info.name, info.content_type, path)
+        return await self.serve_file(request, self.visitor_of(request.query.get("token")))
 
 
 class MessageBudget:

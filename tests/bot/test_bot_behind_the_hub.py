@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import time
 import uuid
@@ -14,21 +15,27 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 from sqlalchemy import select
+from wechatpy import parse_message
 
 from channels.base import InboundMessage
+from channels.wechat.standin import Simulator, StandInWeChat
 from router.billing import DemoBilling
 from router.companions import COMPANIONS, HEALTH_TIMEOUT, Companions
-from router.models import Conversation, ConversationState
+from router.models import Conversation, ConversationState, Message
 from router.settings import PROJECT_ROOT
+from tests.channels.wechat.conftest import simulator as wechat_simulator
 from tests.conftest import RunningHub, start_hub
 from tests.support.actors import Resident
 from tests.support.services import free_port
+from tests.support.wechat import running_standin, wechat_settings
 from workorders.models import WorkOrder
 
 MODEL = PROJECT_ROOT / "bot" / "models" / "current.tar.gz"
 FAQ = yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / "faq.yml").read_text("utf-8"))["responses"]
 READY_TIMEOUT = 240.0
+SLOW_BOT_SECONDS = 8.0
 # Starting Rasa (TensorFlow, the model) is part of the first test's set-up: allow for a busy machine.
 pytestmark = pytest.mark.timeout(READY_TIMEOUT + 180)
 
@@ -49,11 +56,18 @@ async def wait_until_healthy(*urls: str) -> None:
 
 
 @pytest.fixture(scope="module")
-async def bot_hub(make_settings) -> AsyncIterator[RunningHub]:
-    """A hub that starts the real bot beside itself (tracker store in the hub's database)."""
+async def wechat_api() -> AsyncIterator[tuple[StandInWeChat, str]]:
+    async with running_standin() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+async def bot_hub(make_settings, wechat_api) -> AsyncIterator[RunningHub]:
+    """A hub that starts the real bot beside itself (tracker store in the hub's database), with WeChat on."""
     assert MODEL.exists(), "no trained bot: run scripts/bot-train.sh (make test does)"
     settings = make_settings(bot_autostart=True, rasa_port=free_port(), actions_port=free_port(),
-                             bot_timeout_seconds=10.0, bot_model_path=MODEL, message_max_chars=5000)
+                             bot_timeout_seconds=10.0, bot_model_path=MODEL, message_max_chars=5000,
+                             channels="webchat,wechat", **wechat_settings(wechat_api[1]))
     running = await start_hub(settings)
     try:
         await wait_until_healthy(f"http://127.0.0.1:{settings.rasa_port}/status",
@@ -308,3 +322,85 @@ async def test_the_action_server_down_hands_the_resident_to_people(bot_hub, http
         await resident.close()
     finally:
         await replace_actions(bot_hub, argv=argv)
+
+
+def wechat_text(simulator: Simulator, openid: str, text: str) -> str:
+    return simulator.xml(openid, "text", {"Content": text}, msg_id=secrets.randbits(63))
+
+
+async def wechat_messages(hub: RunningHub, openid: str, author: str) -> list[Message]:
+    async with hub.hub.sessions() as session:
+        return list(await session.scalars(
+            select(Message).join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Conversation.channel == "wechat", Conversation.external_id == openid, Message.author == author)))
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+async def test_a_wechat_question_gets_the_bots_answer_as_the_passive_reply(bot_hub, wechat_api, http,
+                                                                          mode: str) -> None:
+    openid = "o" + uuid.uuid4().hex[:27]
+    simulator = wechat_simulator(http, bot_hub.url, mode)
+    started = time.monotonic()
+    reply = parse_message(await simulator.post(wechat_text(simulator, openid, "阶梯水价是怎么收费的")))
+    assert time.monotonic() - started < 4.8  # inside WeChat's five seconds
+    assert reply.type == "text" and reply.target == openid
+    assert reply.content == FAQ["utter_faq/tiered_price"][0]["text"]
+    await asyncio.sleep(0.5)
+    assert [m for m in wechat_api[0].sent if m["touser"] == openid] == []  # answered once, passively
+    assert simulator.attempts == 1
+
+
+@pytest.fixture
+async def slow_bot_hub(bot_hub) -> AsyncIterator[RunningHub]:
+    """A second hub on the same database whose bot answers after 8 s (a proxy in front of the real Rasa)."""
+    rasa_url = bot_hub.hub.settings.rasa_url
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        if request.method == "POST":
+            await asyncio.sleep(SLOW_BOT_SECONDS)
+        async with aiohttp.ClientSession() as client, client.request(
+                request.method, rasa_url + request.path_qs, data=body,
+                headers={"Content-Type": request.content_type}) as answer:
+            return web.Response(body=await answer.read(), status=answer.status, content_type=answer.content_type)
+
+    proxy = web.Application()
+    proxy.router.add_route("*", "/{tail:.*}", forward)
+    runner = web.AppRunner(proxy, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    slow = await start_hub(bot_hub.hub.settings.model_copy(update={
+        "bot_autostart": False, "rasa_url": f"http://127.0.0.1:{port}", "bot_timeout_seconds": 15.0,
+        "wechat_push_menu": False}))
+    try:
+        yield slow
+    finally:
+        await slow.runner.cleanup()
+        await runner.cleanup()
+
+
+async def test_a_bot_that_takes_eight_seconds_still_answers_once_through_retries(slow_bot_hub, wechat_api,
+                                                                                  http) -> None:
+    openid = "o" + uuid.uuid4().hex[:27]
+    simulator = wechat_simulator(http, slow_bot_hub.url, "safe", retries=0)
+    xml = wechat_text(simulator, openid, "阶梯水价是怎么收费的")
+
+    async def delivery(after: float) -> tuple[str, float]:
+        """WeChat's first delivery, and its retries: the same message, a second apart."""
+        await asyncio.sleep(after)
+        started = time.monotonic()
+        return await simulator.post(xml), time.monotonic() - started
+
+    answers = await asyncio.gather(*(delivery(after) for after in (0, 1, 2, 3)))
+    assert [text for text, _ in answers] == ["success"] * 4  # the bot was not ready in time: no passive reply
+    assert all(took < 5 for _, took in answers)  # each delivery answered within WeChat's limit
+    deadline = time.monotonic() + 15
+    while not [m for m in wechat_api[0].sent if m["touser"] == openid]:
+        assert time.monotonic() < deadline, "the bot's late answer never reached WeChat"
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1.0)  # time for a second answer, were there one
+    (answer,) = [m for m in wechat_api[0].sent if m["touser"] == openid]  # exactly one answer
+    assert answer["api"] == "custom" and answer["text"]["content"] == FAQ["utter_faq/tiered_price"][0]["text"]
+    assert len(await wechat_messages(slow_bot_hub, openid, "resident")) == 1  # stored once
+    assert len(await wechat_messages(slow_bot_hub, openid, "bot")) == 1
