@@ -9,7 +9,7 @@ help:
 	@echo "make run    start the hub on SQLite with demo accounts and the bot (HUB_DEMO=1, HUB_BOT_AUTOSTART=1 unless set)"
 	@echo "make test   install test deps, start PostgreSQL + Redis, run pytest (extra args: make test ARGS='-k x')"
 	@echo "make lint   ruff check ."
-	@echo "make bench  web chat, work-order, ACD and bot benchmarks; results into docs/benchmarks.md"
+	@echo "make bench  web chat, work-order, ACD, WeChat and bot benchmarks; results into docs/benchmarks.md"
 	@echo "make clean  remove var/ and the ./.venv link (the cached venv is kept)"
 
 run:
@@ -31,6 +31,7 @@ bench:
 	$(PY) -m bench --write
 	$(PY) -m bench.workorders --write
 	$(PY) -m bench.acd --write
+	$(PY) -m bench.wechat --write
 	@bash scripts/bot-env.sh
 	@bash scripts/bot-train.sh
 	$(PY) -m bench.bot --write

@@ -50,8 +50,11 @@ async def measure(hub: HubProcess, rate: float, seconds: float, residents: int) 
             latencies.append(time.perf_counter() - started)
             answers[answer] = answers.get(answer, 0) + 1
 
-        # Warm-up: connections, the first conversations.
-        await asyncio.gather(*(one(n) for n in range(50)))
+        # Warm-up: every resident's first message opens their conversation (measured apart, see below).
+        first = time.perf_counter()
+        for start in range(0, residents, 100):
+            await asyncio.gather(*(one(n) for n in range(start, min(start + 100, residents))))
+        opening = {"count": residents, "seconds": time.perf_counter() - first, "latency": Distribution.of(latencies)}
         latencies.clear()
         answers.clear()
         tasks = []
@@ -59,17 +62,17 @@ async def measure(hub: HubProcess, rate: float, seconds: float, residents: int) 
         started = time.perf_counter()
         for n in range(total):
             await asyncio.sleep(max(0.0, started + n / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(one(50 + n)))
+            tasks.append(asyncio.create_task(one(residents + n)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
     return {"rate": rate, "sent": total, "achieved": total / elapsed, "residents": residents,
-            "latency": Distribution.of(latencies), "answers": answers}
+            "latency": Distribution.of(latencies), "answers": answers, "opening": opening}
 
 
 def render(result: dict[str, Any], command: str) -> str:
     m = machine_facts()
-    d = result["latency"]
-    verdict = "met" if d.p99 * 1000 <= TARGET_P99_MS else "NOT met"
+    d, opening = result["latency"], result["opening"]
+    verdict = "met" if d.p99 <= TARGET_P99_MS else "NOT met"
     return "\n".join([
         "<!-- wechat:begin -->",
         "## WeChat: acknowledging callbacks",
@@ -79,11 +82,14 @@ def render(result: dict[str, Any], command: str) -> str:
         f"**Machine.** {m.cpus} CPUs, {m.cpu_model}, {m.memory_gib:.1f} GiB RAM, {m.kernel}; Python {m.python}; "
         "PostgreSQL on the same machine. The hub, the simulator and the stand-in WeChat API share these cores.",
         "",
-        f"Safe mode (signed, AES-encrypted XML), {result['sent']:,} text messages at {result['rate']:g}/s "
-        f"(achieved {result['achieved']:.0f}/s) from {result['residents']:,} residents, no bot (every message is "
-        "stored, queued for people and acknowledged with `success`): from the start of WeChat's POST to the "
-        f"hub's answer p50 {d.p50 * 1000:.1f} ms · p95 {d.p95 * 1000:.1f} ms · **p99 {d.p99 * 1000:.1f} ms** · "
-        f"max {d.max * 1000:.1f} ms. Answers: {', '.join(f'{k!r} × {v:,}' for k, v in result['answers'].items())}.",
+        f"Safe mode (signed, AES-encrypted XML), no bot (every message is stored, queued for people and "
+        f"acknowledged with `success`). First {opening['count']:,} residents each open their conversation, 100 at a "
+        f"time ({opening['count'] / opening['seconds']:.0f} new conversations/s; acknowledged p50 "
+        f"{opening['latency'].p50:.1f} ms · p99 {opening['latency'].p99:.1f} ms). Then {result['sent']:,} text "
+        f"messages at {result['rate']:g}/s (achieved {result['achieved']:.0f}/s) from those residents: from the "
+        "start of WeChat's POST to the "
+        f"hub's answer p50 {d.p50:.1f} ms · p95 {d.p95:.1f} ms · **p99 {d.p99:.1f} ms** · "
+        f"max {d.max:.1f} ms. Answers: {', '.join(f'{k!r} × {v:,}' for k, v in result['answers'].items())}.",
         "",
         f"Goal p99 ≤ {TARGET_P99_MS:g} ms: **{verdict}**.",
         "<!-- wechat:end -->",

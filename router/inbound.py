@@ -145,6 +145,7 @@ class Ingestor:
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self.stored = collections.Counter[str]()  # messages stored by each path, for monitoring
         self._workers: list[asyncio.Task[None]] = []
+        self._careful: dict[tuple[str, str], asyncio.Task[None]] = {}  # per address, its latest careful task
 
     def start(self) -> None:
         # Several batches in flight: one is being written while the database commits another.
@@ -155,6 +156,8 @@ class Ingestor:
         """Store what was already handed in, then stop."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout=self._settings.shutdown_grace_seconds)
+        if self._careful:
+            await asyncio.wait(list(self._careful.values()), timeout=self._settings.shutdown_grace_seconds)
         for worker in self._workers:
             worker.cancel()
         for worker in self._workers:
@@ -193,9 +196,20 @@ class Ingestor:
         by_address: dict[tuple[str, str], list[_Pending]] = defaultdict(list)
         for pending in sorted(careful, key=lambda p: arrival[id(p)]):
             by_address[pending.address].append(pending)
-        await asyncio.gather(*(self._one_by_one(items) for items in by_address.values()))
+        # The careful path runs beside the batches, so that a flood of first messages (new conversations)
+        # does not hold up messages into open ones; per address it stays in arrival order.
+        for address, items in by_address.items():
+            task = asyncio.create_task(self._one_by_one(items, after=self._careful.get(address)))
+            self._careful[address] = task
+            task.add_done_callback(functools.partial(self._careful_done, address))
 
-    async def _one_by_one(self, items: list[_Pending]) -> None:
+    def _careful_done(self, address: tuple[str, str], task: asyncio.Task[None]) -> None:
+        if self._careful.get(address) is task:
+            del self._careful[address]
+
+    async def _one_by_one(self, items: list[_Pending], after: asyncio.Task[None] | None) -> None:
+        if after is not None:
+            await asyncio.wait([after])  # the same resident's earlier messages first
         for pending in items:  # in arrival order: the first may open the conversation the next one joins
             try:
                 pending.future.set_result(await self._store_carefully(pending.inbound))
