@@ -62,6 +62,7 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     app.router.add_get("/app/wallboard", page("wallboard.html"))
     app.router.add_get("/notices", notices_page)
     app.router.add_get("/survey", page("survey.html"))
+    app.router.add_get("/my/orders", page("my-orders.html"))
     app.router.add_static("/app/static", STATIC, append_version=False)
     cross_origin: list[str] = []
     for adapter in hub.adapters.values():

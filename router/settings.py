@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     wechat_token: SecretStr = SecretStr("")  # the callback's signature token
     wechat_encoding_aes_key: SecretStr = SecretStr("")  # 43 characters; empty: plain mode only
     wechat_api_base_url: str = "https://api.weixin.qq.com"  # the stand-in server's URL in tests and the demo
+    wechat_oauth_base_url: str = "https://open.weixin.qq.com"  # where residents' browsers sign in (OAuth2)
     wechat_api_timeout_seconds: float = 5.0  # a call to WeChat's API slower than this is retried later
     wechat_reply_seconds: float = 4.5  # an answer ready this soon goes back as the passive reply (WeChat waits 5 s)
     wechat_fallback_template_id: str = ""  # outside the 48-hour window a reply goes out as this template message

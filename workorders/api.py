@@ -14,6 +14,7 @@ from router.api import api
 from router.api.spec import HUB, MAX_ID, UUID_PATTERN, Call
 from router.errors import Conflict, Invalid, NotFound
 from router.models import Role, StaffUser, utcnow
+from router.residents import resident_of
 from router.schemas import StrictBody
 from router.uploads import file_response, read_upload
 from workorders.categories import check_fields_schema
@@ -24,6 +25,8 @@ from workorders.service import (
     ListQuery,
     NewOrder,
     NoteBody,
+    ResidentOrders,
+    ResidentQuery,
     SurveyAnswer,
     SurveyQuery,
     SurveyView,
@@ -255,6 +258,15 @@ async def get_attachment(call: Call) -> web.FileResponse:
               roles=None, query=SurveyQuery, response=SurveyView, tag="workorders", errors=(404,))
 async def get_survey(call: Call) -> SurveyView:
     return await call.request.app[WORKORDERS].survey(call.query.token)
+
+
+@api.endpoint("GET", "/api/my/orders", summary="A resident's own orders, by the token of their link",
+              roles=None, query=ResidentQuery, response=ResidentOrders, tag="workorders", errors=(404,))
+async def my_orders(call: Call) -> ResidentOrders:
+    resident = resident_of(call.request.app[HUB].secret_key, call.query.token)
+    if resident is None:
+        raise NotFound("链接已失效,请从公众号菜单重新进入", code="link_expired")
+    return await call.request.app[WORKORDERS].orders_of_resident(*resident)
 
 
 @api.endpoint("POST", "/api/surveys", summary="Answer a satisfaction survey (once)", roles=None,

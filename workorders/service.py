@@ -21,7 +21,7 @@ from channels.base import StoredFileInfo
 from router.access import Principal, can_view
 from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.hub import TOPIC as CONVERSATION_TOPIC
-from router.models import Author, Conversation, Message, Role, StaffUser, StoredFile, utcnow
+from router.models import Author, ContactIdentity, Conversation, Message, Role, StaffUser, StoredFile, utcnow
 from router.outbound import new_outbound
 from router.schemas import StrictBody, message_event, visibility_key
 from router.settings import Settings
@@ -180,6 +180,32 @@ class SurveyView(BaseModel):
     answered: bool
     score: int | None
     expired: bool
+
+
+class ResidentQuery(BaseModel):
+    token: str = Field(min_length=10, max_length=500, description="from the link the resident was given")
+
+
+class ResidentStep(BaseModel):
+    state: str
+    at: datetime
+
+
+class ResidentOrder(BaseModel):
+    """What a resident sees of their order: no staff names, no internal notes."""
+
+    number: str
+    category: str
+    title: str
+    address: str | None
+    state_label: str
+    finished: bool
+    created_at: datetime
+    steps: list[ResidentStep]
+
+
+class ResidentOrders(BaseModel):
+    items: list[ResidentOrder]
 
 
 @dataclass(slots=True)
@@ -448,6 +474,30 @@ class WorkOrderService:
             return SurveyView(number=order.number, category=order.category.name, title=order.title,
                               completion=completion, answered=survey.answered_at is not None, score=survey.score,
                               expired=survey.expires_at < utcnow())
+
+    async def orders_of_resident(self, channel: str, external_id: str, limit: int = 20) -> ResidentOrders:
+        """The orders of the resident with this channel identity (reported in any of their conversations)."""
+        async with self.sessions() as session:
+            contact_id = await session.scalar(select(ContactIdentity.contact_id).where(
+                ContactIdentity.channel == channel, ContactIdentity.external_id == external_id))
+            if contact_id is None:
+                return ResidentOrders(items=[])
+            orders = list((await session.scalars(
+                select(WorkOrder).where(WorkOrder.contact_id == contact_id)
+                .order_by(WorkOrder.id.desc()).limit(limit))).unique())
+            events = (await session.scalars(
+                select(WorkOrderEvent).where(WorkOrderEvent.order_id.in_([o.id for o in orders]))
+                .order_by(WorkOrderEvent.id))).all() if orders else []
+        items = []
+        for order in orders:
+            workflow = parse_workflow(order.category.workflow)
+            steps = [ResidentStep(state=workflow.states.get(e.to_state, e.to_state), at=e.at)
+                     for e in events if e.order_id == order.id and e.to_state != e.from_state]
+            items.append(ResidentOrder(
+                number=order.number, category=order.category.name, title=order.title, address=order.address,
+                state_label=workflow.states.get(order.state, order.state), finished=order.state in workflow.final,
+                created_at=order.created_at, steps=steps))
+        return ResidentOrders(items=items)
 
     async def answer_survey(self, body: SurveyAnswer) -> SurveyView:
         """The resident's score: the order is visited, then closed, or reopened when the problem remains.

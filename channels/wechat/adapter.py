@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from wechatpy import events, messages, parse_message
@@ -42,6 +44,7 @@ from channels.wechat.menu import Menu, load_menu
 from channels.wechat.messages import CHANNEL, MEDIA_TYPES, custom_message, inbound_of, template_message, text_of
 from router.errors import BadRequest, Forbidden
 from router.logs import get_logger
+from router.residents import resident_token
 
 log = get_logger(__name__)
 
@@ -49,6 +52,7 @@ MAX_BODY = 64 * 1024  # WeChat's messages are a few hundred bytes
 MEDIA_TIMEOUT = 2.0  # fetching a picture or voice clip must leave time to answer WeChat
 PASSIVE_WRITE_WAIT = 2.0
 SUCCESS = "success"
+OAUTH_STATE_COOKIE = "wechat_oauth_state"
 ERRORS_FOR_AGENTS = {  # what an agent reads beside a message that did not go out
     OUTSIDE_WINDOW: "居民超过48小时未互动,客服消息无法送达",
     45047: "居民回复前客服消息已达上限(20条)",
@@ -92,7 +96,7 @@ class WeChatAdapter(ChannelAdapter):
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/wechat", self.verify), web.post("/wechat", self.callback),
-                web.get("/wechat/files/{file_id}", self.download)]
+                web.get("/wechat/files/{file_id}", self.download), web.get("/wechat/orders", self.my_orders)]
 
     async def start(self) -> None:
         await self.api.start()
@@ -141,6 +145,35 @@ class WeChatAdapter(ChannelAdapter):
     async def download(self, request: web.Request) -> web.FileResponse:
         """Residents' pictures and voice for staff (residents see theirs in WeChat)."""
         return await self.serve_file(request, None)
+
+    async def my_orders(self, request: web.Request) -> web.Response:
+        """The menu's 我的工单: WeChat's OAuth2 (snsapi_base) names the resident, who then sees their orders.
+
+        Without ``code`` the browser goes to WeChat's authorisation page, which comes back here with one
+        (and the ``state`` this hub put in a cookie, so that no other site can start the round trip).
+        """
+        code, state = request.query.get("code"), request.query.get("state", "")
+        if not code:
+            state = secrets.token_urlsafe(16)
+            target = f"{self._settings.base_url}/wechat/orders"
+            query = urlencode({"appid": self._settings.wechat_app_id, "redirect_uri": target,
+                               "response_type": "code", "scope": "snsapi_base", "state": state})
+            response = web.HTTPFound(f"{self._settings.wechat_oauth_base_url}/connect/oauth2/authorize?{query}"
+                                     "#wechat_redirect")
+            response.set_cookie(OAUTH_STATE_COOKIE, state, max_age=600, httponly=True, samesite="Lax",
+                                secure=self._settings.cookie_secure, path="/wechat/orders")
+            raise response
+        if not state or not secrets.compare_digest(state, request.cookies.get(OAUTH_STATE_COOKIE, "")):
+            raise BadRequest("请从公众号菜单“我的工单”重新进入", code="bad_oauth_state")
+        try:
+            openid = await self.api.openid_of(code)
+        except WeChatAPIError as exc:
+            log.warning("wechat oauth refused", errcode=exc.errcode)
+            raise BadRequest("授权已失效,请从公众号菜单“我的工单”重新进入", code="oauth_failed") from None
+        token = resident_token(self.router.secret_key, CHANNEL, openid)
+        response = web.HTTPFound(f"/my/orders#{urlencode({'t': token})}")
+        response.del_cookie(OAUTH_STATE_COOKIE, path="/wechat/orders")
+        raise response
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()

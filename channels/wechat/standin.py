@@ -77,6 +77,7 @@ class StandInWeChat:
     oauth_codes: dict[str, str] = field(default_factory=dict)  # code → openid
     window_closed: set[str] = field(default_factory=set)  # openids outside the 48-hour window
     faults: deque[Fault] = field(default_factory=deque)
+    browser_openid: str = ""  # the resident whose WeChat browser opens pages (OAuth2)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=20 * 1024 * 1024)
@@ -87,6 +88,7 @@ class StandInWeChat:
         app.router.add_post("/cgi-bin/media/upload", self._media_upload)
         app.router.add_post("/cgi-bin/menu/create", self._menu_create)
         app.router.add_get("/sns/oauth2/access_token", self._oauth)
+        app.router.add_get("/connect/oauth2/authorize", self._authorize)
         return app
 
     # -- what tests arrange ----------------------------------------------------------------------
@@ -221,6 +223,19 @@ class StandInWeChat:
             return error(47001)
         self.menus.append(body)
         return web.json_response(OK)
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """The resident's WeChat browser at the authorisation page: back to the site with a code (snsapi_base)."""
+        query = request.query
+        if query.get("appid") != self.app_id or query.get("response_type") != "code" or not query.get(
+                "redirect_uri") or query.get("scope") not in {"snsapi_base", "snsapi_userinfo"}:
+            return web.Response(text="参数错误", status=400)  # WeChat shows an error page, not JSON
+        if not self.browser_openid:
+            return web.Response(text="请在微信客户端打开链接", status=403)
+        target = query["redirect_uri"]
+        separator = "&" if "?" in target else "?"
+        back = {"code": self.oauth_code_for(self.browser_openid), "state": query.get("state", "")}
+        raise web.HTTPFound(f"{target}{separator}{urlencode(back)}")
 
     async def _oauth(self, request: web.Request) -> web.Response:
         await self._pause()

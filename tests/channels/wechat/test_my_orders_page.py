@@ -1,0 +1,68 @@
+"""我的工单 in WeChat's browser: OAuth2 (snsapi_base) through the stand-in, then the resident's own orders."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from playwright.async_api import expect
+
+from router.models import Role
+from tests.channels.wechat.conftest import WeChatWorld
+from tests.support.pages import watch_errors
+from tests.workorders.conftest import LEAK
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
+         "user_agent": "Mozilla/5.0 (Linux; Android 13) MicroMessenger/8.0.47"}
+
+
+async def resident_with_an_order(wechat: WeChatWorld) -> tuple[str, dict]:
+    openid = "o" + uuid.uuid4().hex[:27]
+    simulator = wechat.simulator("safe")
+    await simulator.post(simulator.xml(openid, "text", {"Content": "单元门口水管漏水"}, msg_id=secrets.randbits(63)))
+    conversation_id = (await wechat.messages_of(openid))[0].conversation_id
+    agent = await wechat.hub.staff(Role.AGENT, listen=False)
+    try:
+        await agent.claims(conversation_id)
+        order = await agent.call("POST", "/api/workorders", {**LEAK, "conversation_id": conversation_id},
+                                 expect=201)
+    finally:
+        await agent.close()
+    return openid, order
+
+
+async def test_the_menus_my_orders_signs_the_resident_in_through_wechat_and_lists_their_orders(
+        wechat: WeChatWorld, browser) -> None:
+    openid, order = await resident_with_an_order(wechat)
+    errors: list[str] = []
+    context = await browser.new_context(**PHONE)
+    try:
+        page = watch_errors(await context.new_page(), "resident", errors)
+        wechat.standin.browser_openid = openid  # WeChat's browser knows who is holding the phone
+        await page.goto(f"{wechat.hub.url}/wechat/orders")
+        await expect(page).to_have_url(f"{wechat.hub.url}/my/orders#t=" + page.url.split("#t=", 1)[-1])
+        item = page.get_by_test_id("my-order")
+        await expect(item).to_have_count(1)
+        await expect(item).to_have_attribute("data-number", order["number"])
+        await expect(item).to_contain_text(order["state_label"])
+        await expect(item).to_contain_text(LEAK["address"])
+        await expect(item.locator("li")).to_have_count(1)  # one step so far: accepted
+
+        # Another resident's WeChat sees only their own (none).
+        wechat.standin.browser_openid = "o" + uuid.uuid4().hex[:27]
+        await page.goto(f"{wechat.hub.url}/wechat/orders")
+        await expect(page.get_by_test_id("my-orders-status")).to_contain_text("还没有")
+
+        # A link that was tampered with shows why it does not open.
+        await page.goto(f"{wechat.hub.url}/my/orders#t=forged.token.value")
+        await expect(page.get_by_test_id("my-orders-status")).to_contain_text("链接已失效")
+    finally:
+        await context.close()
+    assert errors == []
+
+
+async def test_a_code_without_the_hubs_state_is_refused(wechat: WeChatWorld) -> None:
+    code = wechat.standin.oauth_code_for("o" + uuid.uuid4().hex[:27])
+    async with wechat.http.get(f"{wechat.hub.url}/wechat/orders", params={"code": code, "state": "made-up"},
+                               allow_redirects=False) as response:
+        assert response.status == 400 and (await response.json())["error"]["code"] == "bad_oauth_state"
