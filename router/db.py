@@ -9,12 +9,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # An arbitrary constant: every hub process that starts takes this PostgreSQL advisory lock while
 # it migrates, so that several processes starting together do not race on the schema.
 _MIGRATION_LOCK_KEY = 962740
+PROVISIONING_LOCK_KEY = 962740_0002  # first admin, default team, demo staff: processes starting together
 
 
 def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
@@ -64,3 +65,13 @@ async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision."""
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
+
+
+async def take_turns(session: AsyncSession, key: int) -> None:
+    """Run the rest of this transaction alone among all processes taking turns on ``key``.
+
+    A transaction-scoped PostgreSQL advisory lock; on SQLite, the single-process mode, the database's one
+    writer already orders transactions.
+    """
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

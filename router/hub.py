@@ -32,7 +32,7 @@ from router.accounts import ensure_team
 from router.acd import presence
 from router.acd.distributor import Distributor, PassResult
 from router.bot import BotBridge, BotUnavailable, question_for_bot
-from router.db import create_engine, migrate, session_factory
+from router.db import PROVISIONING_LOCK_KEY, create_engine, migrate, session_factory, take_turns
 from router.errors import Conflict, Forbidden
 from router.events import create_event_bus
 from router.inbound import Ingestor, attachment_payload
@@ -122,6 +122,7 @@ class Hub:
         self.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
         await migrate(self.engine)
         async with self.sessions.begin() as session:
+            await take_turns(session, PROVISIONING_LOCK_KEY)  # another process may be starting too
             self.default_team_id = (await ensure_team(session, self.settings.default_team)).id
         await self.bus.start()
         if self.bot is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from router.accounts import create_user, has_admin
+from router.db import PROVISIONING_LOCK_KEY, take_turns
 from router.hub import Hub
 from router.models import Role, StaffUser
 from workorders.dispatch import DispatchRule
@@ -44,6 +45,7 @@ async def ensure_first_admin(hub: Hub) -> Credential | None:
     """Create the admin on first start: password from ``HUB_FIRST_ADMIN_PASSWORD`` or a one-time one."""
     settings = hub.settings
     async with hub.sessions.begin() as session:
+        await take_turns(session, PROVISIONING_LOCK_KEY)  # processes starting together create one admin
         if await has_admin(session):
             return None
         configured = settings.first_admin_password.get_secret_value()
@@ -58,6 +60,7 @@ async def ensure_demo_staff(hub: Hub) -> list[Credential]:
     """Demo staff, departments and dispatch rules, so a chat can be followed to a closed order at once."""
     created = []
     async with hub.sessions.begin() as session:
+        await take_turns(session, PROVISIONING_LOCK_KEY)
         departments = {}
         for name in (REPAIR_CENTRE, BUSINESS_OFFICE):
             department = await session.scalar(select(Department).where(Department.name == name))

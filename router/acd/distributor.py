@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, text, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router import conversations as convs
 from router.acd import presence
 from router.acd.decide import AgentSlot, Floor, Item, Plan, Policy, plan
+from router.db import take_turns
 from router.logs import get_logger
 from router.models import (
     AgentPresence,
@@ -69,7 +70,6 @@ class Distributor:
         self._publish = publish
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._postgres = not settings.is_sqlite
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="acd-distributor")
@@ -103,8 +103,7 @@ class Distributor:
         """One pass (and, with ``sweep``, the timed work first); the result is published after commit."""
         result = PassResult()
         async with self._sessions.begin() as session:
-            if self._postgres:
-                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            await take_turns(session, ADVISORY_LOCK_KEY)
             if sweep:
                 result.presence_events = await presence.expire(
                     session, timeout_seconds=self._settings.presence_timeout_seconds)

@@ -19,6 +19,7 @@ from tests.conftest import PASSWORD
 from tests.support.actors import Resident, Staff
 from tests.support.hubproc import HubProcess
 from tests.support.services import REDIS_URL, free_port
+from tests.support.wechat import running_standin, wechat_settings
 
 
 @pytest.fixture
@@ -171,3 +172,21 @@ async def test_two_hubs_assign_two_hundred_concurrent_chats_each_exactly_once(sh
                 for agent in agents:
                     await agent.close()
                 await admin.close()
+
+
+async def test_two_processes_starting_together_ask_wechat_for_one_token(shared_env, tmp_path) -> None:
+    async with running_standin() as (standin, api_url):
+        env = {**shared_env, "HUB_CHANNELS": "webchat,wechat",
+               **{f"HUB_{key.upper()}": value for key, value in wechat_settings(api_url).items()}}
+        processes = [HubProcess(env, tmp_path / "var", name=f"hub{i}") for i in range(2)]
+        try:
+            # Both start at once and publish the menu, for which each needs the access token.
+            await asyncio.gather(*(asyncio.to_thread(process.start) for process in processes))
+            deadline = asyncio.get_running_loop().time() + 30
+            while len(standin.menus) < 2:
+                assert asyncio.get_running_loop().time() < deadline, [p.output()[-2000:] for p in processes]
+                await asyncio.sleep(0.2)
+        finally:
+            for process in processes:
+                process.kill()
+    assert standin.token_requests == 1

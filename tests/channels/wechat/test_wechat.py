@@ -262,3 +262,11 @@ async def test_a_work_order_change_reaches_the_resident_as_a_template_message(we
     assert await simulator.post(finished) == "success"
     (notice,) = await wait_delivery(wechat, openid, {"delivered"})
     assert notice.payload["work_order"]["number"] == order["number"]
+
+
+async def test_the_customer_service_quota_is_shown_to_the_agent_and_not_retried(wechat: WeChatWorld) -> None:
+    openid = new_openid()
+    wechat.standin.fail_next("/cgi-bin/message/custom/send", 45047)
+    await agent_answers(wechat, openid, "第二十一条")
+    (reply,) = await wait_delivery(wechat, openid, {"failed"})
+    assert "上限" in reply.last_error and reply.attempts == 1
