@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import getpass
 import os
+import socket
 import sys
 
 from aiohttp import web
+from pydantic import SecretStr
 
+from channels.wechat.standin import DEMO_ACCOUNT, DEMO_OPENID
+from channels.wechat.standin import serve as serve_standin
 from router.accounts import create_api_token, create_user
 from router.app import create_app
 from router.db import create_engine, migrate, session_factory
@@ -23,12 +27,33 @@ from router.settings import Settings
 log = get_logger("router")
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
+    demo_wechat = settings.demo and not settings.wechat_app_id and "wechat" not in settings.channels
+    if demo_wechat:  # the demo's official account talks to the stand-in WeChat, run in this process
+        standin_port = _free_port()
+        standin_url = f"http://127.0.0.1:{standin_port}"
+        demo_secrets = {key: value if key == "wechat_app_id" else SecretStr(value)
+                        for key, value in DEMO_ACCOUNT.items()}
+        settings = settings.model_copy(update={
+            **demo_secrets, "channels": f"{settings.channels},wechat", "wechat_api_base_url": standin_url,
+            "wechat_oauth_base_url": standin_url})
     hub = Hub(settings)
     app = create_app(settings, hub)
+    if demo_wechat:
+        async def start_standin(_app: web.Application) -> None:
+            _, runner, _url = await serve_standin("127.0.0.1", standin_port, browser_openid=DEMO_OPENID)
+            app.on_cleanup.append(lambda _app: runner.cleanup())
+
+        app.on_startup.insert(0, start_standin)
 
     async def provision(_app: web.Application) -> None:
         admin = await ensure_first_admin(hub)
@@ -45,6 +70,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
             f"  停水公告 (public notices):     {base}/notices",
             f"  API document:                  {base}/api/openapi.json",
         ]
+        if demo_wechat:
+            lines += [f"  微信公众号 (stand-in WeChat):   {standin_url}  — write as a resident:",
+                      f"    python -m channels.wechat.standin say --hub {base} --wechat {standin_url} '我家停水了'",
+                      f"    我的工单 of that resident:    {base}/wechat/orders"]
         if admin is not None:
             lines.append(f"  first admin: {admin.username} / {admin.password}  ({admin.note})")
         lines += [f"  demo {c.role}: {c.username} / {c.password}  ({c.note})" for c in demo]

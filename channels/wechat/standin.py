@@ -8,8 +8,9 @@ with WeChat's JSON shapes and error codes, keeps what was sent, and can be told 
 :class:`Simulator` posts messages to the hub's callback exactly as WeChat does: signed query string, XML
 in plain, compatible or safe (AES) mode, a 5-second limit and up to three retries of the same message.
 
-Run alone (the demo): ``python -m channels.wechat.standin --port 8090`` serves the API for the app id and
-secret in ``HUB_WECHAT_*``; point ``HUB_WECHAT_API_BASE_URL`` at it.
+``make run`` (demo mode) runs it inside the hub process for a demo account and prints how to write to the
+hub as a WeChat resident: ``python -m channels.wechat.standin say --wechat <its URL> "我家停水了"``.
+``python -m channels.wechat.standin serve --port 8090`` runs it alone.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ class StandInWeChat:
                 raise AssertionError(f"{len(self.sent)} of {count} messages reached the stand-in WeChat")
             await asyncio.sleep(0.05)
         return list(self.sent)
+
+    async def sent_view(self, request: web.Request) -> web.Response:
+        """What was sent to one resident (a control endpoint of the stand-in; WeChat has none such)."""
+        touser = request.query.get("touser", "")
+        return web.json_response([m for m in self.sent if m.get("touser") == touser])
 
     # -- the API ---------------------------------------------------------------------------------
 
@@ -338,17 +344,72 @@ def _msg_signature(encrypted_xml: str) -> str:
     return _field(encrypted_xml, "MsgSignature")
 
 
-def main() -> None:
-    from router.settings import get_settings
+DEMO_ACCOUNT = {  # the demo's official account (make run): values of no real account
+    "wechat_app_id": "wx5f3e2d1c0b9a8776", "wechat_app_secret": "demo-app-secret-not-a-real-one",
+    "wechat_token": "shuiwu-demo-token", "wechat_encoding_aes_key": "ShuiwuDemoEncodingAesKey0123456789abcdefghi",
+}
+DEMO_OPENID = "oShuiwuDemoResident000000001"
 
+
+async def serve(host: str, port: int, *, browser_openid: str = "") -> tuple[StandInWeChat, web.AppRunner, str]:
+    """The stand-in for the demo account, listening (``port`` 0: any free port); its URL."""
+    standin = StandInWeChat(DEMO_ACCOUNT["wechat_app_id"], DEMO_ACCOUNT["wechat_app_secret"],
+                            browser_openid=browser_openid)
+    app = standin.app()
+    app.router.add_get("/_standin/sent", standin.sent_view)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0][1]
+    return standin, runner, f"http://{host}:{bound}"
+
+
+async def _say(hub: str, standin_url: str, openid: str, text: str, wait: float) -> None:
+    async with aiohttp.ClientSession() as http:
+        simulator = Simulator(http, f"{hub.rstrip('/')}/wechat", DEMO_ACCOUNT["wechat_token"],
+                              app_id=DEMO_ACCOUNT["wechat_app_id"],
+                              encoding_aes_key=DEMO_ACCOUNT["wechat_encoding_aes_key"], mode="safe")
+        answer = await simulator.post(simulator.xml(openid, "text", {"Content": text},
+                                                    msg_id=secrets.randbits(63)))
+        print(f"公众号被动回复: {_field(answer, 'Content') if answer.startswith('<xml>') else answer}")
+        deadline = time.monotonic() + wait
+        seen = 0
+        while time.monotonic() < deadline:  # answers that follow as customer-service messages
+            async with http.get(f"{standin_url}/_standin/sent", params={"touser": openid}) as response:
+                sent = await response.json()
+            for message in sent[seen:]:
+                print(f"客服消息: {message.get('text', {}).get('content') or message}")
+            seen = len(sent)
+            await asyncio.sleep(1)
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serving = commands.add_parser("serve", help="serve the demo account's API")
+    serving.add_argument("--host", default="127.0.0.1")
+    serving.add_argument("--port", type=int, default=8090)
+    say = commands.add_parser("say", help="write to the hub as a WeChat resident of the demo account")
+    say.add_argument("--hub", default="http://127.0.0.1:8080")
+    say.add_argument("--wechat", required=True, help="the stand-in's URL (make run prints it)")
+    say.add_argument("--openid", default=DEMO_OPENID)
+    say.add_argument("--wait", type=float, default=10.0, help="seconds to watch for answers that follow")
+    say.add_argument("text")
     args = parser.parse_args()
-    settings = get_settings()
-    standin = StandInWeChat(settings.wechat_app_id or "wx-demo", settings.wechat_app_secret.get_secret_value()
-                            or "demo-secret")
-    web.run_app(standin.app(), host=args.host, port=args.port)
+    if args.command == "say":
+        asyncio.run(_say(args.hub, args.wechat, args.openid, args.text, args.wait))
+        return
+
+    async def forever() -> None:
+        _, runner, url = await serve(args.host, args.port, browser_openid=DEMO_OPENID)
+        print(f"stand-in WeChat at {url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(forever())
 
 
 if __name__ == "__main__":

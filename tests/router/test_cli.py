@@ -44,6 +44,15 @@ def test_run_with_demo_prints_urls_and_working_credentials(tmp_path) -> None:
         assert order.status_code == 201, order.text
         assert (order.json()["state"], order.json()["department"]["name"]) == ("dispatched", "管网抢修中心")
         assert admin.group(1) not in (tmp_path / "var").joinpath("hub.sqlite3").read_bytes().decode("latin-1")
+        # The demo's official account: a resident writes through the stand-in WeChat and reaches the agents.
+        say = re.search(r"(python -m channels\.wechat\.standin say .*) '我家停水了'", output)
+        assert say, output
+        said = subprocess.run([sys.executable, "-m", *say.group(1).split()[2:], "--wait", "0", "南门小区停水了"],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
+        assert "公众号被动回复: success" in said.stdout, said.stdout + said.stderr
+        queued = session.get(f"{hub.url}/api/conversations", params={"state": "queued"}, timeout=10).json()
+        assert any(c["channel"] == "wechat" and c["last_message"]["text"] == "南门小区停水了"
+                   for c in queued["items"]), queued
     finally:
         hub.kill()
     restarted = HubProcess({"HUB_DEMO": "1", "HUB_DATABASE_URL": ""}, tmp_path / "var").start()
