@@ -564,9 +564,12 @@
       el('div', { class: 'bubble' }, content),
     ]);
     if (message.direction === 'out' && message.delivery) {
+      const label = DELIVERY_LABELS[message.delivery] || message.delivery;
+      const failed = message.delivery === 'failed';
       node.append(el('div', {
-        class: message.delivery === 'failed' ? 'delivery failed' : 'delivery',
-        text: DELIVERY_LABELS[message.delivery] || message.delivery,
+        class: failed ? 'delivery failed' : 'delivery',
+        'data-testid': 'delivery-state',
+        text: failed && message.last_error ? `${label}:${message.last_error}` : label,  // why, from the channel
       }));
     }
     return node;

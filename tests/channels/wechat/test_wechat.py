@@ -77,6 +77,15 @@ async def test_every_message_type_is_stored_as_the_resident_sent_it(wechat: WeCh
     assert image["content_type"] == "image/png" and image["size"] == len(picture)  # fetched through media/get
     assert stored[2].payload["attachment"]["content_type"] == "audio/amr"
     assert stored[3].payload["wechat"]["media_id"].startswith("Fx1video")
+    # An agent answers the lot, through the customer-service API.
+    agent = await wechat.hub.staff(Role.AGENT, listen=False)
+    try:
+        await agent.claims(stored[0].conversation_id)
+        await agent.replies(stored[0].conversation_id, "收到您的照片、语音和位置,已安排抢修")
+    finally:
+        await agent.close()
+    (answer,) = await wechat.standin.wait_sent(1)
+    assert answer["touser"] == openid and answer["text"]["content"] == "收到您的照片、语音和位置,已安排抢修"
 
 
 @pytest.mark.parametrize("mode", ["plain", "safe"])

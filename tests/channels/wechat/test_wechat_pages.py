@@ -1,4 +1,5 @@
-"""我的工单 in WeChat's browser: OAuth2 (snsapi_base) through the stand-in, then the resident's own orders."""
+"""WeChat in the browser: 我的工单 (OAuth2 through the stand-in, then the resident's own orders), and what the
+inbox shows of a WeChat reply that did not go."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from playwright.async_api import expect
 
 from router.models import Role
 from tests.channels.wechat.conftest import WeChatWorld
-from tests.support.pages import watch_errors
+from tests.support.desks import Desk
+from tests.support.pages import sign_in, watch_errors
 from tests.workorders.conftest import LEAK
 
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True,
@@ -66,3 +68,28 @@ async def test_a_code_without_the_hubs_state_is_refused(wechat: WeChatWorld) -> 
     async with wechat.http.get(f"{wechat.hub.url}/wechat/orders", params={"code": code, "state": "made-up"},
                                allow_redirects=False) as response:
         assert response.status == 400 and (await response.json())["error"]["code"] == "bad_oauth_state"
+
+
+async def test_the_agent_sees_why_a_wechat_reply_did_not_go(wechat: WeChatWorld, browser) -> None:
+    openid = "o" + uuid.uuid4().hex[:27]
+    wechat.standin.window_closed.add(openid)  # the resident last wrote more than 48 hours ago
+    simulator = wechat.simulator("safe")
+    await simulator.post(simulator.xml(openid, "text", {"Content": "水费怎么这么高"}, msg_id=secrets.randbits(63)))
+    conversation_id = (await wechat.messages_of(openid))[0].conversation_id
+    agent = await wechat.hub.staff(Role.AGENT, listen=False)
+    errors: list[str] = []
+    context = await browser.new_context()
+    try:
+        await agent.claims(conversation_id)
+        desk = Desk(agent, watch_errors(await context.new_page(), "agent", errors))
+        await sign_in(desk.page, wechat.hub.url, agent.user["username"])
+        await desk.show("mine")
+        await desk.opens(conversation_id)
+        await agent.replies(conversation_id, "您好,账单明细已发到您的手机")
+        state = desk.page.get_by_test_id("delivery-state").last
+        await expect(state).to_contain_text("发送失败")
+        await expect(state).to_contain_text("48小时")
+    finally:
+        await context.close()
+        await agent.close()
+    assert errors == []
