@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from bench.hubproc import ROOT, HubProcess, free_port, open_database
+from bench.hubproc import ROOT, HubProcess, open_database
 from bench.report import machine_facts, write_section
 from bench.stats import Distribution
-from channels.wechat.standin import Simulator, StandInWeChat
+from channels.wechat.standin import Simulator, serve
 
 DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- wechat:begin -->", "<!-- wechat:end -->")
@@ -105,18 +104,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     async def run() -> dict[str, Any]:
-        standin = StandInWeChat(APP_ID, APP_SECRET)
-        runner = web.AppRunner(standin.app(), access_log=None)
-        await runner.setup()
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
+        _, runner, api_url = await serve("127.0.0.1", 0, app_id=APP_ID, app_secret=APP_SECRET)
         try:
             with tempfile.TemporaryDirectory(prefix="shuiwu-bench-wechat-") as tmp, \
                     open_database("postgresql", Path(tmp)) as database, \
                     HubProcess(database, Path(tmp), {
                         "HUB_CHANNELS": "wechat", "HUB_WECHAT_APP_ID": APP_ID, "HUB_WECHAT_APP_SECRET": APP_SECRET,
                         "HUB_WECHAT_TOKEN": TOKEN, "HUB_WECHAT_ENCODING_AES_KEY": AES_KEY,
-                        "HUB_WECHAT_API_BASE_URL": f"http://127.0.0.1:{port}"}) as hub:
+                        "HUB_WECHAT_API_BASE_URL": api_url}) as hub:
                 print(f"{args.rate:g} messages/s for {args.seconds:g} s …", file=sys.stderr)
                 return await measure(hub, args.rate, args.seconds, args.residents)
         finally:

@@ -156,13 +156,17 @@ class StandInWeChat:
             return None
         return body if isinstance(body, dict) else None
 
-    async def _token(self, request: web.Request) -> web.Response:
-        await self._pause()
-        query = request.query
+    def _wrong_credentials(self, query: Any) -> web.Response | None:
         if query.get("appid") != self.app_id:
             return error(40013)
         if query.get("secret") != self.app_secret:
             return error(40125)
+        return None
+
+    async def _token(self, request: web.Request) -> web.Response:
+        await self._pause()
+        if (refused := self._wrong_credentials(request.query)) is not None:
+            return refused
         if (fault := self._fault(request.path)) is not None:
             return fault
         self.token_requests += 1
@@ -246,10 +250,8 @@ class StandInWeChat:
     async def _oauth(self, request: web.Request) -> web.Response:
         await self._pause()
         query = request.query
-        if query.get("appid") != self.app_id:
-            return error(40013)
-        if query.get("secret") != self.app_secret:
-            return error(40125)
+        if (refused := self._wrong_credentials(query)) is not None:
+            return refused
         openid = self.oauth_codes.pop(query.get("code", ""), None)  # a code is good for one use
         if openid is None:
             return error(40029)
@@ -351,10 +353,11 @@ DEMO_ACCOUNT = {  # the demo's official account (make run): values of no real ac
 DEMO_OPENID = "oShuiwuDemoResident000000001"
 
 
-async def serve(host: str, port: int, *, browser_openid: str = "") -> tuple[StandInWeChat, web.AppRunner, str]:
-    """The stand-in for the demo account, listening (``port`` 0: any free port); its URL."""
-    standin = StandInWeChat(DEMO_ACCOUNT["wechat_app_id"], DEMO_ACCOUNT["wechat_app_secret"],
-                            browser_openid=browser_openid)
+async def serve(host: str, port: int, *, app_id: str = DEMO_ACCOUNT["wechat_app_id"],
+                app_secret: str = DEMO_ACCOUNT["wechat_app_secret"], browser_openid: str = "",
+                ) -> tuple[StandInWeChat, web.AppRunner, str]:
+    """A stand-in for one account (the demo's by default), listening (``port`` 0: any free one); its URL."""
+    standin = StandInWeChat(app_id, app_secret, browser_openid=browser_openid)
     app = standin.app()
     app.router.add_get("/_standin/sent", standin.sent_view)
     runner = web.AppRunner(app, access_log=None)

@@ -8,10 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
-from channels.wechat.standin import StandInWeChat
-from tests.support.services import free_port
+from channels.wechat.standin import StandInWeChat, serve
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "wechat"
 SAMPLE = json.loads((FIXTURES / "encryption_sample.json").read_text("utf-8"))
@@ -22,13 +19,9 @@ TOKEN, AES_KEY = SAMPLE["token"], SAMPLE["encoding_aes_key"]
 @asynccontextmanager
 async def running_standin() -> AsyncIterator[tuple[StandInWeChat, str]]:
     """The stand-in WeChat API on a free port, and its URL."""
-    fake = StandInWeChat(APP_ID, APP_SECRET)
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    standin, runner, url = await serve("127.0.0.1", 0, app_id=APP_ID, app_secret=APP_SECRET)
     try:
-        yield fake, f"http://127.0.0.1:{port}"
+        yield standin, url
     finally:
         await runner.cleanup()
 

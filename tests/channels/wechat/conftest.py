@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -10,9 +11,10 @@ import pytest
 from sqlalchemy import select
 
 from channels.wechat.standin import Simulator, StandInWeChat
-from router.models import Conversation, Message
+from router.models import Conversation, Message, Role
 from tests.conftest import RunningHub, start_hub
 from tests.support.wechat import AES_KEY, APP_ID, TOKEN, running_standin, wechat_settings
+from tests.workorders.conftest import LEAK
 
 
 def simulator(http: aiohttp.ClientSession, hub_url: str, mode: str = "safe", **options: Any) -> Simulator:
@@ -29,6 +31,20 @@ class WeChatWorld:
 
     def simulator(self, mode: str = "safe", **options: Any) -> Simulator:
         return simulator(self.http, self.hub.url, mode, **options)
+
+    async def resident_with_an_order(self, openid: str) -> dict[str, Any]:
+        """``openid`` writes in; an agent takes the chat and makes a leak order of it (returned)."""
+        simulator = self.simulator("safe")
+        report = simulator.xml(openid, "text", {"Content": "单元门口水管漏水"}, msg_id=secrets.randbits(63))
+        await simulator.post(report)
+        conversation_id = (await self.messages_of(openid))[0].conversation_id
+        agent = await self.hub.staff(Role.AGENT, listen=False)
+        try:
+            await agent.claims(conversation_id)
+            return await agent.call("POST", "/api/workorders", {**LEAK, "conversation_id": conversation_id},
+                                    expect=201)
+        finally:
+            await agent.close()
 
     async def messages_of(self, openid: str, author: str | None = None) -> list[Message]:
         """The resident's conversation, or what ``author`` (resident, agent, system, bot) wrote in it."""

@@ -18,7 +18,6 @@ from router.models import Role
 from tests.channels.wechat.conftest import WeChatWorld
 from tests.support.files import png_bytes
 from tests.support.wechat import APP_ID, FIXTURES, SAMPLE, TOKEN
-from tests.workorders.conftest import LEAK
 
 FIXTURE_OPENID = "oXyZ1234567890abcdefghijklmn"
 MODES = ["plain", "compat", "safe"]
@@ -251,15 +250,7 @@ async def test_the_menu_is_published_when_the_hub_starts(wechat: WeChatWorld) ->
 @pytest.mark.parametrize("wechat", [{"wechat_progress_template_id": "TPL-ORDER-0001"}], indirect=True)
 async def test_a_work_order_change_reaches_the_resident_as_a_template_message(wechat: WeChatWorld) -> None:
     openid = new_openid()
-    await wechat.simulator("safe").post(fixture_xml("text.xml", openid))
-    conversation_id = (await wechat.messages_of(openid))[0].conversation_id
-    agent = await wechat.hub.staff(Role.AGENT, listen=False)
-    try:
-        await agent.claims(conversation_id)
-        order = await agent.call("POST", "/api/workorders", {**LEAK, "conversation_id": conversation_id},
-                                 expect=201)
-    finally:
-        await agent.close()
+    order = await wechat.resident_with_an_order(openid)
     (template,) = await wechat.standin.wait_sent(1)
     assert template["api"] == "template" and template["template_id"] == "TPL-ORDER-0001"
     assert template["touser"] == openid and template["data"]["character_string1"]["value"] == order["number"]

@@ -18,24 +18,10 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touc
          "user_agent": "Mozilla/5.0 (Linux; Android 13) MicroMessenger/8.0.47"}
 
 
-async def resident_with_an_order(wechat: WeChatWorld) -> tuple[str, dict]:
-    openid = "o" + uuid.uuid4().hex[:27]
-    simulator = wechat.simulator("safe")
-    await simulator.post(simulator.xml(openid, "text", {"Content": "单元门口水管漏水"}, msg_id=secrets.randbits(63)))
-    conversation_id = (await wechat.messages_of(openid))[0].conversation_id
-    agent = await wechat.hub.staff(Role.AGENT, listen=False)
-    try:
-        await agent.claims(conversation_id)
-        order = await agent.call("POST", "/api/workorders", {**LEAK, "conversation_id": conversation_id},
-                                 expect=201)
-    finally:
-        await agent.close()
-    return openid, order
-
-
 async def test_the_menus_my_orders_signs_the_resident_in_through_wechat_and_lists_their_orders(
         wechat: WeChatWorld, browser) -> None:
-    openid, order = await resident_with_an_order(wechat)
+    openid = "o" + uuid.uuid4().hex[:27]
+    order = await wechat.resident_with_an_order(openid)
     errors: list[str] = []
     context = await browser.new_context(**PHONE)
     try:
