@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from router.companions import Companion
