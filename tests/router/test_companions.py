@@ -47,7 +47,7 @@ async def test_a_child_that_never_gets_healthy_is_killed_and_started_again(tmp_p
 async def test_a_healthy_child_is_restarted_after_it_dies(tmp_path: Path) -> None:
     port = free_port()
     server = (f"import http.server as h; s = h.HTTPServer(('127.0.0.1', {port}), h.SimpleHTTPRequestHandler); "
-              "s.handle_request()")  # answers the health check, then exits
+              "s.handle_request(); import time; time.sleep(1)")  # answers the health check, stays a second, exits
     companion = Companion(name="server", argv=[sys.executable, "-c", server], cwd=tmp_path, env={},
                           health_url=f"http://127.0.0.1:{port}/", log_path=tmp_path / "server.log",
                           health_timeout=20.0)
