@@ -38,6 +38,7 @@
     unread: new Map(), // id -> resident messages not yet seen
     queueFilter: null, // team id the queued list is narrowed to (null: every queue)
     arrivedDuringLoad: null, // ids updated by live frames while a list request is in flight
+    liveDuringOpen: null, // message ids updated by live frames while the open conversation is being fetched
     mode: 'reply', // the composer sends a reply to the resident, or an internal note
     openId: null,
     open: null, // Conversation currently shown on the right
@@ -428,6 +429,8 @@
     const id = state.openId;
     if (id === null) return;
     const seq = ++state.openSeq;
+    const live = new Set();
+    state.liveDuringOpen = live;
     try {
       const [conversation, page] = await Promise.all([
         api('GET', `/api/conversations/${encodeURIComponent(id)}`),
@@ -436,11 +439,14 @@
       if (seq !== state.openSeq || !sameId(state.openId, id)) return;
       applyConversation(conversation);
       for (const message of (page && Array.isArray(page.items) ? page.items : [])) {
-        state.messages.set(message.id, message);
+        // A live frame that came while the page was read is newer than the page (e.g. a delivery update).
+        if (!live.has(message.id)) state.messages.set(message.id, message);
       }
       renderAllMessages();
     } catch (err) {
       toast.report(err);
+    } finally {
+      if (state.liveDuringOpen === live) state.liveDuringOpen = null;
     }
   }
 
@@ -586,6 +592,7 @@
   function addMessage(message) {
     const known = state.messages.get(message.id);
     state.messages.set(message.id, message);
+    if (state.liveDuringOpen) state.liveDuringOpen.add(message.id);
     if (known) {
       // Same message again (e.g. a delivery update): redraw it in place.
       const old = dom.messages.querySelector(`[data-message-id="${CSS.escape(String(message.id))}"]`);
