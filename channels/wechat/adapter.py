@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from channels.wechat.menu import Menu, load_menu
 from channels.wechat.messages import CHANNEL, MEDIA_TYPES, custom_message, inbound_of, template_message, text_of
 from router.errors import BadRequest, Forbidden
 from router.logs import get_logger
-from router.residents import resident_token
+from router.residents import resident_of, resident_token
 
 log = get_logger(__name__)
 
@@ -118,6 +119,7 @@ class WeChatAdapter(ChannelAdapter):
         return inbound
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
+        message = self._with_resident_link(message)
         template = self._settings.wechat_progress_template_id
         as_template = bool(template and (message.payload or {}).get("work_order"))
         if not as_template and message.attachment is None and self._answer_passively(message):
@@ -143,8 +145,9 @@ class WeChatAdapter(ChannelAdapter):
         return web.Response(text=request.query.get("echostr", ""))
 
     async def download(self, request: web.Request) -> web.FileResponse:
-        """Residents' pictures and voice for staff (residents see theirs in WeChat)."""
-        return await self.serve_file(request, None)
+        """Files of WeChat conversations: for staff, and for the resident by the signed link they were sent."""
+        resident = resident_of(self.router.secret_key, request.query.get("t", ""))
+        return await self.serve_file(request, resident[1] if resident and resident[0] == CHANNEL else None)
 
     async def my_orders(self, request: web.Request) -> web.Response:
         """The menu's 我的工单: WeChat's OAuth2 (snsapi_base) names the resident, who then sees their orders.
@@ -292,6 +295,15 @@ class WeChatAdapter(ChannelAdapter):
             return None
 
     # -- sending --------------------------------------------------------------------------------
+
+    def _with_resident_link(self, message: OutboundMessage) -> OutboundMessage:
+        """A file goes as a link the resident can open in WeChat's browser: absolute, with their signed token."""
+        attachment = message.attachment
+        if attachment is None or not attachment.url.startswith("/"):
+            return message
+        token = resident_token(self.router.secret_key, CHANNEL, message.recipient)
+        link = f"{self._settings.base_url}{attachment.url}?{urlencode({'t': token})}"
+        return dataclasses.replace(message, attachment=dataclasses.replace(attachment, url=link))
 
     async def _media_of(self, message: OutboundMessage) -> str | None:
         """Upload an image the agent attached; other files go as a link in the text."""

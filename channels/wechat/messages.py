@@ -74,7 +74,7 @@ def custom_message(message: OutboundMessage, *, media_id: str | None = None) -> 
 
 
 def text_of(message: OutboundMessage) -> str:
-    """The text a resident reads: an agent's name before their words, a file as its link."""
+    """The text a resident reads: the words, a file as its link, buttons as a list of their titles."""
     text = message.text or ""
     if message.attachment is not None:
         label = message.attachment.name or "附件"

@@ -270,3 +270,25 @@ async def test_the_customer_service_quota_is_shown_to_the_agent_and_not_retried(
     await agent_answers(wechat, openid, "第二十一条")
     (reply,) = await wait_delivery(wechat, openid, {"failed"})
     assert "上限" in reply.last_error and reply.attempts == 1
+
+
+async def test_a_document_goes_as_a_link_only_its_resident_can_open(wechat: WeChatWorld) -> None:
+    openid = new_openid()
+    await wechat.simulator("safe").post(fixture_xml("text.xml", openid))
+    conversation_id = (await wechat.messages_of(openid))[0].conversation_id
+    document = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<<>>\n%%EOF\n"
+    agent = await wechat.hub.staff(Role.AGENT, listen=False)
+    try:
+        await agent.claims(conversation_id)
+        await agent.upload(f"/api/conversations/{conversation_id}/attachments", "缴费须知.pdf", document)
+    finally:
+        await agent.close()
+    (sent,) = await wechat.standin.wait_sent(1)
+    link = sent["text"]["content"].split("缴费须知.pdf: ", 1)[1]
+    assert link.startswith(f"{wechat.hub.url}/wechat/files/") and "?t=" in link
+    async with wechat.http.get(link) as response:  # WeChat's browser: no staff session, only the link
+        assert response.status == 200 and await response.read() == document
+    async with wechat.http.get(link[:-4] + "AAAA") as response:
+        assert response.status == 404
+    async with wechat.http.get(link.split("?", 1)[0]) as response:
+        assert response.status == 404
