@@ -117,11 +117,14 @@ class StoredFileInfo:
 EventHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+Producer = Callable[[], Awaitable[tuple[str, timedelta]]]  # a new shared value and how long it lasts
+
+
 class SharedValues(Protocol):
     """A value all hub processes share, produced by one of them (an API's access token): see router/shared.py."""
 
-    async def __call__(self, key: str, produce: Callable[[], Awaitable[tuple[str, timedelta]]], *,
-                       margin: timedelta, stale: str | None = None) -> tuple[str, datetime]: ...
+    async def __call__(self, key: str, produce: Producer, *, margin: timedelta,
+                       stale: str | None = None) -> tuple[str, datetime]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from channels.base import (
     EventHandler,
     InboundMessage,
     IngestResult,
+    Producer,
     StoredFileInfo,
 )
 from router import conversations as convs
@@ -62,7 +63,7 @@ from router.schemas import (
     visibility_key,
 )
 from router.settings import Settings, load_secret_key
-from router.shared import Producer, shared_value
+from router.shared import shared_value
 from router.uploads import FileStore, Upload
 
 log = get_logger(__name__)

@@ -8,7 +8,6 @@ On SQLite, the single-process mode, the database's write lock orders the askers 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import String, Text, select
@@ -17,9 +16,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from channels.base import Producer
 from router.models import Base, utcnow
-
-Producer = Callable[[], Awaitable[tuple[str, timedelta]]]  # a new value and how long it lasts
 
 
 class SharedValue(Base):
