@@ -9,7 +9,8 @@ help:
 	@echo "make run    start the hub on SQLite with demo accounts and the bot (HUB_DEMO=1, HUB_BOT_AUTOSTART=1 unless set)"
 	@echo "make test   install test deps, start PostgreSQL + Redis, run pytest (extra args: make test ARGS='-k x')"
 	@echo "make lint   ruff check ."
-	@echo "make bench  web chat, work-order, ACD, WeChat and bot benchmarks; results into docs/benchmarks.md"
+	@echo "make bench  web chat, work-order, ACD, WeChat, sign-in, bot and IVR benchmarks, and the chaos run (parts of the"
+	@echo "           hub killed under load: messages lost, duplicated, answered); results into docs/benchmarks.md"
 	@echo "make clean  remove var/ and the ./.venv link (the cached venv is kept)"
 
 run:
@@ -32,9 +33,13 @@ bench:
 	$(PY) -m bench.workorders --write
 	$(PY) -m bench.acd --write
 	$(PY) -m bench.wechat --write
+	$(PY) -m bench.logins --write
 	@bash scripts/bot-env.sh
 	@bash scripts/bot-train.sh
 	$(PY) -m bench.bot --write
+	@bash scripts/asterisk-root.sh
+	$(PY) -m bench.voice --write
+	$(PY) -m bench.chaos --write
 
 clean:
 	rm -rf var

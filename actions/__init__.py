@@ -1,1 +1,1 @@
-"""The bot's custom actions (rasa-sdk): ``python -m rasa_sdk --actions actions`` loads every module here."""
+"""The bot's custom actions (rasa-sdk): ``python -m actions.server`` (the hub starts it) loads every module here."""

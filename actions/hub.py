@@ -19,10 +19,6 @@ class HubUnavailable(Exception):
     pass
 
 
-class NotFound(Exception):
-    pass
-
-
 class HubClient:
     def __init__(self, base_url: str | None = None, token: str | None = None) -> None:
         self._base = (base_url or os.environ.get("HUB_URL", "http://127.0.0.1:8080")).rstrip("/")
@@ -34,8 +30,6 @@ class HubClient:
             async with aiohttp.ClientSession(timeout=TIMEOUT, headers=self._headers) as http, \
                     http.request(method, self._base + path, params=params, json=body) as response:
                 payload = await response.json(content_type=None)
-                if response.status == 404:
-                    raise NotFound(path)
                 if response.status >= 400:
                     raise HubUnavailable(f"{method} {path}: HTTP {response.status} {payload}")
                 return payload
@@ -45,11 +39,24 @@ class HubClient:
     async def create_order(self, order: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/api/workorders", body=order)
 
-    async def orders(self, **filters: str) -> list[dict[str, Any]]:
-        return (await self._call("GET", "/api/workorders", params=filters))["items"]
-
     async def notices(self, **filters: str) -> dict[str, Any]:
         return await self._call("GET", "/api/notices", params=filters)
 
-    async def account(self, number: str) -> dict[str, Any]:
-        return await self._call("GET", "/api/billing/account", params={"number": number})
+    async def account_lookup(self, conversation_id: int, number: str,
+                             phone_last4: str | None = None) -> dict[str, Any]:
+        """``{found, verified, blocked, account}``: the hub shows the account only to the resident it belongs to."""
+        return await self._call("POST", "/api/bot/account-lookup", body=_lookup(conversation_id, number, phone_last4))
+
+    async def order_lookup(self, conversation_id: int, number: str | None = None,
+                           phone_last4: str | None = None) -> dict[str, Any]:
+        """``{found, verified, blocked, order}``; without a number, the resident's latest order."""
+        return await self._call("POST", "/api/bot/order-lookup", body=_lookup(conversation_id, number, phone_last4))
+
+
+def _lookup(conversation_id: int, number: str | None, phone_last4: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"conversation_id": conversation_id}
+    if number is not None:
+        body["number"] = number
+    if phone_last4 is not None:
+        body["phone_last4"] = phone_last4
+    return body

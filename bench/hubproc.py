@@ -7,7 +7,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 
+from router.net import free_port
+from router.ratelimit import lifted_limits_environment
 from router.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,12 +98,6 @@ def open_database(backend: str, workdir: Path) -> Iterator[Database]:
         _psql(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class HubProcess:
     """``python -m router run`` with a pinned configuration; stopped with SIGTERM like a service manager does."""
 
@@ -125,6 +120,8 @@ class HubProcess:
             # out of the way (the bucket is still checked on every frame).
             "HUB_WEBCHAT_MESSAGES_PER_SECOND": "1000",
             "HUB_WEBCHAT_MESSAGE_BURST": "1000",
+            # Every simulated resident calls from 127.0.0.1: the per-address limits are raised out of the way.
+            **lifted_limits_environment(),
             "HUB_OUTBOUND_POLL_SECONDS": str(defaults["outbound_poll_seconds"].default),
             "HUB_DEMO": "false",
             "HUB_LOG_LEVEL": "WARNING",

@@ -50,8 +50,10 @@ class InboundMessage:
     ``channel_message_id`` is the platform's own id (WeChat MsgId, the widget's client id, an SMS
     id): the router stores a message with the same (channel, id) only once, so platform retries and
     reconnect resends are harmless. ``phone`` is the resident's own number where the channel knows it
-    (an SMS sender, a caller id); a shared location is ``type="location"`` with
-    ``payload["location"] = {"lat": float, "lng": float, "label": str}`` (the label is the address).
+    (an SMS sender, a caller id), in E.164 (:func:`router.phones.normalized_phone`): a resident new on a
+    channel joins the contact already known by that number on SMS or the phone. A shared location is
+    ``type="location"`` with ``payload["location"] = {"lat": float, "lng": float, "label": str}`` (the
+    label is the address).
     """
 
     channel: str
@@ -137,13 +139,49 @@ class IngestResult:
     duplicate: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Journaled:
+    """A message kept on the hub's disk while its database is unreachable: it is stored, and answered, once
+    the database is back (router/journal.py). The channel tells its platform the message was received."""
+
+    channel_message_id: str
+
+
+class CallLog(Protocol):
+    """Where a voice channel keeps its call records (``call`` and ``call_event``, see router/calls.py)."""
+
+    async def open(self, channel_id: str, caller: str | None, did: str | None, started_at: datetime) -> int:
+        """A new call record (or the one already open for ``channel_id``); its id."""
+
+    async def update(self, call_id: int, **fields: Any) -> None:
+        """Set ``conversation_id``, ``answered_at``, ``recording_file_id`` or ``outcome``."""
+
+    async def event(self, call_id: int, kind: str, *, node: str | None = None, key: str | None = None,
+                    detail: dict[str, Any] | None = None, at: datetime | None = None) -> None:
+        """Record what happened during the call; a ``node`` event also extends the call's IVR path."""
+
+    async def close(self, call_id: int, *, ended_at: datetime, cause: int | None, cause_text: str | None,
+                    side: str) -> bool:
+        """End the call record; False when it had been ended already."""
+
+    async def open_calls(self) -> dict[str, int]:
+        """Asterisk channel id → call id of every call record not ended yet."""
+
+
 class RouterPort(Protocol):
     """What the router offers an adapter."""
 
     settings: Settings
     secret_key: str
+    calls: CallLog
 
     async def ingest(self, message: InboundMessage) -> IngestResult: ...
+
+    async def ingest_or_journal(self, message: InboundMessage) -> IngestResult | Journaled:
+        """:meth:`ingest`, or, while the database is unreachable, keep the message to store it later.
+
+        Raises :class:`router.spool.SpoolFull` when the journal is full too.
+        """
 
     async def report_delivery(
         self, channel: str, external_id: str, message_ids: list[int], state: DeliveryState
@@ -154,6 +192,9 @@ class RouterPort(Protocol):
 
     shared_value: SharedValues
 
+    async def first_use(self, key: str, lifetime: timedelta) -> bool:
+        """True the first time ``key`` is used within ``lifetime``, in all hub processes (nonces of callbacks)."""
+
     async def history(self, channel: str, external_id: str, limit: int = 100) -> tuple[
         dict[str, Any] | None, list[dict[str, Any]]
     ]: ...
@@ -161,8 +202,10 @@ class RouterPort(Protocol):
     async def resident_typing(self, channel: str, external_id: str) -> None: ...
 
     async def store_file(
-        self, channel: str, external_id: str, name: str, content_type: str, data: bytes
-    ) -> Attachment: ...
+        self, channel: str, external_id: str, name: str, content_type: str, data: bytes, *,
+        from_resident: bool = False,
+    ) -> Attachment:
+        """Keep a file; one ``from_resident`` counts against their daily upload quota (or is refused)."""
 
     async def open_file(self, file_id: str) -> tuple[StoredFileInfo, Path] | None: ...
 
@@ -197,6 +240,10 @@ class ChannelAdapter(ABC):
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         """Send one message; raise :class:`ChannelSendError` when it did not go out."""
 
+    def healthy(self) -> bool | None:
+        """Whether the platform is reachable now, for ``/readyz``; None for a channel that holds no connection."""
+        return None
+
     async def start(self) -> None:
         """Open long-lived connections; called once the router is ready."""
 
@@ -205,23 +252,6 @@ class ChannelAdapter(ABC):
 
     async def stop(self) -> None:
         """Release what ``start`` opened; called on shutdown after in-flight sends finished."""
-
-    async def serve_file(self, request: web.Request, resident: str | None) -> web.FileResponse:
-        """A stored file of this channel's conversations, for staff and for ``resident`` if it is theirs."""
-        from router.api.spec import PRINCIPAL_KEY
-        from router.errors import NotFound
-        from router.uploads import file_response
-
-        found = await self.router.open_file(request.match_info["file_id"])
-        if found is None:
-            raise NotFound("文件不存在", code="file_not_found")
-        info, path = found
-        is_owner = resident is not None and info.owner_external_id == resident and info.owner_channel == self.name
-        principal = request.get(PRINCIPAL_KEY)
-        is_staff = principal is not None and principal.role in {"admin", "supervisor", "agent"}
-        if not (is_owner or is_staff):
-            raise NotFound("文件不存在", code="file_not_found")
-        return file_response(info.name, info.content_type, path)
 
     def render_fallback_text(self, message: OutboundMessage) -> str:
         """Text for a message this channel cannot carry natively (e.g. an image as a link)."""

@@ -1,62 +1,48 @@
-"""Command line: ``python -m router run | migrate | create-user | create-token``."""
+"""Command line: ``python -m router run | migrate | create-user | create-token | restore-token``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import getpass
 import os
-import socket
 import sys
 
 from aiohttp import web
-from pydantic import SecretStr
 
-from channels.wechat.standin import DEMO_ACCOUNT, DEMO_OPENID
-from channels.wechat.standin import serve as serve_standin
-from router.accounts import create_api_token, create_user
+from channels.voice.menus import ensure_default_menu
+from router.accounts import create_api_token, create_user, restore_api_token
 from router.app import create_app
+from router.audit import record
 from router.db import create_engine, migrate, session_factory
+from router.demo import demo_wechat
 from router.errors import HubError
 from router.hub import Hub
 from router.logs import configure_logging, get_logger
 from router.models import Role
+from router.passwords import check_policy
 from router.provisioning import ensure_demo_staff, ensure_first_admin
 from router.settings import Settings
 
 log = get_logger("router")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _run(settings: Settings, args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
-    demo_wechat = settings.demo and not settings.wechat_app_id and "wechat" not in settings.channels
-    if demo_wechat:  # the demo's official account talks to the stand-in WeChat, run in this process
-        standin_port = _free_port()
-        standin_url = f"http://127.0.0.1:{standin_port}"
-        demo_secrets = {key: value if key == "wechat_app_id" else SecretStr(value)
-                        for key, value in DEMO_ACCOUNT.items()}
-        settings = settings.model_copy(update={
-            **demo_secrets, "channels": f"{settings.channels},wechat", "wechat_api_base_url": standin_url,
-            "wechat_oauth_base_url": standin_url})
+    wechat = demo_wechat(settings)
+    if wechat is not None:
+        settings = wechat.configure(settings)
     hub = Hub(settings)
     app = create_app(settings, hub)
-    if demo_wechat:
-        async def start_standin(_app: web.Application) -> None:
-            _, runner, _url = await serve_standin("127.0.0.1", standin_port, browser_openid=DEMO_OPENID)
-            app.on_cleanup.append(lambda _app: runner.cleanup())
-
-        app.on_startup.insert(0, start_standin)
+    if wechat is not None:
+        wechat.serve_with(app)
 
     async def provision(_app: web.Application) -> None:
         admin = await ensure_first_admin(hub)
+        await ensure_default_menu(hub.sessions)
         demo = await ensure_demo_staff(hub) if settings.demo else []
         base = settings.base_url
         lines = [
@@ -70,17 +56,21 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
             f"  停水公告 (public notices):     {base}/notices",
             f"  API document:                  {base}/api/openapi.json",
         ]
-        if demo_wechat:
-            lines += [f"  微信公众号 (stand-in WeChat):   {standin_url}  — write as a resident:",
-                      f"    python -m channels.wechat.standin say --hub {base} --wechat {standin_url} '我家停水了'",
-                      f"    我的工单 of that resident:    {base}/wechat/orders"]
+        if wechat is not None:
+            lines += wechat.console_lines(base)
         if admin is not None:
             lines.append(f"  first admin: {admin.username} / {admin.password}  ({admin.note})")
         lines += [f"  demo {c.role}: {c.username} / {c.password}  ({c.note})" for c in demo]
         # Credentials go to the console once, never into the structured log.
         print("\n".join(lines), flush=True)
 
+    async def watch_the_stop(_app: web.Application) -> None:
+        # A stop that hangs (a thread that never ends, a stuck connection) must not keep a supervisor waiting
+        # for ever: past twice the grace period every thread's stack goes to stderr and the process exits.
+        faulthandler.dump_traceback_later(2 * settings.shutdown_grace_seconds + 10, exit=True)
+
     app.on_startup.append(provision)
+    app.on_shutdown.insert(0, watch_the_stop)
     web.run_app(app, host=host, port=port, access_log=None, print=None,
                 shutdown_timeout=settings.shutdown_grace_seconds)
 
@@ -93,6 +83,7 @@ async def _migrate(settings: Settings) -> None:
 
 async def _create_user(settings: Settings, args: argparse.Namespace) -> None:
     password = os.environ.get("HUB_NEW_USER_PASSWORD") or getpass.getpass("password: ")
+    check_policy(password, user_inputs=[args.username, args.display_name or ""])
     engine = create_engine(settings.effective_database_url)
     await migrate(engine)
     try:
@@ -100,6 +91,20 @@ async def _create_user(settings: Settings, args: argparse.Namespace) -> None:
             user = await create_user(session, username=args.username, password=password, role=Role(args.role),
                                      display_name=args.display_name, team_names=args.team)
             print(f"created {user.role} {user.username} (id {user.id})")
+    finally:
+        await engine.dispose()
+
+
+async def _restore_token(settings: Settings, args: argparse.Namespace) -> None:
+    engine = create_engine(settings.effective_database_url)
+    await migrate(engine)
+    try:
+        async with session_factory(engine).begin() as session:
+            if not await restore_api_token(session, args.name):
+                raise HubError(f"no service token named {args.name}")
+            record(session, "system", "token.restore", target_type="api_token", target_id=args.name,
+                   details={"via": "command line"})
+        print(f"restored token {args.name}; restart the hub for its companions to use it")
     finally:
         await engine.dispose()
 
@@ -131,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     token = commands.add_parser("create-token", help="create a service bearer token and print it once")
     token.add_argument("name")
     token.add_argument("--role", choices=[r.value for r in Role], required=True)
+    restore = commands.add_parser("restore-token", help="lift the revocation of a service token (such as the "
+                                                        "bot's action server's, 智能客服)")
+    restore.add_argument("name")
     args = parser.parse_args(argv)
 
     settings = Settings()
@@ -144,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(_create_user(settings, args))
         elif args.command == "create-token":
             asyncio.run(_create_token(settings, args))
+        elif args.command == "restore-token":
+            asyncio.run(_restore_token(settings, args))
     except HubError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         sys.exit(2)

@@ -1,8 +1,9 @@
 """Staff accounts, sign-in sessions and service tokens.
 
-Passwords are hashed with argon2id. A browser session is a random token in an HttpOnly cookie; the
-database keeps only its SHA-256, so a leaked table cannot be replayed. Service tokens (for the bot's
-action server, importers) work the same way and are shown once, when created.
+Passwords are hashed with argon2id, off the event loop (router/passwords.py). A browser session is a
+random token in an HttpOnly cookie; the database keeps only its SHA-256, so a leaked table cannot be
+replayed. Service tokens (for the bot's action server, importers) work the same way and are shown once,
+when created.
 """
 
 from __future__ import annotations
@@ -12,27 +13,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import Principal
 from router.errors import Conflict, Invalid
 from router.models import ApiToken, Role, StaffUser, Team, UserSession, utcnow
+from router.passwords import PASSWORDS
 
-_hasher = PasswordHasher()
-# Verifying against this keeps sign-in time the same whether or not the username exists.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
-MIN_PASSWORD_LENGTH = 8
-
-
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise Invalid(
-            f"密码至少 {MIN_PASSWORD_LENGTH} 位", code="weak_password", details={"fields": {"password": "too short"}}
-        )
-    return _hasher.hash(password)
+# Published when a user's sessions end (disabled, role or teams changed, password changed or reset, signed out
+# everywhere): every hub process closes that user's open staff WebSockets.
+ACCOUNT_TOPIC = "account"
+MAX_PASSWORD_BYTES = 1024  # argon2 accepts any length; this bounds the work one request can ask for
 
 
 def _digest(token: str) -> str:
@@ -49,7 +41,10 @@ async def create_user(
     team_names: list[str] | None = None,
     max_chats: int = 5,
     department_id: int | None = None,
+    one_time_hours: int | None = None,
 ) -> StaffUser:
+    """A new account. The caller applies the password policy where a person chose the password; with
+    ``one_time_hours`` the password must be replaced at the first sign-in and expires after that many hours."""
     if await session.scalar(select(StaffUser.id).where(StaffUser.username == username)) is not None:
         raise Conflict("用户名已存在", code="username_taken")
     teams = [await ensure_team(session, name) for name in dict.fromkeys(team_names or [])]
@@ -57,7 +52,9 @@ async def create_user(
         username=username,
         display_name=display_name or username,
         role=role,
-        password_hash=hash_password(password),
+        password_hash=await hash_password(password),
+        must_change_password=one_time_hours is not None,
+        password_expires_at=None if one_time_hours is None else utcnow() + timedelta(hours=one_time_hours),
         active=True,
         max_chats=max_chats,
         department_id=department_id,
@@ -78,18 +75,21 @@ async def ensure_team(session: AsyncSession, name: str) -> Team:
     return team
 
 
-async def authenticate(session: AsyncSession, username: str, password: str) -> StaffUser | None:
-    user = await session.scalar(select(StaffUser).where(StaffUser.username == username))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if user is None or not user.active:
-        return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    user.last_login_at = utcnow()
-    return user
+async def hash_password(password: str) -> str:
+    if len(password.encode()) > MAX_PASSWORD_BYTES:
+        raise Invalid("密码过长", code="password_too_long", details={"fields": {"password": "too long"}})
+    return await PASSWORDS.hash(password)
+
+
+async def set_password(user: StaffUser, password: str, *, one_time_hours: int | None = None) -> None:
+    """Store a new password; a one-time one must be replaced at the next sign-in and expires."""
+    user.password_hash = await hash_password(password)
+    user.must_change_password = one_time_hours is not None
+    user.password_expires_at = None if one_time_hours is None else utcnow() + timedelta(hours=one_time_hours)
+
+
+def password_expired(user: StaffUser) -> bool:
+    return user.password_expires_at is not None and user.password_expires_at < utcnow()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +118,16 @@ async def close_session(session: AsyncSession, token: str) -> None:
     await session.execute(delete(UserSession).where(UserSession.token_hash == _digest(token)))
 
 
+async def end_sessions(session: AsyncSession, user_id: int) -> int:
+    """Sign a user out of every browser; publish :data:`ACCOUNT_TOPIC` after the commit to close their sockets."""
+    result = await session.execute(delete(UserSession).where(UserSession.user_id == user_id))
+    return result.rowcount or 0
+
+
+def signed_out_event(user_id: int) -> dict[str, int | str]:
+    return {"type": "signed_out", "user_id": user_id}
+
+
 def principal_of(user: StaffUser, csrf_token: str | None) -> Principal:
     return Principal(
         role=Role(user.role),
@@ -127,6 +137,7 @@ def principal_of(user: StaffUser, csrf_token: str | None) -> Principal:
         team_ids=frozenset(t.id for t in user.teams),
         department_id=user.department_id,
         csrf_token=csrf_token,
+        must_change_password=user.must_change_password,
     )
 
 
@@ -140,28 +151,50 @@ async def principal_from_session(session: AsyncSession, token: str) -> Principal
     if found is None:
         return None
     user_session, user = found
-    if user_session.expires_at < utcnow() or not user.active:
+    if user_session.expires_at < utcnow() or not user.active or (user.must_change_password and password_expired(user)):
         return None
     return principal_of(user, user_session.csrf_token)
 
 
 async def create_api_token(session: AsyncSession, name: str, role: Role) -> str:
-    if await session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise Conflict("令牌名称已存在", code="token_name_taken")
-    token = "shw_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name, token_hash=_digest(token), role=role, created_at=utcnow()))
-    await session.flush()
+    token, _ = await add_api_token(session, name, role)
     return token
 
 
-async def ensure_api_token(session: AsyncSession, name: str, role: Role, token: str) -> None:
-    """Make ``token`` the valid token called ``name`` (for services the hub starts itself)."""
+async def add_api_token(session: AsyncSession, name: str, role: Role) -> tuple[str, ApiToken]:
+    """A new service token: the secret (shown once) and its stored row."""
+    if await session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        raise Conflict("令牌名称已存在", code="token_name_taken")
+    token = "shw_" + secrets.token_urlsafe(32)
+    row = ApiToken(name=name, token_hash=_digest(token), role=role, created_at=utcnow())
+    session.add(row)
+    await session.flush()
+    return token, row
+
+
+async def ensure_api_token(session: AsyncSession, name: str, role: Role, token: str) -> bool:
+    """Make ``token`` the token called ``name`` (for services the hub starts itself); False if it is revoked.
+
+    A revocation is an administrator's decision and outlives restarts: the token stays revoked until it is
+    restored on purpose (``python -m router restore-token``).
+    """
     existing = await session.scalar(select(ApiToken).where(ApiToken.name == name))
     if existing is None:
         session.add(ApiToken(name=name, token_hash=_digest(token), role=role, created_at=utcnow()))
     else:
-        existing.token_hash, existing.role, existing.revoked_at = _digest(token), role, None
+        existing.token_hash, existing.role = _digest(token), role
     await session.flush()
+    return existing is None or existing.revoked_at is None
+
+
+async def restore_api_token(session: AsyncSession, name: str) -> bool:
+    """Lift the revocation of the token called ``name``; False if there is no such token."""
+    existing = await session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if existing is None:
+        return False
+    existing.revoked_at = None
+    await session.flush()
+    return True
 
 
 async def principal_from_api_token(session: AsyncSession, token: str) -> Principal | None:

@@ -6,25 +6,33 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from channels.voice.runtime import attach_ivr
 from router.api import api
-from router.api import auth as _auth  # noqa: F401  (registers endpoints)
+from router.api import audit as _audit  # noqa: F401  (registers endpoints)
+from router.api import auth as _auth  # noqa: F401
+from router.api import bot as _bot  # noqa: F401
+from router.api import calls as _calls  # noqa: F401
 from router.api import contacts as _contacts  # noqa: F401
 from router.api import conversations as _conversations  # noqa: F401
 from router.api import desk as _desk  # noqa: F401
+from router.api import files as _files  # noqa: F401
+from router.api import ivr as _ivr  # noqa: F401
 from router.api import routing as _routing  # noqa: F401
 from router.api import system as _system  # noqa: F401
+from router.api import users as _users  # noqa: F401
 from router.api.billing import BILLING
 from router.api.spec import HUB, OPENAPI
 from router.api.staff_ws import staff_socket
 from router.billing import load_billing
 from router.companions import COMPANIONS, Companions
 from router.hub import Hub
-from router.middleware import auth_middleware, errors_middleware, staff_pages_middleware
+from router.middleware import auth_middleware, errors_middleware, security_headers
+from router.ratelimit import rate_limit_middleware
 from router.settings import Settings
 from router.web import STATIC
 from workorders import importer as _importer  # noqa: F401  (registers the import endpoint)
 from workorders.api import WORKORDERS
-from workorders.bulletin import notices_page
+from workorders.bulletin import notices_page, notices_script
 from workorders.geo import GazetteerGeocoder
 from workorders.service import WorkOrderService
 from workorders.sla import SlaClock
@@ -42,14 +50,17 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
 def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     hub = hub or Hub(settings)
     app = web.Application(
-        middlewares=[staff_pages_middleware, errors_middleware, auth_middleware],
+        # Rate limits outside the JSON errors: they count the answers (refused WeChat posts, for one).
+        middlewares=[rate_limit_middleware(settings), errors_middleware, auth_middleware],
         client_max_size=settings.upload_max_bytes + 256 * 1024,
     )
     app[HUB] = hub
+    app.on_response_prepare.append(security_headers(settings.is_https))
     clock = SlaClock(settings.effective_database_url, hub.sessions, hub.publish)
     app[WORKORDERS] = WorkOrderService(hub.sessions, settings, GazetteerGeocoder(settings.gazetteer_path), hub.publish,
-                                        hub.worker.wake, clock, hub.files)
+                                        hub.worker.wake, clock, hub.files, hub.secret_key)
     app[BILLING] = load_billing(settings)
+    ivr = attach_ivr(hub, app[BILLING], app[WORKORDERS])
     app[OPENAPI] = api.openapi("Shuiwu Hub API", VERSION)
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)
@@ -60,7 +71,12 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     app.router.add_get("/app/orders", page("orders.html"))
     app.router.add_get("/app/field", page("field.html"))
     app.router.add_get("/app/wallboard", page("wallboard.html"))
+    app.router.add_get("/app/admin", page("admin.html"))
+    app.router.add_get("/app/admin/audit", page("audit.html"))
+    app.router.add_get("/app/ivr", page("ivr.html"))
+    app.router.add_get("/app/calls", page("calls.html"))
     app.router.add_get("/notices", notices_page)
+    app.router.add_get("/notices.js", notices_script)
     app.router.add_get("/survey", page("survey.html"))
     app.router.add_get("/my/orders", page("my-orders.html"))
     app.router.add_static("/app/static", STATIC, append_version=False)
@@ -78,6 +94,8 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
         clock.start()  # after the migrations: its table is one of them
         if companions is not None:
             await companions.start(hub.sessions)
+        if ivr is not None:
+            ivr.start_warming()  # the menu's prompts rendered before the first caller needs them
 
     async def on_shutdown(_app: web.Application) -> None:
         for ws in list(hub.staff_sockets):
@@ -86,6 +104,8 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
             await adapter.disconnect()
 
     async def on_cleanup(_app: web.Application) -> None:
+        if ivr is not None:
+            await ivr.stop()
         if companions is not None:
             await companions.stop()
         await clock.stop()

@@ -2,8 +2,11 @@
 
 The hub does not keep bills; it asks the billing system. :class:`DemoBilling` makes up accounts from
 their numbers (the same number always gives the same account), so the bot and the agent page can be
-tried without one; a utility plugs in its own system by naming a class with the same method in
+tried without one; a utility plugs in its own system by naming a class with the same methods in
 ``HUB_BILLING_BACKEND`` (``package.module:Class``, constructed with the hub's settings).
+
+Residents prove an account is theirs with the last four digits of the phone registered on it
+(:meth:`BillingBackend.verify`): the bot shows nothing else of an account before that.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pydantic import BaseModel, Field
 from router.settings import Settings
 
 ACCOUNT_NUMBER = re.compile(r"^3\d{7}$")  # 户号: eight digits starting with 3
+PHONE_LAST4 = re.compile(r"^[0-9]{4}$")
 
 
 class Bill(BaseModel):
@@ -42,6 +46,10 @@ class BillingBackend(Protocol):
         """The account with this number, or None if there is none."""
         ...
 
+    async def verify(self, number: str, phone_last4: str) -> bool:
+        """Whether the phone registered on this account ends in these four digits (False for no account)."""
+        ...
+
 
 class DemoBilling:
     """Made-up accounts, stable per number; one number in ten does not exist."""
@@ -54,10 +62,8 @@ class DemoBilling:
         self._today = today
 
     async def account(self, number: str) -> Account | None:
-        if not ACCOUNT_NUMBER.match(number):
-            return None
-        seed = hashlib.sha256(number.encode()).digest()
-        if seed[0] % 10 == 0:
+        seed = self._seed(number)
+        if seed is None:
             return None
         today = self._today or date.today()
         bills = []
@@ -71,6 +77,25 @@ class DemoBilling:
         holder = self.SURNAMES[seed[8] % len(self.SURNAMES)] + "**"
         address = f"{self.ROADS[seed[9] % len(self.ROADS)]}**号"
         return Account(number=number, holder=holder, address=address, arrears=arrears, bills=bills)
+
+    async def verify(self, number: str, phone_last4: str) -> bool:
+        phone = self.phone(number)
+        return phone is not None and PHONE_LAST4.match(phone_last4) is not None and phone.endswith(phone_last4)
+
+    def phone(self, number: str) -> str | None:
+        """The mobile number registered on a demo account (made up like the rest), or None if there is none."""
+        seed = self._seed(number)
+        if seed is None:
+            return None
+        return "1" + "3456789"[seed[10] % 7] + "".join(str(byte % 10) for byte in seed[11:20])
+
+    @staticmethod
+    def _seed(number: str) -> bytes | None:
+        """The bytes every made-up detail of an account comes from; None for a number with no account."""
+        if not ACCOUNT_NUMBER.match(number):
+            return None
+        seed = hashlib.sha256(number.encode()).digest()
+        return None if seed[0] % 10 == 0 else seed
 
     def _price(self, volume: int) -> Decimal:
         """Monthly share of the yearly tiers (demo prices; the real ones come from the billing system)."""

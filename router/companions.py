@@ -4,16 +4,17 @@ With ``HUB_BOT_AUTOSTART`` the hub starts both, waits for their health endpoints
 again (with back-off) whenever it dies; the router meanwhile hands residents to people, as it does
 whenever the bot does not answer. Rasa keeps its conversations in the hub's own database (its SQL
 tracker store, table ``events``); the action server calls the hub's API with a service token derived
-from the hub's secret, so neither needs a secret of its own.
+from the hub's secret (router/bot_secrets.py).
+
+Both listen on the loopback address (the action server on ``HUB_ACTIONS_HOST``) and answer only with their
+secret: Rasa only the hub, the action server only Rasa. They get an environment of their own, not the hub's,
+which holds the hub's secret key, the WeChat secret and the database URL.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -27,7 +28,9 @@ from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from router.access import BOT_TOKEN_NAME
 from router.accounts import ensure_api_token
+from router.bot_secrets import actions_secret, actions_token, rasa_token
 from router.logs import get_logger
 from router.models import Role
 from router.settings import PROJECT_ROOT, Settings
@@ -35,16 +38,20 @@ from router.settings import PROJECT_ROOT, Settings
 log = get_logger(__name__)
 
 BOT_DIR = PROJECT_ROOT / "bot"
-ACTIONS_TOKEN_NAME = "智能客服"  # noqa: S105  (a name, not a secret: bot-made orders carry it in the timeline)
 HEALTH_TIMEOUT = 180.0  # Rasa loads TensorFlow and the model: tens of seconds on a small machine
 BACKOFF_MAX = 30.0
 LOG_ROTATE_BYTES = 20 * 1024 * 1024
+# What a companion inherits from the hub's environment; everything else it needs is given by name.
+INHERITED_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TF_ENABLE_ONEDNN_OPTS")
 
 
-def actions_token(secret_key: str) -> str:
-    """The action server's bearer token: stable for a given hub secret, never stored in plain text."""
-    digest = hmac.new(secret_key.encode(), b"shuiwu action server", hashlib.sha256).digest()
-    return "shw_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+def companion_environment(**variables: str) -> dict[str, str]:
+    """A child's environment: the allow-listed variables of the hub's, Rasa kept quiet, and ``variables``."""
+    inherited = {name: os.environ[name] for name in INHERITED_VARIABLES if name in os.environ}
+    return {**inherited, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONWARNINGS": "ignore",  # Rasa's dependencies' deprecation warnings would fill its log
+            # oneDNN's kernels cost more than they save on one short message at a time: ~1 ms per parse
+            "TF_ENABLE_ONEDNN_OPTS": inherited.get("TF_ENABLE_ONEDNN_OPTS", "0"), **variables}
 
 
 def tracker_store(database_url: str) -> dict[str, object]:
@@ -146,35 +153,50 @@ class Companions:
         run_dir = settings.var_dir / "bot"
         run_dir.mkdir(parents=True, exist_ok=True)
         endpoints = run_dir / "endpoints.yml"
+        endpoints.touch(mode=0o600)
+        endpoints.chmod(0o600)  # it holds the action server's secret and may hold the database password
         endpoints.write_text(json.dumps({  # JSON is YAML, which Rasa reads
-            "action_endpoint": {"url": f"http://127.0.0.1:{settings.actions_port}/webhook"},
+            "action_endpoint": {
+                "url": f"http://{settings.actions_host}:{settings.actions_port}/webhook",
+                "headers": {"Authorization": f"Bearer {actions_secret(settings.actions_secret, self._secret_key)}"}},
             "tracker_store": tracker_store(settings.effective_database_url),
         }, ensure_ascii=False, indent=2))
-        endpoints.chmod(0o600)  # it may hold the database password
-        quiet = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
-                 "PYTHONWARNINGS": "ignore",  # Rasa's dependencies' deprecation warnings would fill its log
-                 # oneDNN's kernels cost more than they save on one short message at a time: ~1 ms per parse
-                 "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "0")}
+        token = rasa_token(settings.rasa_token, self._secret_key)
         rasa = Companion(
             name="rasa",
-            argv=[str(BOT_DIR / ".venv" / "bin" / "rasa"), "run", "--enable-api", "--interface", "127.0.0.1",
-                  "--port", str(settings.rasa_port), "--model", str(settings.bot_model_path),
+            argv=[str(BOT_DIR / ".venv" / "bin" / "python"), "-m", "hub_rasa", "run", "--enable-api",
+                  "--interface", "127.0.0.1", "--port", str(settings.rasa_port),
+                  "--model", str(settings.bot_model_path),
                   "--endpoints", str(endpoints), "--credentials", str(BOT_DIR / "credentials.yml")],
-            cwd=BOT_DIR, env=quiet, health_url=f"http://127.0.0.1:{settings.rasa_port}/status",
+            cwd=BOT_DIR, env=companion_environment(HUB_RASA_TOKEN=token),
+            health_url=f"http://127.0.0.1:{settings.rasa_port}/status?token={token}",
             log_path=run_dir / "rasa.log")
         actions = Companion(
             name="actions",
-            argv=[sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(settings.actions_port)],
+            argv=[sys.executable, "-m", "actions.server", "--port", str(settings.actions_port)],
             cwd=PROJECT_ROOT,
-            env={**quiet, "HUB_URL": f"http://127.0.0.1:{settings.port}", "HUB_TIMEZONE": settings.timezone,
-                 "HUB_ACTIONS_TOKEN": actions_token(self._secret_key)},
-            health_url=f"http://127.0.0.1:{settings.actions_port}/health", log_path=run_dir / "actions.log")
+            env=companion_environment(
+                HUB_URL=f"http://127.0.0.1:{settings.port}", HUB_TIMEZONE=settings.timezone,
+                HUB_ACTIONS_TOKEN=actions_token(self._secret_key), HUB_ACTIONS_HOST=settings.actions_host,
+                HUB_ACTIONS_SECRET=actions_secret(settings.actions_secret, self._secret_key)),
+            health_url=f"http://{settings.actions_host}:{settings.actions_port}/health",
+            log_path=run_dir / "actions.log")
         return rasa, actions
 
     async def start(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        async with sessions.begin() as session:
-            await ensure_api_token(session, ACTIONS_TOKEN_NAME, Role.AGENT, actions_token(self._secret_key))
+        await self.issue_token(sessions)
         self._tasks = [asyncio.create_task(c.supervise(self._stopping)) for c in (self.actions, self.rasa)]
+
+    async def issue_token(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Give the action server its hub token, unless an administrator revoked it (a revocation stays)."""
+        async with sessions.begin() as session:
+            usable = await ensure_api_token(session, BOT_TOKEN_NAME, Role.AGENT, actions_token(self._secret_key))
+        if not usable:
+            log.warning("the action server's hub token is revoked: the bot hands residents to people instead of "
+                        "filing orders or looking up accounts; to restore it, run "
+                        f"`python -m router restore-token {BOT_TOKEN_NAME}` and restart the hub "
+                        "(if the token leaked, change HUB_SECRET_KEY first: the token is derived from it)",
+                        token=BOT_TOKEN_NAME)
 
     async def stop(self) -> None:
         self._stopping.set()

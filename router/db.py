@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -18,7 +19,8 @@ _MIGRATION_LOCK_KEY = 962740
 PROVISIONING_LOCK_KEY = 962740_0002  # first admin, default team, demo staff: processes starting together
 
 
-def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 10, server_settings: dict[str, str] | None = None) -> AsyncEngine:
+    """The engine for ``url``; ``server_settings`` (PostgreSQL) apply to every connection it opens."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
@@ -40,7 +42,8 @@ def create_engine(url: str, pool_size: int = 10) -> AsyncEngine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                               connect_args={"server_settings": server_settings} if server_settings else {})
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
@@ -75,3 +78,32 @@ async def take_turns(session: AsyncSession, key: int) -> None:
     """
     if session.bind.dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+# SQLSTATE classes and codes that mean the server cannot be reached or is going away, not that a statement
+# was wrong: 08 connection exceptions; 57P01-57P03 admin or crash shutdown and "cannot connect now".
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached at the moment (refused, cut, shutting down).
+
+    The driver's error travels wrapped (SQLAlchemy's ``orig``, ``__cause__``): the whole chain is read. A
+    statement the database refused (a constraint, a syntax error) is not an outage.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, OSError | TimeoutError):  # refused, reset, no route; a connect that timed out
+            return True
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES):
+            return True
+        pending.extend([current.__cause__, getattr(current, "orig", None)])
+    return False

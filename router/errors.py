@@ -47,6 +47,10 @@ class TooLarge(HubError):
     status, code = 413, "too_large"
 
 
+class TooManyRequests(HubError):
+    status, code = 429, "rate_limited"
+
+
 class UnsupportedMediaType(HubError):
     status, code = 415, "unsupported_type"
 

@@ -2,7 +2,9 @@
 
 Subscribers are local coroutines (a WebSocket's forwarder, a channel adapter). With Redis every
 event goes through Redis, also to the publishing process, so all processes see the same order; if
-Redis is unreachable the event is still delivered to this process's subscribers.
+Redis is unreachable the event is still delivered to this process's subscribers. Events published
+while the previous ones are on their way to Redis go together in one pipeline (one round trip), in
+the order they were published: a burst of new conversations publishes two events each.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class RedisEventBus(EventBus):
         self._redis = aioredis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._outbox: list[tuple[str, str, dict[str, Any], asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen(), name="redis-event-listener")
@@ -74,6 +78,8 @@ class RedisEventBus(EventBus):
             await asyncio.wait_for(self._subscribed.wait(), timeout=5)
 
     async def stop(self) -> None:
+        if self._sender is not None:
+            await self._sender
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,11 +94,29 @@ class RedisEventBus(EventBus):
             return False
 
     async def publish(self, topic: str, event: dict[str, Any]) -> None:
-        try:
-            await self._redis.publish(self._prefix + topic, json.dumps(event, ensure_ascii=False, default=str))
-        except (RedisError, OSError) as exc:
-            log.warning("redis publish failed; delivering locally only", topic=topic, error=str(exc))
-            await self._dispatch(topic, event)
+        """Returns when Redis has the event (or, without Redis, this process's subscribers had it)."""
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((topic, json.dumps(event, ensure_ascii=False, default=str), event, sent))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="redis-event-sender")
+        await asyncio.shield(sent)
+
+    async def _send(self) -> None:
+        while self._outbox:
+            items, self._outbox = self._outbox, []
+            pipeline = self._redis.pipeline(transaction=False)
+            for topic, data, _, _ in items:
+                pipeline.publish(self._prefix + topic, data)
+            try:
+                await pipeline.execute()
+            except (RedisError, OSError) as exc:
+                log.warning("redis publish failed; delivering locally only", events=len(items), error=str(exc))
+                for topic, _, event, _ in items:
+                    await self._dispatch(topic, event)
+            finally:
+                for *_, sent in items:
+                    if not sent.done():
+                        sent.set_result(None)
 
     async def _listen(self) -> None:
         delay = 0.5

@@ -7,12 +7,11 @@ handlers call. Every public method commits its own transaction, then publishes e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, text, update
 
@@ -24,6 +23,7 @@ from channels.base import (
     EventHandler,
     InboundMessage,
     IngestResult,
+    Journaled,
     Producer,
     StoredFileInfo,
 )
@@ -32,11 +32,16 @@ from router.access import Principal, can_handle, can_view
 from router.accounts import ensure_team
 from router.acd import presence
 from router.acd.distributor import Distributor, PassResult
-from router.bot import BotBridge, BotUnavailable, question_for_bot
+from router.bot import BotBridge
+from router.bot_secrets import rasa_token
+from router.botturns import TurnKeeper
+from router.calls import CallRecords
 from router.db import PROVISIONING_LOCK_KEY, create_engine, migrate, session_factory, take_turns
 from router.errors import Conflict, Forbidden
 from router.events import create_event_bus
+from router.filelinks import file_path
 from router.inbound import Ingestor, attachment_payload
+from router.journal import Journal
 from router.logs import get_logger
 from router.models import (
     Author,
@@ -48,10 +53,12 @@ from router.models import (
     MessageType,
     PresenceState,
     StaffUser,
-    Team,
     utcnow,
 )
+from router.nonces import NonceMemory
 from router.outbound import OutboundWorker, new_outbound, provider_key
+from router.residents import with_survey_link
+from router.retention import RetentionJob
 from router.schemas import (
     KEY_COLUMNS,
     ConversationOut,
@@ -64,36 +71,15 @@ from router.schemas import (
 )
 from router.settings import Settings, load_secret_key
 from router.shared import shared_value
-from router.uploads import FileStore, Upload
+from router.uploads import FileStore, Upload, UploadQuota
+
+if TYPE_CHECKING:
+    from router.api.auditing import Audit
 
 log = get_logger(__name__)
 
 TOPIC = "conversation"  # staff-facing and channel-facing conversation events
-HANDOFF_NOTICE = "正在为您转接人工客服,请稍候。"
-
-
-class KeyedLock:
-    """One asyncio lock per key, dropped when nobody holds or waits for it (keys come and go)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[int, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: int) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def __len__(self) -> int:
-        return len(self._locks)
+LATE_REPORT_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between tries of a delivery report for a send not yet recorded
 
 
 class Hub:
@@ -102,20 +88,27 @@ class Hub:
         self.engine = create_engine(settings.effective_database_url, settings.database_pool_size)
         self.sessions = session_factory(self.engine)
         self.bus = create_event_bus(settings.redis_url, settings.redis_prefix)
-        self.bot = BotBridge(settings.rasa_url, settings.bot_timeout_seconds) if settings.rasa_url else None
         self.secret_key = load_secret_key(settings)
+        self.bot = BotBridge(settings.rasa_url, settings.bot_timeout_seconds,
+                             rasa_token(settings.rasa_token, self.secret_key)) if settings.rasa_url else None
         self.files = FileStore(self.sessions, settings.uploads_dir)
+        self.calls = CallRecords(self.sessions)
+        self.nonces = NonceMemory(self.sessions, settings.effective_database_url, settings.redis_url,
+                                  settings.redis_prefix)
+        self.retention = RetentionJob(self.sessions, self.files, settings.retention_days,
+                                      timedelta(hours=settings.retention_interval_hours))
         self.adapters: dict[str, ChannelAdapter] = {}
         for name in filter(None, (n.strip() for n in settings.channels.split(","))):
             self.adapters[name] = load_adapter(name)(self)
-        self.worker = OutboundWorker(self.sessions, self.adapters, settings, self._publish_delivery)
+        self.worker = OutboundWorker(self.sessions, self.adapters, settings, self.secret_key, self._publish_delivery)
         self.ingestor = Ingestor(self.engine, self.sessions, settings, bot_enabled=self.bot is not None,
                                  default_team_id=lambda: self.default_team_id)
+        self.journal = Journal(settings, self.ingest, self._probe_database)
         self.distributor = Distributor(self.sessions, settings, self._publish_pass)
-        self._bot_turns = KeyedLock()  # one bot turn at a time per conversation, in arrival order
-        self._background: set[asyncio.Task[None]] = set()
+        self.turns = TurnKeeper(self.sessions, settings, self.bot, self._publish_all, self.worker.wake)
         self.default_team_id: int | None = None
         self.staff_sockets: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._late_reports: set[asyncio.Task[None]] = set()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -126,43 +119,53 @@ class Hub:
             await take_turns(session, PROVISIONING_LOCK_KEY)  # another process may be starting too
             self.default_team_id = (await ensure_team(session, self.settings.default_team)).id
         await self.bus.start()
+        self.nonces.start()
+        self.retention.start()
         if self.bot is not None:
             await self.bot.start()
         self.ingestor.start()
+        await self.journal.start()
         for adapter in self.adapters.values():
             await adapter.start()
         self.worker.start()
+        self.turns.start()
         self.bus.subscribe(TOPIC, self._maybe_distribute)
         self.bus.subscribe(presence.TOPIC, self._maybe_distribute)
         self.distributor.start()
 
     async def stop(self) -> None:
         """Finish what is under way (bot turns, sends), then close connections."""
+        await self.journal.stop()
         await self.ingestor.stop()
         await self.distributor.stop()
-        if self._background:
-            await asyncio.wait(self._background, timeout=self.settings.shutdown_grace_seconds)
+        await self.turns.stop()
         await self.worker.stop()
+        for task in list(self._late_reports):
+            task.cancel()
         for adapter in self.adapters.values():
             await adapter.stop()
         if self.bot is not None:
             await self.bot.stop()
+        await self.nonces.stop()
+        await self.retention.stop()
         await self.bus.stop()
         await self.engine.dispose()
 
     async def ready(self) -> dict[str, bool]:
         checks = {"database": True, "events": await self.bus.healthy()}
+        for name, adapter in self.adapters.items():
+            healthy = adapter.healthy()
+            if healthy is not None:
+                checks[name] = healthy  # a channel's platform out of reach: reported, the hub stays ready
         try:
-            async with self.sessions() as session:
-                await session.execute(text("SELECT 1"))
+            await self._probe_database()
         except Exception:
             checks["database"] = False
         return checks
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    async def _probe_database(self) -> None:
+        async with self.sessions() as session:
+            await session.execute(text("SELECT 1"))
 
     # -- events -------------------------------------------------------------------------------
 
@@ -225,81 +228,20 @@ class Hub:
         ingested = await self.ingestor.ingest(inbound)
         for event in ingested.events:
             await self.bus.publish(TOPIC, event)
-        if ingested.ask_bot:
-            self._spawn(self._bot_turn(ingested.result.conversation_id, inbound, ingested.result.message))
+        if ingested.bot_turn is not None:
+            self.turns.begin(ingested.bot_turn)
         return ingested.result
 
-    # -- bot ----------------------------------------------------------------------------------
-
-    async def _bot_turn(self, conversation_id: int, inbound: InboundMessage, message: dict[str, Any]) -> None:
-        """Ask the bot about one resident message; on any failure hand the resident to a human."""
-        assert self.bot is not None
-        async with self._bot_turns.hold(conversation_id):
-            text, metadata = question_for_bot(inbound, conversation_id, message)
-            try:
-                turn = await self.bot.ask(str(conversation_id), text, metadata)
-            except BotUnavailable as exc:
-                log.warning("bot unavailable; handing off", conversation_id=conversation_id, error=str(exc))
-                await self._handoff(conversation_id, team=None, reason=f"机器人不可用:{exc}")
-                return
-            if not turn.replies and turn.handoff is None:
-                # Rasa answers nothing when one of its actions failed (the action server is down, for one):
-                # a resident left without an answer is trapped, so a person takes over.
-                log.warning("bot gave no answer; handing off", conversation_id=conversation_id)
-                await self._handoff(conversation_id, team=None, reason="机器人没有回答")
-                return
-            async with self.sessions.begin() as session:
-                conversation = await convs.load_for_update(session, conversation_id)
-                if conversation.state != ConversationState.BOT:
-                    return  # a person took over while the bot was thinking; its answer is dropped
-                replies = [self._bot_message(conversation, reply) for reply in turn.replies]
-                session.add_all(replies)
-                await session.flush()
-            await self._publish_all(conversation, replies, state_changed=False)
-            self.worker.wake()
-            if turn.handoff is not None:
-                await self._handoff(conversation_id, team=turn.handoff.team, reason=turn.handoff.reason)
-
-    @staticmethod
-    def _bot_message(conversation: Conversation, reply: Any) -> Message:
-        payload: dict[str, Any] = {}
-        if reply.buttons:
-            payload["buttons"] = reply.buttons
-        if reply.custom:
-            payload["custom"] = reply.custom
-        if reply.image_url:
-            payload["attachment"] = {"url": reply.image_url, "name": "image", "size": 0, "content_type": "image/*"}
-        return new_outbound(
-            conversation,
-            author=Author.BOT,
-            text=reply.text,
-            type=MessageType.IMAGE if reply.image_url and not reply.text else MessageType.TEXT,
-            payload=payload or None,
-        )
-
-    async def _handoff(self, conversation_id: int, *, team: str | None, reason: str) -> None:
-        async with self.sessions.begin() as session:
-            conversation = await convs.load_for_update(session, conversation_id)
-            if conversation.state != ConversationState.BOT:
-                return
-            if team:
-                target = await session.scalar(select(Team).where(Team.name == team))
-                if target is None:
-                    log.warning("bot asked for an unknown team; using the default", team=team)
-                else:
-                    conversation.team_id, conversation.team = target.id, target
-            event = convs.transition(session, conversation, "handoff", actor="bot", reason=reason)
-            notice = new_outbound(conversation, author=Author.SYSTEM, text=HANDOFF_NOTICE)
-            session.add(notice)
-            await session.flush()
-        await self._publish_all(conversation, [event, notice], state_changed=True)
-        self.worker.wake()
+    async def ingest_or_journal(self, inbound: InboundMessage) -> IngestResult | Journaled:
+        return await self.journal.accept(inbound)
 
     # -- staff actions ------------------------------------------------------------------------
 
-    async def _staff_action(self, conversation_id: int, action: Any) -> ConversationOut:
+    async def _staff_action(self, conversation_id: int, action: Any, audit: Audit | None = None) -> ConversationOut:
         async with self.sessions.begin() as session:
             result = await action(session)
+            if audit is not None:
+                audit(session)
             events = result if isinstance(result, list) else [result]
             await session.flush()
             conversation = await session.get(Conversation, conversation_id)
@@ -313,9 +255,10 @@ class Hub:
     async def claim(self, principal: Principal, conversation_id: int) -> ConversationOut:
         return await self._staff_action(conversation_id, lambda s: convs.claim(s, principal, conversation_id))
 
-    async def assign(self, principal: Principal, conversation_id: int, agent_id: int) -> ConversationOut:
+    async def assign(self, principal: Principal, conversation_id: int, agent_id: int,
+                     audit: Audit | None = None) -> ConversationOut:
         return await self._staff_action(
-            conversation_id, lambda s: convs.assign(s, principal, conversation_id, agent_id)
+            conversation_id, lambda s: convs.assign(s, principal, conversation_id, agent_id), audit
         )
 
     async def close(self, principal: Principal, conversation_id: int, disposition: str | None) -> ConversationOut:
@@ -381,12 +324,16 @@ class Hub:
         return message_out(note)
 
     async def set_presence(
-        self, user_id: int, state: PresenceState, reason: str | None, *, actor: str | None = None
+        self, user_id: int, state: PresenceState, reason: str | None, *, actor: str | None = None,
+        audit: Audit | None = None,
     ) -> dict[str, Any]:
-        """Change a staff member's presence (``actor`` when someone else forces it); returns the new state."""
+        """Change a staff member's presence (``actor`` when someone else forces it, ``audit`` recording that);
+        returns the new state."""
         async with self.sessions.begin() as session:
             row, event = await presence.change(session, user_id, state, reason=reason, actor=actor,
                                                acw_seconds=self.settings.acw_seconds)
+            if audit is not None:
+                audit(session)
             current = presence.presence_out(row)
         if event is not None:
             await self.bus.publish(presence.TOPIC, event)
@@ -439,6 +386,22 @@ class Hub:
         await self._publish_delivery(changed)
 
     async def report_provider_status(self, channel: str, provider_message_id: str, status: str) -> None:
+        if await self._apply_provider_status(channel, provider_message_id, status):
+            return
+        # A provider may report a send before the send's outcome (with the provider's id) is recorded here:
+        # the report is tried again for a few seconds in the background, the provider having been answered.
+        task = asyncio.create_task(self._apply_provider_status_later(channel, provider_message_id, status))
+        self._late_reports.add(task)
+        task.add_done_callback(self._late_reports.discard)
+
+    async def _apply_provider_status_later(self, channel: str, provider_message_id: str, status: str) -> None:
+        for delay in LATE_REPORT_DELAYS:
+            await asyncio.sleep(delay)
+            if await self._apply_provider_status(channel, provider_message_id, status):
+                return
+        log.info("delivery report for an unknown message", channel=channel)
+
+    async def _apply_provider_status(self, channel: str, provider_message_id: str, status: str) -> bool:
         failed = status != "success"
         async with self.sessions.begin() as session:
             changed = list(await session.scalars(
@@ -449,13 +412,15 @@ class Hub:
                         delivered_at=None if failed else utcnow(), last_error=status[:500] if failed else None)
                 .returning(Message.id)
             ))
-        if not changed:
-            log.info("delivery report for an unknown message", channel=channel)
         await self._publish_delivery(changed)
+        return bool(changed)
 
     async def shared_value(self, key: str, produce: Producer, *, margin: timedelta,
                            stale: str | None = None) -> tuple[str, datetime]:
         return await shared_value(self.sessions, key, produce, margin=margin, stale=stale)
+
+    async def first_use(self, key: str, lifetime: timedelta) -> bool:
+        return await self.nonces.first_use(key, lifetime)
 
     async def history(
         self, channel: str, external_id: str, limit: int = 100
@@ -475,8 +440,17 @@ class Hub:
                 .order_by(Message.id.desc())
                 .limit(limit)
             )
-            messages = [message_out(m).model_dump(mode="json") for m in reversed(list(rows.unique()))]
+            messages = [self._as_resident_reads(message_out(m).model_dump(mode="json"))
+                        for m in reversed(list(rows.unique()))]
             return conversation_out(conversation).model_dump(mode="json"), messages
+
+    def _as_resident_reads(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message of the resident's history, with the links only they receive (their survey's)."""
+        if not (message["payload"] or {}).get("survey"):
+            return message
+        text, payload = with_survey_link(message["text"], message["payload"], self.settings.base_url,
+                                         self.secret_key)
+        return {**message, "text": text, "payload": payload}
 
     async def resident_typing(self, channel: str, external_id: str) -> None:
         async with self.sessions() as session:
@@ -493,10 +467,13 @@ class Hub:
             )
 
     async def store_file(
-        self, channel: str, external_id: str, name: str, content_type: str, data: bytes
+        self, channel: str, external_id: str, name: str, content_type: str, data: bytes, *,
+        from_resident: bool = False,
     ) -> Attachment:
-        stored = await self.files.store(channel, external_id, name, content_type, data)
-        return Attachment(url=f"/{channel}/files/{stored.file_id}", name=name, size=len(data),
+        quota = UploadQuota(self.settings.upload_files_per_day, self.settings.upload_megabytes_per_day) \
+            if from_resident else None
+        stored = await self.files.store(channel, external_id, name, content_type, data, quota)
+        return Attachment(url=file_path(stored.file_id), name=name, size=len(data),
                           content_type=content_type, file_id=stored.file_id)
 
     async def open_file(self, file_id: str) -> tuple[StoredFileInfo, Path] | None:

@@ -12,6 +12,7 @@ import structlog
 # Mainland mobile numbers and 18-digit resident ID numbers; the middle digits are replaced.
 _MOBILE = re.compile(r"(?<!\d)(1[3-9]\d)\d{4}(\d{4})(?!\d)")
 _ID_NUMBER = re.compile(r"(?<!\d)(\d{6})\d{8}(\d{3}[\dXx])(?!\d)")
+VISIBLE_DIGITS = 4  # of a phone number shown to staff who do not call the resident
 _SECRET_KEYS = {"password", "token", "secret", "authorization", "cookie", "csrf_token", "access_token"}
 
 
@@ -19,6 +20,17 @@ def mask_personal_data(text: str) -> str:
     """Mask phone and ID numbers in free text: ``13812345678`` → ``138****5678``."""
     text = _ID_NUMBER.sub(r"\1********\2", text)
     return _MOBILE.sub(r"\1****\2", text)
+
+
+def mask_phone(number: str) -> str:
+    """Every digit but the last four hidden: ``+8613812345678`` → ``+*********5678``."""
+    head, tail = number[:-VISIBLE_DIGITS], number[-VISIBLE_DIGITS:]
+    return "".join("*" if c.isdigit() else c for c in head) + tail
+
+
+def masked(value: Any) -> Any:
+    """A text, or the strings inside a JSON-like value, with phone and ID numbers masked."""
+    return _mask_value("", value)
 
 
 def _mask_value(key: str, value: Any) -> Any:

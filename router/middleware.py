@@ -1,4 +1,4 @@
-"""aiohttp middlewares: JSON errors, the caller's identity with CSRF protection, request logging."""
+"""aiohttp middlewares: JSON errors, the caller's identity with CSRF protection, request logging, security headers."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from router.accounts import principal_from_api_token, principal_from_session
 from router.api.spec import HUB, PRINCIPAL_KEY
+from router.db import unreachable
 from router.errors import Forbidden, HubError, Unauthorized
 from router.logs import get_logger
 
@@ -21,6 +22,8 @@ SESSION_COOKIE = "hub_session"
 CSRF_COOKIE = "hub_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# All a session signed in with a one-time password may do: choose a new password, or sign out.
+_DURING_PASSWORD_CHANGE = frozenset({("POST", "/api/auth/password"), ("POST", "/api/auth/logout")})
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -67,7 +70,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status == 405 and "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
-    except Exception:
+    except Exception as exc:
+        if unreachable(exc):
+            log.warning("request failed: database unreachable", method=request.method, path=request.path)
+            return error_response(503, "database_unavailable", "系统繁忙,请稍后重试")
         log.exception("request failed", method=request.method, path=request.path)
         return error_response(500, "internal_error", "服务器内部错误")
     if request.path.startswith("/api/"):
@@ -104,25 +110,38 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 sent = request.headers.get(CSRF_HEADER, "")
                 if not (principal.csrf_token and secrets.compare_digest(sent, principal.csrf_token)):
                     raise Forbidden("缺少或错误的 CSRF 令牌", code="csrf_failed")
+            if (principal.must_change_password and request.path.startswith("/api/")
+                    and (request.method, request.path) not in _DURING_PASSWORD_CHANGE):
+                raise Forbidden("请先修改一次性密码", code="password_change_required")
             request[PRINCIPAL_KEY] = principal
     return await handler(request)
 
 
-STAFF_PAGE_HEADERS = {
-    # The staff pages load only their own scripts and talk only to this origin.
+PAGE_HEADERS = {
+    # The hub's pages load only their own scripts, talk only to this origin and are framed by no other site.
+    # (The web chat widget runs in the embedding site's page, not in a frame: these do not reach it.)
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
     "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
 }
+RESPONSE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
+HSTS = "max-age=31536000"  # a year; subdomains are the operator's to decide (they may not all have TLS)
 
 
-@web.middleware
-async def staff_pages_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    if request.path.startswith(("/app", "/survey")):
-        response.headers.update(STAFF_PAGE_HEADERS)
-    return response
+def security_headers(https: bool) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An ``on_response_prepare`` hook: every response, whatever made it, leaves with the security headers.
+
+    Pages are told apart by their content type, which a file response knows only once it is being sent;
+    headers a handler chose itself (a stored file's ``sandbox`` policy) are kept.
+    """
+
+    async def add_headers(_request: web.Request, response: web.StreamResponse) -> None:
+        headers = {**RESPONSE_HEADERS, **(PAGE_HEADERS if response.content_type == "text/html" else {})}
+        if https:
+            headers["Strict-Transport-Security"] = HSTS
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+
+    return add_headers

@@ -186,6 +186,10 @@ class StaffUser(Base):
     department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id", use_alter=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # A one-time password (printed for the first admin, set by an admin's reset) must be replaced at sign-in,
+    # and stops working at password_expires_at.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    password_expires_at: Mapped[datetime | None]
     teams: Mapped[list[Team]] = relationship(secondary=user_team, lazy="selectin", order_by=Team.id)
     skills: Mapped[list[Skill]] = relationship(secondary=user_skill, lazy="selectin")
 
@@ -273,6 +277,9 @@ class Contact(Base):
     identities: Mapped[list[ContactIdentity]] = relationship(back_populates="contact", lazy="selectin")
 
 
+PHONE_CHANNELS = frozenset({"sms", "voice"})  # channels that know the resident by their phone number
+
+
 class ContactIdentity(Base):
     """How a channel knows the resident: WeChat openid, phone number, web visitor id, account number."""
 
@@ -333,12 +340,14 @@ class Message(Base):
     """Every message of a conversation in both directions, plus internal notes and system events.
 
     Outbound rows double as the send queue: a worker picks rows whose ``delivery`` is ``queued``
-    (or ``sending`` with an expired lease) and whose ``next_attempt_at`` has come.
+    (or ``sending`` with an expired lease) and whose ``next_attempt_at`` has come; each claim writes a new
+    ``lease_id``, and only an update naming it may record the send's outcome.
     """
 
     __tablename__ = "message"
     __table_args__ = (
-        UniqueConstraint("channel", "channel_message_id"),
+        # A resident's message is stored once per sender: a client id or MsgId names a message only with it.
+        UniqueConstraint("channel", "channel_message_id", "sender"),
         Index("ix_message_outbox", "delivery", "next_attempt_at"),
         Index("ix_message_conversation", "conversation_id", "id"),
     )
@@ -352,15 +361,36 @@ class Message(Base):
     text: Mapped[str | None] = mapped_column(Text)
     payload: Mapped[dict[str, Any] | None]
     channel_message_id: Mapped[str | None] = mapped_column(String(128))
+    sender: Mapped[str | None] = mapped_column(String(128))  # a resident's message: their address on the channel
     delivery: Mapped[str | None] = mapped_column(String(12))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     lease_until: Mapped[datetime | None]
+    lease_id: Mapped[str | None] = mapped_column(String(36))  # the claim holding the row: outcomes must name it
     last_error: Mapped[str | None] = mapped_column(String(500))
     sent_at: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     author_user: Mapped[StaffUser | None] = relationship(lazy="joined")
+
+
+class PendingBotTurn(Base):
+    """A resident's message the bot has yet to answer: stored with the message, removed with the answer.
+
+    The process running the turn holds it by ``claim_token`` until ``lease_until``; a lease that passed
+    (the process died, or its turn failed) is taken over by the sweep of any process with a new token, and
+    only the holder of the current token may record the answer (see :mod:`router.botturns`).
+    """
+
+    __tablename__ = "pending_bot_turn"
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversation.id", ondelete="CASCADE"), index=True)
+    claim_token: Mapped[str] = mapped_column(String(32))
+    lease_until: Mapped[datetime] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)  # times the bot was asked (or is being asked)
+    text: Mapped[str] = mapped_column(Text)  # what the bot is asked, and with what (router.bot.question_for_bot)
+    context: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class StoredFile(Base):
@@ -376,3 +406,65 @@ class StoredFile(Base):
     size: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallSide(enum.StrEnum):
+    """Who ended a call."""
+
+    CALLER = "caller"
+    HUB = "hub"
+
+
+class Call(Base):
+    """One phone call from the first ring to hang-up; its conversation holds it among the resident's contacts.
+
+    ``ivr_path`` lists the menu nodes the caller went through, in order; ``outcome`` is what the call came to
+    (``self_service``, ``voicemail``, ``agent``, ``abandoned``…), set by the IVR or the agents' side.
+    """
+
+    __tablename__ = "call"
+    __table_args__ = (Index("ix_call_caller_started", "caller", "started_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(64), unique=True)  # Asterisk's channel id
+    caller: Mapped[str | None] = mapped_column(String(32))  # caller id as received; None when withheld
+    did: Mapped[str | None] = mapped_column(String(32))  # the number dialled
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversation.id", ondelete="SET NULL"),
+                                                        index=True)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None] = mapped_column(index=True)
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)  # Q.850 cause code
+    hangup_cause_text: Mapped[str | None] = mapped_column(String(64))
+    hangup_side: Mapped[str | None] = mapped_column(String(16))  # CallSide
+    recording_file_id: Mapped[str | None] = mapped_column(ForeignKey("stored_file.id", ondelete="SET NULL"))
+    ivr_path: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+
+
+class CallEventKind(enum.StrEnum):
+    KEY = "key"
+    PROMPT = "prompt"
+    NODE = "node"
+    LOOKUP = "lookup"
+    VOICEMAIL = "voicemail"
+    ANSWER = "answer"
+    HANGUP = "hangup"
+    MENU = "menu"  # the menu version the call walks
+    WORK_ORDER = "work_order"  # an order filed from the call (a voicemail's)
+    TO_AGENT = "to_agent"  # the caller asked for a person and may be put through
+    TIMEOUT = "timeout"  # nothing pressed in time at the node
+    INVALID = "invalid"  # a key or number the node does not take
+
+
+class CallEvent(Base):
+    """Something that happened during a call, in order: a key press (with the menu node it was pressed at),
+    a prompt played, a menu node entered, a self-service lookup, a voicemail."""
+
+    __tablename__ = "call_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("call.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))  # CallEventKind
+    node: Mapped[str | None] = mapped_column(String(64))
+    key: Mapped[str | None] = mapped_column(String(1))
+    detail: Mapped[dict[str, Any] | None]

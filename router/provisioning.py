@@ -51,8 +51,10 @@ async def ensure_first_admin(hub: Hub) -> Credential | None:
         configured = settings.first_admin_password.get_secret_value()
         password = configured or secrets.token_urlsafe(12)
         await create_user(session, username=settings.first_admin_username, password=password, role=Role.ADMIN,
-                          display_name="系统管理员", team_names=[settings.default_team])
-    note = "来自 HUB_FIRST_ADMIN_PASSWORD" if configured else "一次性密码,仅显示这一次"
+                          display_name="系统管理员", team_names=[settings.default_team],
+                          one_time_hours=None if configured else settings.one_time_password_hours)
+    note = ("来自 HUB_FIRST_ADMIN_PASSWORD" if configured else
+            f"一次性密码,仅显示这一次;首次登录须修改,{settings.one_time_password_hours} 小时后失效")
     return Credential(settings.first_admin_username, "(已配置)" if configured else password, "admin", note)
 
 

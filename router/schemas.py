@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.filelinks import file_path
 from router.models import Conversation, Message, StaffUser
 
 
@@ -31,6 +32,7 @@ class AttachmentOut(BaseModel):
     name: str
     size: int
     content_type: str
+    file_id: str | None = Field(None, description="set for files stored in the hub (fetched at /files/{id})")
 
 
 class MessageOut(BaseModel):
@@ -122,6 +124,13 @@ def user_out(user: StaffUser) -> UserOut:
     )
 
 
+def _attachment_out(attachment: dict[str, Any]) -> AttachmentOut:
+    """A stored file is fetched at its one address (messages stored earlier kept a channel's own path)."""
+    if attachment.get("file_id"):
+        attachment = {**attachment, "url": file_path(attachment["file_id"])}
+    return AttachmentOut(**attachment)
+
+
 def message_out(message: Message) -> MessageOut:
     payload = dict(message.payload or {})
     attachment = payload.pop("attachment", None)
@@ -134,7 +143,7 @@ def message_out(message: Message) -> MessageOut:
         author_name=message.author_user.display_name if message.author_user is not None else None,
         type=message.type,
         text=message.text,
-        attachment=AttachmentOut(**attachment) if attachment else None,
+        attachment=_attachment_out(attachment) if attachment else None,
         payload=payload or None,
         created_at=message.created_at,
         client_id=client_id,

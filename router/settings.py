@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -20,6 +23,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = Field("", description="Base URL residents and staff reach the hub at; derived if empty")
+    # Reverse proxies whose X-Forwarded-For is believed (comma-separated addresses or networks); empty: none
+    trusted_proxies: str = ""
 
     var_dir: Path = PROJECT_ROOT / "var"
     database_url: str = ""  # default: SQLite file under var_dir
@@ -27,17 +32,33 @@ class Settings(BaseSettings):
     redis_url: str = ""  # empty: single process, in-process event bus
     redis_prefix: str = "shuiwu"  # namespaces pub/sub channels when several hubs share one Redis
     channels: str = "webchat"  # comma-separated channel packages to enable
+    # Residents' messages that arrive while the database is unreachable are kept here until it is back
+    spool_dir: Path | None = None  # default: var_dir/spool
+    spool_max_megabytes: float = Field(64.0, gt=0)  # beyond this WeChat is answered 503 (it retries)
 
     secret_key: SecretStr = SecretStr("")  # signs visitor tokens; generated into var/ if empty
     session_ttl_hours: int = 12
-    cookie_secure: bool = False
+    cookie_secure: bool | None = None  # cookies only over https; empty: when the public URL is https
+    login_max_failures: int = Field(5, ge=2)  # failed sign-ins in a row that lock a username …
+    login_lockout_minutes: int = Field(15, ge=1)  # … for this long (also how long failures are remembered)
+    login_ip_free_failures: int = Field(10, ge=1)  # failures from one address before its attempts must wait
+    one_time_password_hours: int = Field(72, ge=1)  # the first admin's and admin-reset passwords expire after
 
     rasa_url: str = ""  # empty: no bot, conversations go straight to the human queue (unless bot_autostart)
     bot_timeout_seconds: float = 3.0
+    # A resident's message waits for the bot's answer as a pending turn: a turn whose process died or failed is
+    # taken up again by any process's sweep once its lease has passed, and after max attempts handed to people.
+    bot_turn_sweep_seconds: float = Field(5.0, gt=0)
+    bot_turn_lease_seconds: float = Field(30.0, gt=0)
+    bot_turn_max_attempts: int = Field(3, ge=1)
     bot_autostart: bool = False  # run the Rasa server and the action server beside the hub (router/companions.py)
     bot_model_path: Path = PROJECT_ROOT / "bot" / "models" / "current.tar.gz"  # made by scripts/bot-train.sh
     rasa_port: int = 5005
     actions_port: int = 5055
+    # The action server listens here and Rasa calls it here; another address only for a split deployment
+    actions_host: str = "127.0.0.1"
+    rasa_token: SecretStr = SecretStr("")  # Rasa's API and webhook; empty: derived from the secret key
+    actions_secret: SecretStr = SecretStr("")  # Rasa's calls to the action server; empty: derived likewise
 
     reopen_window_seconds: int = 24 * 3600
     acd_sweep_seconds: float = 1.0  # overflow, end of after-call work, silent inboxes are checked this often
@@ -51,6 +72,9 @@ class Settings(BaseSettings):
     duplicate_radius_m: float = 300.0  # reports of one category this close …
     duplicate_window_minutes: int = 120  # … and this soon after each other are likely one event
     working_hours: str = "08:30-12:00,13:30-17:30"  # local periods counted by categories on working-hours SLA
+    # The phone line's staffed hours on working days (holidays per the State Council's calendar); outside them
+    # the IVR offers only self-service and voicemail. Empty: HUB_WORKING_HOURS; "24x7": always staffed.
+    voice_hours: str = ""
     survey_valid_days: int = 7  # how long a resident's satisfaction-survey link stays open
     billing_backend: str = "demo"  # or "package.module:Class" of the utility's billing system (router/billing.py)
 
@@ -59,6 +83,9 @@ class Settings(BaseSettings):
     wechat_app_secret: SecretStr = SecretStr("")
     wechat_token: SecretStr = SecretStr("")  # the callback's signature token
     wechat_encoding_aes_key: SecretStr = SecretStr("")  # 43 characters; empty: plain mode only
+    # 消息加解密方式: plain, compatible (plain or encrypted) or safe (encrypted only); default safe with an AES key
+    wechat_mode: Literal["", "plain", "compatible", "safe"] = ""
+    wechat_timestamp_window_seconds: int = Field(300, ge=30)  # callbacks signed further from now are refused
     wechat_api_base_url: str = "https://api.weixin.qq.com"  # the stand-in server's URL in tests and the demo
     wechat_oauth_base_url: str = "https://open.weixin.qq.com"  # where residents' browsers sign in (OAuth2)
     wechat_api_timeout_seconds: float = 5.0  # a call to WeChat's API slower than this is retried later
@@ -71,6 +98,16 @@ class Settings(BaseSettings):
     wechat_menu_path: Path | None = None  # default: channels/wechat/menu.yml
     wechat_push_menu: bool = True  # publish the menu with menu/create when the hub starts
 
+    # Phone (channels/voice): Asterisk's ARI, the Stasis application its dialplan hands every call to
+    voice_ari_url: str = "http://127.0.0.1:8088"
+    voice_ari_username: str = "hub"
+    voice_ari_password: SecretStr = SecretStr("")
+    voice_app: str = Field("hub", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    # Rendered prompts; Asterisk must see this folder as sounds/shuiwu (a shared volume in production)
+    voice_prompt_dir: Path | None = None  # default: var_dir/prompts
+    voice_max_voicemail_seconds: int = Field(120, ge=5, le=600)
+    voice_reconnect_max_seconds: float = Field(30.0, gt=0)  # back-off ceiling of the ARI WebSocket
+
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0
     outbound_backoff_max_seconds: float = 300.0
@@ -79,6 +116,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = 10.0
 
     upload_max_bytes: int = 10 * 1024 * 1024
+    upload_files_per_day: int = Field(20, ge=1)  # a web chat visitor's files in any 24 hours …
+    upload_megabytes_per_day: int = Field(50, ge=1)  # … and their size together
     ws_max_frame_bytes: int = 64 * 1024
     message_max_chars: int = 2000
     webchat_messages_per_second: float = 2.0  # sustained, per visitor socket
@@ -87,6 +126,15 @@ class Settings(BaseSettings):
     first_admin_username: str = "admin"
     first_admin_password: SecretStr = SecretStr("")
     demo: bool = False
+
+    # Per client address (limits' notation, ";" between several): refused with 429 beyond them
+    rate_limit_new_visitors: str = "20/minute;200/hour"  # POST /webchat/visitors: new web chat visitors
+    rate_limit_uploads: str = "30/minute;300/hour"  # POST /webchat/upload
+    rate_limit_surveys: str = "30/minute"  # /api/surveys (survey links' tokens)
+    rate_limit_wechat_refusals: str = "30/minute"  # /wechat: only refused posts count (bad, stale signatures)
+
+    retention_days: int = Field(365, ge=1)  # closed conversations, their files and audit entries are kept this long
+    retention_interval_hours: float = Field(6.0, gt=0)  # how often what passed retention_days is deleted
 
     log_json: bool = False
     log_level: str = "INFO"
@@ -97,12 +145,54 @@ class Settings(BaseSettings):
             self.rasa_url = f"http://127.0.0.1:{self.rasa_port}"
         return self
 
+    @model_validator(mode="after")
+    def _lease_outlasts_the_bot(self) -> Settings:
+        if self.bot_turn_lease_seconds <= self.bot_timeout_seconds:
+            raise ValueError("HUB_BOT_TURN_LEASE_SECONDS must be longer than HUB_BOT_TIMEOUT_SECONDS: a turn "
+                             "still waiting for the bot would be taken over by another process")
+        return self
+
+    @model_validator(mode="after")
+    def _wechat_mode(self) -> Settings:
+        has_key = bool(self.wechat_encoding_aes_key.get_secret_value())
+        if not self.wechat_mode:
+            self.wechat_mode = "safe" if has_key else "plain"
+        elif self.wechat_mode != "plain" and not has_key:
+            raise ValueError(f"HUB_WECHAT_MODE={self.wechat_mode} needs HUB_WECHAT_ENCODING_AES_KEY")
+        return self
+
     @field_validator("working_hours")
     @classmethod
     def _valid_working_hours(cls, value: str) -> str:
         from workorders.calendar import parse_periods  # the calendar belongs to work orders
 
         parse_periods(value)
+        return value
+
+    @field_validator("voice_hours")
+    @classmethod
+    def _valid_voice_hours(cls, value: str) -> str:
+        from workorders.calendar import parse_periods
+
+        if value.strip() not in ("", "24x7"):
+            parse_periods(value)
+        return value.strip()
+
+    @field_validator("rate_limit_new_visitors", "rate_limit_uploads", "rate_limit_surveys",
+                     "rate_limit_wechat_refusals")
+    @classmethod
+    def _valid_rate_limit(cls, value: str) -> str:
+        import limits
+
+        limits.parse_many(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: str) -> str:
+        from router.net import parse_networks
+
+        parse_networks(value)
         return value
 
     @property
@@ -115,6 +205,20 @@ class Settings(BaseSettings):
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
     @property
+    def is_local(self) -> bool:
+        """Whether only this machine reaches the hub: it listens on loopback and its public URL, if set, is local."""
+        return is_loopback(self.host) and (not self.public_url or is_loopback(urlsplit(self.public_url).hostname))
+
+    @property
+    def is_https(self) -> bool:
+        """Whether residents and staff reach the hub over TLS (a reverse proxy in front of it)."""
+        return urlsplit(self.public_url).scheme.lower() == "https"
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.is_https if self.cookie_secure is None else self.cookie_secure
+
+    @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
@@ -123,8 +227,28 @@ class Settings(BaseSettings):
         return self.effective_database_url.startswith("sqlite")
 
     @property
+    def effective_spool_dir(self) -> Path:
+        return self.spool_dir or self.var_dir / "spool"
+
+    @property
+    def effective_prompt_dir(self) -> Path:
+        return self.voice_prompt_dir or self.var_dir / "prompts"
+
+    @property
     def uploads_dir(self) -> Path:
         return self.var_dir / "uploads"
+
+
+def is_loopback(host: str | None) -> bool:
+    """``localhost`` or a loopback address; an empty host (every address) is not."""
+    if not host:
+        return False
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache

@@ -9,18 +9,21 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
+import zlib
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 import filetype
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.base import StoredFileInfo
-from router.errors import BadRequest, TooLarge, UnsupportedMediaType
+from router.db import take_turns
+from router.errors import BadRequest, TooLarge, TooManyRequests, UnsupportedMediaType
 from router.models import StoredFile, utcnow
 
 # Kinds by their content signature; a name's extension is never trusted on its own.
@@ -123,6 +126,33 @@ def file_response(name: str, content_type: str, path: Path) -> web.FileResponse:
     })
 
 
+FILES_LOCK_KEY = 962740_0014  # uploads share it while they add bytes; removing unused bytes takes it alone
+QUOTA_LOCK_KEY = 962740_0014_0000  # + a hash of the owner: one owner's uploads are counted one at a time
+
+
+@dataclass(frozen=True, slots=True)
+class UploadQuota:
+    """What one owner (a web chat visitor) may upload in a rolling day."""
+
+    files: int
+    megabytes: int
+    period: timedelta = timedelta(days=1)
+
+    async def check(self, session: AsyncSession, owner: str, owner_id: str, size: int) -> None:
+        """Raise unless one more file of ``size`` bytes fits; holds the owner's turn until the caller commits."""
+        await take_turns(session, QUOTA_LOCK_KEY + zlib.crc32(f"{owner}:{owner_id}".encode()) % 10_000)
+        count, total = (await session.execute(
+            select(func.count(StoredFile.id), func.coalesce(func.sum(StoredFile.size), 0)).where(
+                StoredFile.owner_channel == owner, StoredFile.owner_external_id == owner_id,
+                StoredFile.created_at > utcnow() - self.period))).one()
+        if count >= self.files:
+            raise TooManyRequests(f"今天已发送 {count} 个文件,达到上限,请明天再试或直接文字描述",
+                                  code="upload_quota", details={"files": self.files})
+        if total + size > self.megabytes * 1024 * 1024:
+            raise TooLarge(f"今天发送的文件已达 {self.megabytes} MB 上限,请明天再试或直接文字描述",
+                           code="upload_quota", details={"megabytes": self.megabytes})
+
+
 class FileStore:
     """Bytes on disk under their SHA-256 (stored once however often they are sent), a row per upload.
 
@@ -133,8 +163,19 @@ class FileStore:
         self._sessions = sessions
         self._root = root
 
-    async def store(self, owner: str, owner_id: str, name: str, content_type: str, data: bytes) -> StoredFileInfo:
+    async def store(self, owner: str, owner_id: str, name: str, content_type: str, data: bytes,
+                    quota: UploadQuota | None = None) -> StoredFileInfo:
+        """Keep ``data`` for ``owner``; within ``quota``, if one is given, or not at all."""
+        async with self._sessions.begin() as session:
+            return await self.store_in(session, owner, owner_id, name, content_type, data, quota)
+
+    async def store_in(self, session: AsyncSession, owner: str, owner_id: str, name: str, content_type: str,
+                       data: bytes, quota: UploadQuota | None = None) -> StoredFileInfo:
+        """:meth:`store` in the caller's transaction (the file is theirs only if it commits)."""
         digest = hashlib.sha256(data).hexdigest()
+        await _share_files_lock(session)  # the retention job does not remove bytes this row will need
+        if quota is not None:
+            await quota.check(session, owner, owner_id, len(data))
         path = self._path(digest)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,9 +184,18 @@ class FileStore:
             tmp.replace(path)
         stored = StoredFile(id=str(uuid.uuid4()), owner_channel=owner, owner_external_id=owner_id, name=name,
                             content_type=content_type, size=len(data), sha256=digest, created_at=utcnow())
-        async with self._sessions.begin() as session:
-            session.add(stored)
+        session.add(stored)
         return _info(stored)
+
+    async def read_in(self, session: AsyncSession, file_id: str) -> tuple[StoredFileInfo, bytes] | None:
+        """A stored file and its bytes, read in the caller's transaction; None if either is gone."""
+        with contextlib.suppress(ValueError):
+            uuid.UUID(file_id)
+            stored = await session.get(StoredFile, file_id)
+            if stored is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    return _info(stored), await asyncio.to_thread(self._path(stored.sha256).read_bytes)
+        return None
 
     async def open(self, file_id: str) -> tuple[StoredFileInfo, Path] | None:
         with contextlib.suppress(ValueError):
@@ -162,8 +212,31 @@ class FileStore:
                 StoredFile.owner_channel == owner, StoredFile.owner_external_id == owner_id,
             ).order_by(StoredFile.created_at, StoredFile.id)))
 
+    async def forget(self, digests: set[str]) -> int:
+        """Remove the bytes of ``digests`` that no stored file refers to any more; how many were removed.
+
+        Runs alone (an exclusive lock that every upload shares while it writes bytes and adds its row), so an
+        upload of the same bytes either is seen here or writes them anew.
+        """
+        if not digests:
+            return 0
+        removed = 0
+        async with self._sessions.begin() as session:
+            await take_turns(session, FILES_LOCK_KEY)
+            used = set(await session.scalars(select(StoredFile.sha256).where(StoredFile.sha256.in_(digests))))
+            for digest in digests - used:
+                with contextlib.suppress(FileNotFoundError):
+                    self._path(digest).unlink()
+                    removed += 1
+        return removed
+
     def _path(self, digest: str) -> Path:
         return self._root / digest[:2] / digest
+
+
+async def _share_files_lock(session: AsyncSession) -> None:
+    if session.bind.dialect.name == "postgresql":  # SQLite's one writer orders these transactions already
+        await session.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"), {"key": FILES_LOCK_KEY})
 
 
 def _info(stored: StoredFile) -> StoredFileInfo:

@@ -4,7 +4,9 @@
 # test suite needs.
 #
 #   scripts/bootstrap.sh          venv + browser libraries (enough for `make run` / `make lint`)
-#   scripts/bootstrap.sh test     the same + chromium, fonts-noto-cjk, postgresql, redis-server, postgresql-client
+#   scripts/bootstrap.sh test     the same + chromium, fonts-noto-cjk, postgresql, redis-server, postgresql-client,
+#                                 and for the phone tests debootstrap and zstd (scripts/asterisk-root.sh), sip-tester
+#                                 (sipp callers), espeak-ng and sox (spoken prompts)
 #
 # The venv lives in a cache outside the clone, keyed by pyproject.toml, so fresh clones and `make clean`
 # reuse it:  ${SHUIWU_CACHE:-$HOME/.cache/shuiwu-hub}/venv-<sha256(pyproject.toml)[:12]>,  linked as ./.venv.
@@ -77,7 +79,8 @@ fi
 if [[ "$MODE" == test ]]; then
   if command -v dpkg >/dev/null 2>&1; then
     missing=()
-    for pkg in chromium fonts-noto-cjk postgresql redis-server postgresql-client; do
+    for pkg in chromium fonts-noto-cjk postgresql redis-server postgresql-client \
+               debootstrap zstd sip-tester espeak-ng sox; do
       deb_installed "$pkg" || missing+=("$pkg")
     done
     if [[ ${#missing[@]} -gt 0 ]]; then

@@ -19,9 +19,22 @@ fi
 
 if [[ ! -f "$MODEL" ]]; then
   started=$SECONDS
+  LOG="$CACHE/models/$NAME.log"
+  echo "bot-train: training $NAME (minutes; full log: $LOG)"
   RASA_TELEMETRY_ENABLED=false RASA_CACHE_DIRECTORY="$CACHE/rasa-cache" .venv/bin/rasa train --config config.yml --domain domain --data data \
-    --out "$CACHE/models" --fixed-model-name "$NAME" >"$CACHE/models/$NAME.log" 2>&1 \
-    || { tail -n 40 "$CACHE/models/$NAME.log" >&2; echo "bot-train: rasa train failed" >&2; exit 1; }
+    --out "$CACHE/models" --fixed-model-name "$NAME" >"$LOG" 2>&1 &
+  rasa=$!
+  trap 'kill "$rasa" 2>/dev/null || true' EXIT  # interrupted (Ctrl-C): training in the background stops too
+  # What is being trained, its epochs, the seconds so far and what is still to come, every few seconds.
+  python3 "$ROOT/scripts/train_progress.py" "$LOG" config.yml --pid "$rasa" || true
+  status=0
+  wait "$rasa" || status=$?
+  if [[ $status -ne 0 ]]; then
+    tail -n 40 "$LOG" >&2
+    echo "bot-train: rasa train failed" >&2
+    exit 1
+  fi
+  trap - EXIT
   echo "bot-train: trained $NAME in $((SECONDS - started))s"
 fi
 ln -sfn "$MODEL" models/current.tar.gz

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test suite from nothing: Debian packages + venv, PostgreSQL and Redis, then pytest.
+# The test suite from nothing: Debian packages + venv, the Asterisk root of the phone tests, PostgreSQL and Redis,
+# then pytest.
 # Arguments go to pytest unchanged, e.g.  scripts/run-tests.sh -k webchat -x
 set -euo pipefail
 
@@ -7,6 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 bash scripts/bootstrap.sh test
+bash scripts/asterisk-root.sh
 bash scripts/bot-env.sh
 bash scripts/bot-train.sh
 bash scripts/services.sh

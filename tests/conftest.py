@@ -19,9 +19,14 @@ from router.app import create_app
 from router.hub import Hub
 from router.logs import configure_logging
 from router.models import Role
+from router.net import free_port
+from router.ratelimit import RATE_LIMIT_SETTINGS
 from router.settings import Settings
+from tests.support import choices
 from tests.support.actors import Resident, Staff
-from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database, free_port
+from tests.support.pgcluster import PrivateCluster, private_cluster
+from tests.support.restbot import StandInBot, running_bot
+from tests.support.services import REDIS_URL, create_pg_database, drop_pg_database
 
 BACKENDS = [b for b in os.environ.get("HUB_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 PASSWORD = "correct-horse-battery"
@@ -65,9 +70,37 @@ def own_settings(make_settings: Callable[..., Settings], fresh_database_url: str
     return make
 
 
+@pytest.fixture
+def private_pg() -> Iterator[PrivateCluster]:
+    """A PostgreSQL server of the test's own, for outages: ``stop()`` and ``start()`` it (never the shared one)."""
+    with private_cluster() as cluster:
+        yield cluster
+
+
+def outage_settings(cluster: PrivateCluster, var_dir: Path, **overrides: Any) -> Settings:
+    """A hub's settings on ``cluster`` (tests of outages run on PostgreSQL only: SQLite has no server to lose)."""
+    return hub_settings(var_dir=var_dir, database_url=cluster.url, **overrides)
+
+
 @pytest.fixture(scope="session")
 def backend(database_url: str) -> str:
     return "sqlite" if database_url.startswith("sqlite") else "postgresql"
+
+
+def hub_settings(**values: Any) -> Settings:
+    """The tests' settings of a hub, with ``values`` (``var_dir`` and ``database_url`` at least)."""
+    return Settings(**{
+        "secret_key": SECRET,
+        "rasa_url": "",
+        "outbound_poll_seconds": 0.2,
+        # The suite signs in hundreds of times from 127.0.0.1, some of them wrongly on purpose; the throttle's
+        # own tests (tests/router/test_sign_in_throttle.py) keep the real limit.
+        "login_ip_free_failures": 10_000,
+        # Every test calls from 127.0.0.1: the per-address limits are raised out of the way, except
+        # where a test sets its own (tests/router/test_rate_limits.py).
+        **dict.fromkeys(RATE_LIMIT_SETTINGS, "1000000/minute"),
+        **values,
+    })
 
 
 @pytest.fixture(scope="session")
@@ -75,15 +108,7 @@ def make_settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -
     var_dir = tmp_path_factory.mktemp("var")
 
     def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "var_dir": var_dir,
-            "database_url": database_url,
-            "secret_key": SECRET,
-            "rasa_url": "",
-            "outbound_poll_seconds": 0.2,
-            **overrides,
-        }
-        return Settings(**values)
+        return hub_settings(**{"var_dir": var_dir, "database_url": database_url, **overrides})
 
     return make
 
@@ -150,7 +175,7 @@ async def agent(running_hub: RunningHub) -> AsyncIterator[Staff]:
 async def acd_hub(own_settings: Callable[..., Settings], request: pytest.FixtureRequest) -> AsyncIterator[RunningHub]:
     """A hub of its own whose ACD sweeps every 0.2 s; ``indirect`` parametrization adds settings."""
     overrides: dict[str, Any] = getattr(request, "param", {})
-    running = await start_hub(own_settings(acd_sweep_seconds=0.2, reopen_window_seconds=0, **overrides))
+    running = await start_hub(own_settings(**{"acd_sweep_seconds": 0.2, "reopen_window_seconds": 0, **overrides}))
     yield running
     await running.runner.cleanup()
 
@@ -191,3 +216,19 @@ async def browser() -> AsyncIterator[Browser]:
         chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield chromium
         await chromium.close()
+
+
+# -- a hub behind a stand-in bot that offers choices (tests/router/test_bot_choices.py, tests/e2e) ---------
+
+
+@pytest.fixture
+async def bot() -> AsyncIterator[StandInBot]:
+    async with running_bot(choices.ASKED) as bot:
+        yield bot
+
+
+@pytest.fixture
+async def choices_hub(own_settings, bot) -> AsyncIterator[RunningHub]:
+    running = await start_hub(own_settings(rasa_url=bot.url))
+    yield running
+    await running.runner.cleanup()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import ADMIN_ROLES, ALL_ROLES, STAFF_ROLES
 from router.api import api
+from router.api.auditing import Audit, audit, changes
 from router.api.spec import HUB, MAX_ID, UUID_PATTERN, Call
 from router.errors import Conflict, Invalid, NotFound
 from router.models import Role, StaffUser, utcnow
@@ -128,6 +129,7 @@ async def create_category(call: Call) -> CategoryOut:
         category = WorkOrderCategory(**body.model_dump())
         session.add(category)
         await session.flush()
+        audit(call, "category.create", "workorder_category", category.id, code=body.code)(session)
         return _category_out(category)
 
 
@@ -141,7 +143,11 @@ async def update_category(call: Call) -> CategoryOut:
             raise NotFound("类别不存在", code="category_not_found")
         if body.code != category.code:
             raise Invalid("类别代码不能修改", code="code_immutable", details={"fields": {"code": "immutable"}})
-        for name, value in body.model_dump().items():
+        after = body.model_dump()
+        # A change of the category's workflow is one of the changes recorded.
+        audit(call, "category.change", "workorder_category", category.id, code=category.code, changes=changes(
+            {name: getattr(category, name) for name in after}, body.model_dump(mode="json")))(session)
+        for name, value in after.items():
             setattr(category, name, value)
         return _category_out(category)
 
@@ -203,6 +209,7 @@ async def create_department(call: Call) -> DepartmentOut:
         department = Department(name=call.body.name)
         session.add(department)
         await session.flush()
+        audit(call, "department.create", "department", department.id, name=department.name)(session)
         return DepartmentOut(id=department.id, name=department.name)
 
 
@@ -330,6 +337,8 @@ async def change_template(call: Call) -> ItemsOfTemplates:
     body: TemplateBody = call.body
     async with call.request.app[WORKORDERS].sessions.begin() as session:
         template = await session.get(MessageTemplate, body.key)
+        audit(call, "template.change", "message_template", body.key,
+              changes=changes({"text": template.text if template else None}, {"text": body.text}))(session)
         if body.text is None:
             if template is not None:
                 await session.delete(template)
@@ -396,19 +405,24 @@ async def add_rule(call: Call) -> RuleOut:
         rule = DispatchRule(**body.model_dump())
         session.add(rule)
         await session.flush()
+        audit(call, "dispatch_rule.add", "dispatch_rule", rule.id, **body.model_dump())(session)
         return _rule_out(rule)
 
 
 @api.endpoint("DELETE", "/api/dispatch-rules/{rule_id:\\d+}", summary="Remove a dispatch rule", roles=ADMIN_ROLES,
               status=204, tag="workorders")
 async def remove_rule(call: Call) -> None:
-    await delete_row(call, DispatchRule, call.path["rule_id"], NotFound("派单规则不存在", code="rule_not_found"))
+    rule_id = call.path["rule_id"]
+    await delete_row(call, DispatchRule, rule_id, NotFound("派单规则不存在", code="rule_not_found"),
+                     audit(call, "dispatch_rule.remove", "dispatch_rule", rule_id))
 
 
-async def delete_row(call: Call, model: type, row_id: int, missing: NotFound) -> None:
-    """Delete one row by id, or answer 404."""
+async def delete_row(call: Call, model: type, row_id: int, missing: NotFound, audited: Audit | None = None) -> None:
+    """Delete one row by id (recording ``audited`` with it), or answer 404."""
     async with call.request.app[WORKORDERS].sessions.begin() as session:
         row = await session.get(model, row_id)
         if row is None:
             raise missing
         await session.delete(row)
+        if audited is not None:
+            audited(session)

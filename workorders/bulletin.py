@@ -21,10 +21,11 @@ from router.errors import Invalid, NotFound
 from router.models import Base, Role, utcnow
 from router.schemas import StrictBody
 from workorders.api import WORKORDERS, delete_row
+from workorders.service import WorkOrderService
 
 NoticeKind = Literal["planned_outage", "repair", "pressure_change", "water_quality", "other"]
 PUBLISHERS = frozenset({Role.ADMIN, Role.SUPERVISOR, Role.EDITOR})
-PAGE = Path(__file__).resolve().parent / "static" / "notices.html"
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 class Notice(Base):
@@ -95,17 +96,24 @@ async def list_notices(call: Call) -> ItemsOfNotices:
     district = query.district
     if district is None and query.address:
         district = await service.region_of(query.address)
+    return ItemsOfNotices(items=await notices_for(service, district, query.include), district=district)
+
+
+async def notices_for(service: WorkOrderService, district: str | None,
+                      include: Literal["current", "upcoming", "all"] = "current") -> list[NoticeOut]:
+    """The notices for one district (those for the whole service area included), or for everywhere: what the
+    public page, the bot and the IVR read out."""
     now = utcnow()
     statement = select(Notice).where(Notice.ends_at >= now).order_by(Notice.starts_at)
-    if query.include == "current":
+    if include == "current":
         statement = statement.where(Notice.starts_at <= now)
-    elif query.include == "all":
+    elif include == "all":
         statement = select(Notice).order_by(Notice.starts_at.desc()).limit(200)
     async with service.sessions() as session:
         notices = list(await session.scalars(statement))
     if district is not None:
         notices = [n for n in notices if not n.districts.get("codes") or district in n.districts["codes"]]
-    return ItemsOfNotices(items=[_out(n, service.region_names, now) for n in notices], district=district)
+    return [_out(n, service.region_names, now) for n in notices]
 
 
 @api.endpoint("POST", "/api/notices", summary="Publish a notice", roles=PUBLISHERS, body=NoticeBody,
@@ -132,4 +140,9 @@ async def withdraw_notice(call: Call) -> None:
 
 
 async def notices_page(_request: web.Request) -> web.FileResponse:
-    return web.FileResponse(PAGE, headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(STATIC / "notices.html", headers={"Cache-Control": "no-cache"})
+
+
+async def notices_script(_request: web.Request) -> web.FileResponse:
+    """The page's script, apart from it: pages run only scripts of their own origin (no inline code)."""
+    return web.FileResponse(STATIC / "notices.js", headers={"Cache-Control": "no-cache"})

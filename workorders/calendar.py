@@ -157,6 +157,12 @@ class WorkingHours(SlaCalendar):
         periods = ",".join(str(p) for p in self.periods)
         return f"WorkingHours({periods!r}, {str(self.timezone)!r})"
 
+    def is_open(self, at: datetime) -> bool:
+        """Whether ``at`` falls inside a working period of a working day (the hotline's staffed hours)."""
+        local = at.astimezone(self.timezone)
+        minute = local.hour * 60 + local.minute
+        return self.is_workday(local.date()) and any(p.start <= minute < p.end for p in self.periods)
+
     def _bounds(self, day: date, period: Period) -> tuple[datetime, datetime]:
         """A period of a local date as UTC instants (wall-clock times resolved by the zone, DST included)."""
         midnight = datetime(day.year, day.month, day.day, tzinfo=self.timezone)

@@ -21,11 +21,11 @@ DEFAULT_CATEGORIES: list[dict[str, Any]] = [
      "fields_schema": _schema({"topic": {"type": "string", "title": "咨询内容", "maxLength": 200}})},
     {"code": "leak_repair", "name": "漏水报修", "default_priority": 1, "sla_hours": 4,
      "fields_schema": _schema({
-         "leak_location": _choice("漏水位置", ["路面", "小区内", "户内", "水表井", "消防栓"]),
+         "leak_location": _choice("漏水位置", ["路面", "小区内", "户内", "水表井", "消防栓", "其他"]),
          "severity": _choice("漏水程度", ["滴漏", "渗漏", "冒水", "喷涌", "爆管"]),
      }, ["leak_location"])},
     {"code": "no_water", "name": "无水/停水", "default_priority": 1, "sla_hours": 4,
-     "fields_schema": _schema({"scope": _choice("影响范围", ["单户", "整栋", "小区", "片区"])}, ["scope"])},
+     "fields_schema": _schema({"scope": _choice("影响范围", ["单户", "整栋", "小区", "片区", "其他"])}, ["scope"])},
     {"code": "low_pressure", "name": "水压低", "default_priority": 2, "sla_hours": 24,
      "fields_schema": _schema({
          "floor": {"type": "integer", "title": "楼层", "minimum": -3, "maximum": 120},

@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from router.access import STAFF_ROLES
 from router.api import api
-from router.api.spec import Call, loads_strict, validation_details
+from router.api.auditing import audit
+from router.api.spec import Call, validation_details
+from router.bodies import loads_strict, read_body
 from router.errors import BadRequest, Conflict, HubError, TooLarge, UnsupportedMediaType
 from workorders.api import WORKORDERS
 from workorders.service import NewOrder, Source
@@ -80,11 +82,7 @@ def _csv_row(row: dict[str, str | None]) -> dict[str, Any]:
               roles=STAFF_ROLES, query=ImportQuery, response=ImportResult, tag="workorders", errors=(400, 413, 415))
 async def import_orders(call: Call) -> ImportResult:
     request = call.request
-    if request.content_length is not None and request.content_length > IMPORT_MAX_BYTES:
-        raise TooLarge(f"导入内容超过 {IMPORT_MAX_BYTES // (1024 * 1024)} MB")
-    raw = await request.content.read(IMPORT_MAX_BYTES + 1)
-    if len(raw) > IMPORT_MAX_BYTES:
-        raise TooLarge(f"导入内容超过 {IMPORT_MAX_BYTES // (1024 * 1024)} MB")
+    raw = await read_body(request, IMPORT_MAX_BYTES, f"导入内容超过 {IMPORT_MAX_BYTES // (1024 * 1024)} MB")
     service = request.app[WORKORDERS]
     result = ImportResult(created=[], existing=[], errors=[])
     for index, row in enumerate(_rows(raw, request.content_type, call.query.source), start=1):
@@ -105,4 +103,8 @@ async def import_orders(call: Call) -> ImportResult:
         except HubError as exc:
             result.errors.append({"row": index, "external_ref": reference, "code": exc.code, "message": exc.message,
                                   **(exc.details or {})})
+    # Each order is created in its own transaction; the import as a whole is recorded once it is done.
+    async with service.sessions.begin() as session:
+        audit(call, "workorders.import", "workorder_import", None, created=len(result.created),
+              existing=len(result.existing), errors=len(result.errors))(session)
     return result

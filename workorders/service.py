@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, and_, false, select, true
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.base import StoredFileInfo
-from router.access import Principal, can_view
+from router.access import (
+    WORK_ORDER_FILES,
+    Principal,
+    acts_for_the_bot,
+    can_see_order,
+    can_view,
+    is_bot,
+    order_clause,
+    serves_now,
+)
 from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.hub import TOPIC as CONVERSATION_TOPIC
+from router.logs import mask_phone, masked
 from router.models import Author, ContactIdentity, Conversation, Message, Role, StaffUser, StoredFile, utcnow
 from router.outbound import new_outbound
+from router.residents import SURVEY_LINK, survey_reference, survey_token
 from router.schemas import StrictBody, message_event, visibility_key
 from router.settings import Settings
-from router.uploads import FileStore, Upload
+from router.uploads import FileStore, Upload, classify
 from workorders.calendar import CALENDAR_KINDS, calendar_for
 from workorders.categories import field_errors
 from workorders.dispatch import DuplicateRule, likely_master, locate, matching_rule
@@ -43,9 +54,10 @@ from workorders.sla import REMINDER_SHARE, STOPPED, SlaClock
 from workorders.workflow import Transition, Workflow, parse_workflow
 
 TOPIC = "workorder"
-FILE_OWNER = "workorder"  # owner of the photos in the file store; the owner id is the order's id
+FILE_OWNER = WORK_ORDER_FILES  # owner of the photos in the file store; the owner id is the order's id
 RESIDENT_SURVEY = "居民评价"
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+MAX_ATTACHED_MESSAGES = 5
 Source = Literal["agent", "bot", "webchat", "wechat", "sms", "phone", "voicemail", "12345", "email", "import"]
 
 
@@ -62,6 +74,13 @@ class NewOrder(StrictBody):
     conversation_id: int | None = Field(None, ge=1, le=2**31 - 1)
     source: Source = "agent"
     external_ref: str | None = Field(None, min_length=1, max_length=100)
+    attachment_message_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=MAX_ATTACHED_MESSAGES,
+        description="messages of the order's conversation (``conversation_id`` required) whose photo becomes an "
+                    "attachment of the new order, as if uploaded to it: a JPEG, PNG, GIF or WebP image within the "
+                    "upload limit; repeated ids count once. A message of another conversation, one without a "
+                    "stored file or one whose file is not such an image is refused (422, "
+                    "``invalid_attachment_messages``).")
 
 
 class TransitionBody(StrictBody):
@@ -126,6 +145,17 @@ class WorkOrderOut(BaseModel):
     completed_at: datetime | None
     closed_at: datetime | None
     actions: list[str] = Field(description="actions the workflow allows from the current state")
+
+
+Shown = TypeVar("Shown", bound=WorkOrderOut)
+
+
+def _with_phones_masked(order: Shown) -> Shown:
+    """The order with the resident's number, and any phone or ID number in its texts, masked."""
+    return order.model_copy(update={
+        "contact_phone": mask_phone(order.contact_phone) if order.contact_phone else None,
+        "title": masked(order.title), "description": masked(order.description),
+        "custom_fields": masked(order.custom_fields)})
 
 
 class AttachmentOut(BaseModel):
@@ -255,14 +285,16 @@ def order_out(order: WorkOrder, now: datetime) -> WorkOrderOut:
 class WorkOrderService:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], settings: Settings, geocoder: Geocoder,
-        publish: Publish, wake_outbound: Callable[[], None], clock: SlaClock, files: FileStore,
+        publish: Publish, wake_outbound: Callable[[], None], clock: SlaClock, files: FileStore, secret_key: str,
     ) -> None:
         self.sessions = sessions
+        self._secret_key = secret_key
         self.clock = clock
         self._files = files
+        self._upload_max_bytes = settings.upload_max_bytes
         self._calendars = {kind: calendar_for(kind, settings.working_hours, settings.timezone)
                            for kind in CALENDAR_KINDS}
-        self._base_url = settings.base_url
+        self._hotline_team = settings.default_team
         self._survey_valid_days = settings.survey_valid_days
         self._zone = ZoneInfo(settings.timezone)
         self._geocoder = geocoder
@@ -298,7 +330,10 @@ class WorkOrderService:
 
     # -- create -------------------------------------------------------------------------------
 
-    async def create(self, principal: Principal, body: NewOrder) -> WorkOrderDetail:
+    async def create(self, principal: Principal, body: NewOrder, *,
+                     attach_file_ids: Sequence[str] = ()) -> WorkOrderDetail:
+        """A new order. ``attach_file_ids`` are files the hub already keeps (a voicemail's recording) that become
+        attachments of the order, as if uploaded to it; unknown ids are left out."""
         now = utcnow()
         region_code = await locate(self._geocoder, body.address, body.lat, body.lng)
         number = await self._next_number(now)
@@ -324,9 +359,13 @@ class WorkOrderService:
                 if conversation is None:
                     raise Invalid("会话不存在", code="unknown_conversation",
                                   details={"fields": {"conversation_id": "unknown"}})
-                if not can_view(principal, visibility_key(conversation)) and principal.user_id is not None:
+                key = visibility_key(conversation)
+                if not (can_view(principal, key) or acts_for_the_bot(principal, key)):
                     raise Forbidden("无权查看该会话")
                 contact_id = conversation.contact_id
+            photos = await self._photos_of(session, body)
+            files = [found for file_id in dict.fromkeys(attach_file_ids)
+                     if (found := await self._files.read_in(session, file_id)) is not None]
             order = WorkOrder(
                 number=number, category=category, category_id=category.id,
                 state=parse_workflow(category.workflow).initial, priority=body.priority or category.default_priority,
@@ -343,6 +382,16 @@ class WorkOrderService:
                                    actor_id=principal.user_id, actor_name=_actor_name(principal), at=now,
                                    data={"source": body.source})
             session.add(event)
+            sources = [({"message_id": message_id}, info, data) for message_id, (info, data) in photos.items()]
+            sources += [({"from_file_id": info.file_id}, info, data) for info, data in files]
+            for origin, info, data in sources:
+                stored = await self._files.store_in(session, FILE_OWNER, str(order.id), info.name,
+                                                    info.content_type, data)
+                session.add(WorkOrderEvent(
+                    order_id=order.id, action="attach", from_state=order.state, to_state=order.state,
+                    actor_id=principal.user_id, actor_name=_actor_name(principal), at=now,
+                    data={"file_id": stored.file_id, "name": stored.name, "content_type": stored.content_type,
+                          "size": stored.size, **origin}))
             await session.flush()
             events = [event, *await self._route(session, order, now)]
             detail = await self._detail(session, order, now, notices=False)
@@ -353,7 +402,45 @@ class WorkOrderService:
             await self.clock.schedule_in(session, order.id, *deadline)
         self.clock.wakeup()
         await self._published(detail, {"type": "created"}, notices)
-        return detail
+        return await self._shown(principal, detail)
+
+    async def _photos_of(self, session: AsyncSession, body: NewOrder) -> dict[int, tuple[StoredFileInfo, bytes]]:
+        """The photos of ``body.attachment_message_ids`` (messages of the order's conversation), by message id.
+
+        Checked as a photo uploaded to an order is (an image, within the upload limit); anything else is 422.
+        """
+        wanted = list(dict.fromkeys(body.attachment_message_ids))
+        if not wanted:
+            return {}
+        if body.conversation_id is None:
+            raise Invalid("附带照片的消息须属于工单关联的会话,请提供 conversation_id",
+                          code="invalid_attachment_messages",
+                          details={"fields": {"conversation_id": "required with attachment_message_ids"}})
+        messages = {m.id: m for m in await session.scalars(select(Message).where(Message.id.in_(wanted)))}
+        problems: dict[str, str] = {}
+        photos: dict[int, tuple[StoredFileInfo, bytes]] = {}
+        for message_id in wanted:
+            message = messages.get(message_id)
+            if message is None or message.conversation_id != body.conversation_id:
+                problems[str(message_id)] = "not a message of this conversation"
+                continue
+            file_id = ((message.payload or {}).get("attachment") or {}).get("file_id")
+            found = await self._files.read_in(session, file_id) if isinstance(file_id, str) else None
+            if found is None:
+                problems[str(message_id)] = "no stored file"
+                continue
+            info, data = found
+            kind = classify(data, info.name)
+            if kind is None or kind.message_type != "image":
+                problems[str(message_id)] = "not an image (JPEG, PNG, GIF, WebP)"
+            elif len(data) > self._upload_max_bytes:
+                problems[str(message_id)] = f"larger than {self._upload_max_bytes} bytes"
+            else:
+                photos[message_id] = (replace(info, content_type=kind.content_type), data)
+        if problems:
+            raise Invalid("附带的消息须为本会话中带图片的消息", code="invalid_attachment_messages",
+                          details={"fields": {"attachment_message_ids": problems}})
+        return photos
 
     def _start_clock(self, order: WorkOrder, now: datetime) -> tuple[datetime, datetime]:
         """Set the order's deadline from now by its category's calendar; returns (reminder, due) times."""
@@ -394,7 +481,7 @@ class WorkOrderService:
         now = utcnow()
         async with self.sessions.begin() as session:
             order = await self._load_for_update(session, order_id)
-            self._require_visible(principal, order)
+            await self._require_visible(session, principal, order)
             workflow = parse_workflow(order.category.workflow)
             rule = workflow.transition(body.action)
             if rule is None or order.state not in rule.from_states:
@@ -408,7 +495,7 @@ class WorkOrderService:
             step = await self._move(session, order, workflow, rule, body, now, principal.user_id,
                                     _actor_name(principal))
         await self._finish(step)
-        return step.detail
+        return await self._shown(principal, step.detail)
 
     async def _move(
         self, session: AsyncSession, order: WorkOrder, workflow: Workflow, rule: Transition, body: TransitionBody,
@@ -434,11 +521,11 @@ class WorkOrderService:
                                data=data or None, at=now)
         session.add(event)
         await session.flush()
-        survey_url = None
+        survey_id = None
         if rule.action == "complete" and order.category.callback == "survey" and order.conversation_id:
-            survey_url = await self._send_survey(session, order, now)
+            survey_id = await self._send_survey(session, order, now)
         detail = await self._detail(session, order, now, notices=False)
-        notices = await self._notify_residents(session, order, rule.action, detail, event, survey_url)
+        notices = await self._notify_residents(session, order, rule.action, detail, event, survey_id)
         detail.notices = await _notices_of(session, order)  # with the ones just queued
         return Step(detail=detail, notices=notices, action=rule.action, previous=previous,
                     clock_changed=clock_changed)
@@ -452,12 +539,14 @@ class WorkOrderService:
 
     # -- callback surveys ---------------------------------------------------------------------
 
-    async def _send_survey(self, session: AsyncSession, order: WorkOrder, now: datetime) -> str:
-        """A one-time link for the resident to score the service; returns the link."""
-        token = secrets.token_urlsafe(24)
-        session.add(CallbackSurvey(order_id=order.id, token_hash=survey_token_hash(token), sent_at=now,
-                                   expires_at=now + timedelta(days=self._survey_valid_days)))
-        return f"{self._base_url}/survey?t={token}"
+    async def _send_survey(self, session: AsyncSession, order: WorkOrder, now: datetime) -> int:
+        """A one-time survey for the resident to score the service; returns its id (its link is made at sending)."""
+        survey = CallbackSurvey(order_id=order.id, token_hash=secrets.token_hex(32), sent_at=now,  # until it has an id
+                                expires_at=now + timedelta(days=self._survey_valid_days))
+        session.add(survey)
+        await session.flush()
+        survey.token_hash = survey_token_hash(survey_token(self._secret_key, survey.id))
+        return survey.id
 
     async def survey(self, token: str) -> SurveyView:
         async with self.sessions() as session:
@@ -556,7 +645,7 @@ class WorkOrderService:
         now = utcnow()
         async with self.sessions.begin() as session:
             order = await self._load_for_update(session, order_id)
-            self._require_visible(principal, order)
+            await self._require_visible(session, principal, order)
             workflow = parse_workflow(order.category.workflow)
             if order.state in workflow.final:
                 raise Conflict("工单已结束,不能再补充", code="order_finished",
@@ -568,7 +657,7 @@ class WorkOrderService:
             await session.flush()
             detail = await self._detail(session, order, now)
         await self._published(detail, {"type": action}, [])
-        return detail
+        return await self._shown(principal, detail)
 
     async def open_file(self, principal: Principal, order_id: int, file_id: str) -> tuple[StoredFileInfo, Path]:
         await self.check_visible(principal, order_id)
@@ -579,7 +668,7 @@ class WorkOrderService:
 
     async def _notify_residents(
         self, session: AsyncSession, order: WorkOrder, action: str, detail: WorkOrderDetail, event: WorkOrderEvent,
-        survey_url: str | None = None,
+        survey_id: int | None = None,
     ) -> list[tuple[Message, Conversation]]:
         """Queue the notice for the resident(s) in the same transaction as the change (nothing is lost).
 
@@ -596,7 +685,7 @@ class WorkOrderService:
             "department": detail.department.name if detail.department else None,
             "assignee": detail.assignee.name if detail.assignee else None,
             "comment": event.comment, "reason": event.reason, "master": (event.data or {}).get("master"),
-            "survey_url": survey_url,
+            "survey_url": SURVEY_LINK if survey_id is not None else None,
         }
         conversation_ids = {order.conversation_id} if order.conversation_id else set()
         if action != "merge":
@@ -607,12 +696,12 @@ class WorkOrderService:
             conversation = await session.get(Conversation, conversation_id)
             if conversation is None:
                 continue
-            surveyed = survey_url is not None and conversation_id == order.conversation_id
+            surveyed = survey_id is not None and conversation_id == order.conversation_id
             text = await self._notice_text(session, SURVEY_TEMPLATE if surveyed else key, values)
             payload: dict[str, Any] = {
                 "work_order": {"id": order.id, "number": order.number, "action": action, "state": order.state}}
             if surveyed:
-                payload["survey"] = {"url": survey_url}
+                payload["survey"] = survey_reference(survey_id)
             notice = new_outbound(conversation, author=Author.SYSTEM, text=text, payload=payload)
             session.add(notice)
             notices.append((notice, conversation))
@@ -696,7 +785,11 @@ class WorkOrderService:
     async def get(self, principal: Principal, order_id: int) -> WorkOrderDetail:
         async with self.sessions() as session:
             order = await self._visible(session, principal, order_id)
-            return await self._detail(session, order, utcnow())
+            return (await self._shown_to(session, principal, [await self._detail(session, order, utcnow())]))[0]
+
+    async def _shown(self, principal: Principal, detail: WorkOrderDetail) -> WorkOrderDetail:
+        async with self.sessions() as session:
+            return (await self._shown_to(session, principal, [detail]))[0]
 
     async def check_visible(self, principal: Principal, order_id: int) -> None:
         """404 for an order that does not exist, 403 for one the caller may not see."""
@@ -707,13 +800,13 @@ class WorkOrderService:
         order = await session.get(WorkOrder, order_id)
         if order is None:
             raise NotFound("工单不存在", code="order_not_found")
-        self._require_visible(principal, order)
+        await self._require_visible(session, principal, order)
         return order
 
     async def list(self, principal: Principal, query: ListQuery) -> list[WorkOrderOut]:
         now = utcnow()
         statement = select(WorkOrder).order_by(WorkOrder.id.desc()).limit(query.limit)
-        conditions = [self._visible_clause(principal)]
+        conditions: list[Any] = []
         states = query.state.split(",") if query.state else None
         if query.overdue and states is not None:
             # An order whose clock has stopped is never overdue: no need to ask the database for those.
@@ -744,24 +837,43 @@ class WorkOrderService:
                         WorkOrder.state.not_in(STOPPED))
             conditions.append(late if query.overdue else ~late)
         async with self.sessions() as session:
+            conditions.append(await self._list_scope(session, principal, query))
             orders = (await session.scalars(statement.where(*conditions))).unique()
-            return [order_out(order, now) for order in orders]
+            return await self._shown_to(session, principal, [order_out(order, now) for order in orders])
 
-    @staticmethod
-    def _visible_clause(principal: Principal) -> Any:
-        if principal.role in {Role.ADMIN, Role.SUPERVISOR, Role.AGENT}:
-            return True
-        if principal.role == Role.HANDLER:
-            return (WorkOrder.department_id == principal.department_id) | (WorkOrder.assignee_id == principal.user_id)
-        return WorkOrder.assignee_id == principal.user_id
+    async def _list_scope(self, session: AsyncSession, principal: Principal, query: ListQuery) -> ColumnElement[bool]:
+        """The orders a list may show; 403 for a conversation filter naming a chat the caller may not see."""
+        for conversation_id in {query.conversation_id, query.resident_of} - {None}:
+            conversation = await session.get(Conversation, conversation_id)
+            key = visibility_key(conversation) if conversation is not None else None
+            if key is not None and not (can_view(principal, key) or acts_for_the_bot(principal, key)):
+                raise Forbidden("无权查看该会话的工单", code="conversation_forbidden")
+        if is_bot(principal):  # it files orders; it reads them only through /api/bot/order-lookup
+            return false()
+        if principal.is_service:  # what other services ask for: an order by its number, or its own resident's orders
+            return true() if query.number or query.conversation_id or query.resident_of else false()
+        return order_clause(principal, self._hotline_team)
 
-    def _require_visible(self, principal: Principal, order: WorkOrder) -> None:
-        if principal.role in {Role.ADMIN, Role.SUPERVISOR, Role.AGENT}:
-            return
-        mine = principal.user_id is not None and order.assignee_id == principal.user_id
-        of_department = principal.role == Role.HANDLER and principal.department_id is not None and (
-            order.department_id == principal.department_id)
-        if not (mine or of_department):
+    async def _shown_to(self, session: AsyncSession, principal: Principal, orders: list[Shown]) -> list[Shown]:
+        """The orders as ``principal`` may read them: residents' phone numbers only for who calls them.
+
+        Supervisors, admins and handlers (who coordinate the repair) see them, and so does the field crew an order
+        is assigned to (the only orders they see): they call the resident. An agent sees them on the orders of the
+        conversation they are serving right now; everyone else (other agents, service tokens) sees them masked.
+        """
+        if principal.role in {Role.ADMIN, Role.SUPERVISOR, Role.HANDLER, Role.FIELD_CREW}:
+            return orders
+        conversation_ids = {o.conversation_id for o in orders} - {None}
+        serving = set()
+        if conversation_ids and not principal.is_service:
+            rows = await session.scalars(select(Conversation).where(Conversation.id.in_(conversation_ids)))
+            serving = {c.id for c in rows.unique() if serves_now(principal, visibility_key(c))}
+        return [o if o.conversation_id in serving else _with_phones_masked(o) for o in orders]
+
+    async def _require_visible(self, session: AsyncSession, principal: Principal, order: WorkOrder) -> None:
+        if is_bot(principal):
+            raise Forbidden("智能客服请通过 /api/bot/order-lookup 查询", code="bot_lookup_required")
+        if not await can_see_order(session, principal, order.id, self._hotline_team):
             raise Forbidden("无权查看该工单", code="not_your_order")
 
     @staticmethod

@@ -73,6 +73,23 @@ def fire(database: str, kind: str, order_id: int) -> None:
     asyncio.run_coroutine_threadsafe(clock.fire(kind, order_id), clock.loop).result(timeout=120)
 
 
+class _SteadyScheduler(BackgroundScheduler):
+    """A scheduler whose thread outlives a database outage.
+
+    APScheduler retries a failed look for due jobs, but not a failure of the queries after it (the next run
+    time, moving a job on): one of those ends the scheduler's thread, and no deadline fires again until the
+    hub restarts. Here a failed pass is tried again after ``jobstore_retry_interval`` (10 s); a job that
+    fired but was not moved on fires again, which :meth:`SlaClock.fire` makes harmless.
+    """
+
+    def _process_jobs(self) -> float | None:
+        try:
+            return super()._process_jobs()
+        except Exception as exc:
+            log.warning("SLA scheduler pass failed; trying again", error=f"{type(exc).__name__}: {exc}"[:300])
+            return self.jobstore_retry_interval
+
+
 class SlaClock:
     def __init__(self, database_url: str, sessions: Any, publish: Any) -> None:
         self._sessions = sessions
@@ -81,7 +98,7 @@ class SlaClock:
         self._wake_requested = False
         self._waker: asyncio.Task[None] | None = None
         self._database = database_key(database_url)
-        self._scheduler = BackgroundScheduler(
+        self._scheduler = _SteadyScheduler(
             jobstores={"default": SQLAlchemyJobStore(url=sync_url(database_url),
                                                      engine_options={"pool_pre_ping": True})},
             job_defaults=JOB_DEFAULTS,

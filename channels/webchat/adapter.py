@@ -13,8 +13,10 @@ import json
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from aiohttp import WSMsgType, web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -26,12 +28,17 @@ from channels.base import (
     DeliveryResult,
     DeliveryState,
     InboundMessage,
+    Journaled,
     OutboundMessage,
     RouterPort,
 )
-from router.api.spec import loads_strict
-from router.errors import BadRequest, Unauthorized
+from router.bodies import loads_strict
+from router.bot import CHOICE, CHOICE_MAX_CHARS
+from router.db import unreachable
+from router.errors import BadRequest, Invalid, Unauthorized
+from router.filelinks import WIDGET_LINK_SECONDS, signed_file_link
 from router.logs import get_logger
+from router.models import ConversationState
 from router.uploads import read_upload
 from router.web import CHATKIT
 
@@ -42,12 +49,19 @@ TOKEN_MAX_AGE = 180 * 24 * 3600
 TYPING_INTERVAL = 2.0
 CLOSE_BAD_TOKEN = 4401
 TOPIC = "webchat"
+MAX_FILE_LINKS = 100  # files shown in one widget whose links are renewed at once
 
 
 class MessageFrame(BaseModel):
     type: str
     client_id: str = Field(pattern=r"^[A-Za-z0-9\-]{8,64}$")
     text: str = Field(min_length=1)
+    # A click on one of a bot message's buttons: ``text`` is its title, ``choice`` its payload.
+    choice: str | None = Field(None, min_length=1, max_length=CHOICE_MAX_CHARS)
+
+
+class FileLinksBody(BaseModel):
+    file_ids: list[UUID] = Field(min_length=1, max_length=MAX_FILE_LINKS)
 
 
 class AckFrame(BaseModel):
@@ -79,7 +93,7 @@ class WebChatAdapter(ChannelAdapter):
             web.post("/webchat/visitors", self.new_visitor),
             web.get("/webchat/ws", self.visitor_socket),
             web.post("/webchat/upload", self.upload),
-            web.get("/webchat/files/{file_id}", self.download),
+            web.post("/webchat/file-links", self.file_links),
         ]
 
     async def start(self) -> None:
@@ -105,11 +119,12 @@ class WebChatAdapter(ChannelAdapter):
         if len(text) > self.router.settings.message_max_chars:
             raise ValueError(f"消息不能超过 {self.router.settings.message_max_chars} 字")
         return InboundMessage(channel=self.name, external_id=external_id, channel_message_id=frame.client_id,
-                              text=text)
+                              text=text, payload={CHOICE: frame.choice} if frame.choice is not None else {})
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
         await self.router.publish(TOPIC, {"visitor_id": message.recipient,
-                                          "frame": {"type": "message", "message": _message_frame(message)}})
+                                          "frame": {"type": "message",
+                                                    "message": self._with_file_link(_message_frame(message))}})
         return DeliveryResult(state=DeliveryState.SENT)
 
     # -- visitors -------------------------------------------------------------------------------
@@ -148,13 +163,7 @@ class WebChatAdapter(ChannelAdapter):
             return ws
         self._sockets[visitor_id].add(ws)
         try:
-            conversation, messages = await self.router.history(self.name, visitor_id)
-            await ws.send_json({
-                "type": "hello",
-                "visitor_id": visitor_id,
-                "conversation": _conversation_frame(conversation) if conversation else None,
-                "messages": messages,
-            })
+            await ws.send_json(await self._hello(visitor_id))
             last_typing = 0.0
             budget = MessageBudget(rate=settings.webchat_messages_per_second, burst=settings.webchat_message_burst)
             async for frame in ws:
@@ -175,9 +184,9 @@ class WebChatAdapter(ChannelAdapter):
                 elif kind == "typing":
                     if time.monotonic() - last_typing >= TYPING_INTERVAL:
                         last_typing = time.monotonic()
-                        await self.router.resident_typing(self.name, visitor_id)
+                        await _unless_database_away(self.router.resident_typing(self.name, visitor_id))
                 elif kind == "ack":
-                    await self._ack(ws, visitor_id, data)
+                    await _unless_database_away(self._ack(ws, visitor_id, data))
                 elif kind == "ping":
                     await ws.send_json({"type": "pong"})
                 else:
@@ -190,26 +199,48 @@ class WebChatAdapter(ChannelAdapter):
             log.info("visitor frame too large; socket closed", visitor=visitor_id)
         return ws
 
+    async def _hello(self, visitor_id: str) -> dict[str, Any]:
+        """The first frame: the visitor's conversation and history; ``messages`` is null while the database is
+        unreachable (the widget keeps what it shows, and messages sent meanwhile are journaled)."""
+        try:
+            conversation, messages = await self.router.history(self.name, visitor_id)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            log.warning("database unreachable; visitor greeted without history", visitor=visitor_id)
+            return {"type": "hello", "visitor_id": visitor_id, "conversation": None, "messages": None}
+        return {
+            "type": "hello",
+            "visitor_id": visitor_id,
+            "conversation": _conversation_frame(conversation) if conversation else None,
+            "messages": [self._with_file_link(message) for message in messages],
+        }
+
     async def _resident_message(self, ws: web.WebSocketResponse, visitor_id: str, data: dict[str, Any]) -> None:
         try:
             inbound = self.parse(data, visitor_id)
         except (ValidationError, ValueError) as exc:
             message = str(exc) if isinstance(exc, ValueError) and not isinstance(exc, ValidationError) else (
-                "消息格式无效:需要 client_id 与 text"
+                f"消息格式无效:需要 client_id 与 text(choice 可选,为不超过 {CHOICE_MAX_CHARS} 字的文本)"
             )
             log.info("visitor frame rejected", visitor=visitor_id, reason=message)
             await _send_error(ws, "invalid_message", message, client_id=data.get("client_id"))
             return
         try:
-            result = await self.router.ingest(inbound)
+            result = await self.router.ingest_or_journal(inbound)
         except Exception:
-            # The database is unreachable or failing: the widget keeps the message and sends it again.
+            # Neither stored nor journaled (the database fails, the journal is full): the widget sends it again.
             log.exception("visitor message not stored", visitor=visitor_id)
             await _send_error(ws, "unavailable", "系统繁忙,消息稍后自动重发", client_id=inbound.channel_message_id)
             return
-        if result.duplicate:
-            # A resend after a reconnect: confirm it to this socket, nothing is stored twice.
-            await ws.send_json({"type": "message", "message": result.message})
+        if isinstance(result, Journaled):
+            # Kept while the database is away: stored, shown and answered once it is back.
+            await ws.send_json({"type": "accepted", "client_id": result.channel_message_id})
+            return
+        if result.duplicate or result.conversation_state == ConversationState.CLOSED:
+            # A resend after a reconnect (nothing is stored twice), or a blacklisted visitor's message (stored
+            # but published to no one): confirmed to this socket only.
+            await ws.send_json({"type": "message", "message": self._with_file_link(result.message)})
 
     async def _ack(self, ws: web.WebSocketResponse, visitor_id: str, data: dict[str, Any]) -> None:
         try:
@@ -237,7 +268,7 @@ class WebChatAdapter(ChannelAdapter):
         if key["channel"] != self.name or key["external_id"] not in self._sockets:
             return
         if event["type"] == "message" and event["message"]["direction"] == "in":
-            await self._push(key["external_id"], {"type": "message", "message": event["message"]})
+            await self._push(key["external_id"], {"type": "message", "message": self._with_file_link(event["message"])})
         elif event["type"] == "conversation":
             await self._push(key["external_id"], {"type": "state",
                                                   "conversation": _conversation_frame(event["conversation"])})
@@ -252,15 +283,37 @@ class WebChatAdapter(ChannelAdapter):
             raise Unauthorized("访客令牌无效", code="bad_token")
         upload = await read_upload(request, self.router.settings.upload_max_bytes)
         kind = upload.kind
-        attachment = await self.router.store_file(self.name, visitor_id, upload.name, kind.content_type, upload.data)
+        attachment = await self.router.store_file(self.name, visitor_id, upload.name, kind.content_type, upload.data,
+                                                  from_resident=True)
         result = await self.router.ingest(InboundMessage(
             channel=self.name, external_id=visitor_id, channel_message_id=f"upload-{attachment.file_id}",
             type=kind.message_type, attachment=attachment,
         ))
-        return web.json_response({"message": result.message}, status=201)
+        return web.json_response({"message": self._with_file_link(result.message)}, status=201)
 
-    async def download(self, request: web.Request) -> web.FileResponse:
-        return await self.serve_file(request, self.visitor_of(request.query.get("token")))
+    async def file_links(self, request: web.Request) -> web.Response:
+        """Fresh links to the visitor's own files (the widget renews the ones it shows before they expire)."""
+        visitor_id = self.visitor_of(request.headers.get("X-Visitor-Token"))
+        if visitor_id is None:
+            raise Unauthorized("访客令牌无效", code="bad_token")
+        try:
+            body = FileLinksBody.model_validate(loads_strict(await request.text()))
+        except ValidationError as exc:
+            raise Invalid("file_ids 须为 1 至 100 个文件编号", code="invalid_file_ids") from exc
+        links = {}
+        for file_id in dict.fromkeys(str(i) for i in body.file_ids):
+            found = await self.router.open_file(file_id)
+            if found is not None and (found[0].owner_channel, found[0].owner_external_id) == (self.name, visitor_id):
+                links[file_id] = signed_file_link(self.router.secret_key, file_id, WIDGET_LINK_SECONDS)
+        return web.json_response({"links": links})
+
+    def _with_file_link(self, message: dict[str, Any]) -> dict[str, Any]:
+        """A message as the visitor gets it: a stored file's address carries a short-lived link to that file."""
+        attachment = message.get("attachment")
+        if not attachment or not attachment.get("file_id"):
+            return message
+        link = signed_file_link(self.router.secret_key, attachment["file_id"], WIDGET_LINK_SECONDS)
+        return {**message, "attachment": {**attachment, "url": link}}
 
 
 class MessageBudget:
@@ -278,6 +331,16 @@ class MessageBudget:
             return False
         self.tokens -= 1
         return True
+
+
+async def _unless_database_away(call: Awaitable[None]) -> None:
+    """Typing notices and read receipts are dropped while the database is unreachable; the socket stays."""
+    try:
+        await call
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+        log.info("database unreachable; typing notice or read receipt dropped")
 
 
 async def _send_error(ws: web.WebSocketResponse, code: str, message: str, **extra: Any) -> None:
@@ -302,7 +365,7 @@ def _message_frame(message: OutboundMessage) -> dict[str, Any]:
         "text": message.text,
         "attachment": None if attachment is None else {
             "url": attachment.url, "name": attachment.name, "size": attachment.size,
-            "content_type": attachment.content_type,
+            "content_type": attachment.content_type, "file_id": attachment.file_id,
         },
         "payload": message.payload or None,
         "created_at": message.created_at.isoformat() if message.created_at else None,

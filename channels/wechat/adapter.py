@@ -4,11 +4,23 @@ WeChat waits five seconds for the callback's answer and otherwise posts the same
 times in all). So every message is stored (once: retries carry the same MsgId) and answered within
 ``HUB_WECHAT_REPLY_SECONDS`` (4.5 s): with the bot's answer as the passive reply when it is ready by then,
 otherwise with ``success``, and the answer follows as a customer-service message. Only a conversation the
-bot is handling waits for an answer; messages to people are acknowledged at once.
+bot is handling waits for an answer; messages to people are acknowledged at once. A passive reply is sent only
+once it was written: if WeChat hung up before (its retry is then answered ``success``, as a duplicate), the
+answer goes as a customer-service message.
 
 Outbound, a message goes as the passive reply if its resident's callback is still open in this process,
 otherwise through the customer-service API; a work-order notice goes as a template message when one is
 configured, and so does any reply once the 48-hour window of customer-service messages has closed (45015).
+
+A callback counts once: its signature must be fresh (``HUB_WECHAT_TIMESTAMP_WINDOW_SECONDS`` either side of
+now) and its nonce unused (remembered for that long by :mod:`router.nonces`), so a captured request cannot be
+sent again, nor its signed query reused for another body. A used nonce is answered ``success`` and nothing
+more: WeChat's retries of a message are answered that way too, whether they bring a new nonce (the message
+is then recognised by its MsgId) or the first one. ``HUB_WECHAT_MODE=safe`` refuses plaintext.
+
+While the hub's database is unreachable a message is journaled on the hub's disk and answered ``success``
+(its answer follows as a customer-service message once the database is back); should the journal be full,
+WeChat gets 503 and retries.
 """
 
 from __future__ import annotations
@@ -16,18 +28,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hmac
 import secrets
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import xmltodict
 from aiohttp import web
+from multidict import MultiMapping
 from wechatpy import events, messages, parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.replies import TextReply
-from wechatpy.utils import check_signature
+from wechatpy.utils import WeChatSigner
 
 from channels.base import (
     Attachment,
@@ -37,15 +54,20 @@ from channels.base import (
     DeliveryResult,
     DeliveryState,
     InboundMessage,
+    Journaled,
     OutboundMessage,
     RouterPort,
 )
 from channels.wechat.api import OUTSIDE_WINDOW, WeChatAPI, WeChatAPIError
 from channels.wechat.menu import Menu, load_menu
 from channels.wechat.messages import CHANNEL, MEDIA_TYPES, custom_message, inbound_of, template_message, text_of
+from router.bodies import read_body
+from router.db import unreachable
 from router.errors import BadRequest, Forbidden
+from router.filelinks import MESSAGE_LINK_SECONDS, signed_file_link
 from router.logs import get_logger
-from router.residents import resident_of, resident_token
+from router.residents import resident_token
+from router.spool import SpoolFull
 
 log = get_logger(__name__)
 
@@ -66,11 +88,16 @@ ERRORS_FOR_AGENTS = {  # what an agent reads beside a message that did not go ou
 
 @dataclass
 class _ReplySlot:
-    """A callback still open: the first message for its resident becomes the passive reply."""
+    """A callback still open: the first message for its resident becomes the passive reply.
+
+    ``written`` is set once the callback is over, and ``delivered`` tells whether the reply went out in it.
+    """
 
     answer: asyncio.Future[OutboundMessage] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
     written: asyncio.Event = field(default_factory=asyncio.Event)
+    delivered: bool = False
+    waiting: bool = False  # the callback waits for the bot's answer (only then may it carry one)
 
 
 class WeChatAdapter(ChannelAdapter):
@@ -91,13 +118,12 @@ class WeChatAdapter(ChannelAdapter):
         self.menu: Menu = load_menu(settings.wechat_menu_path, settings.base_url)
         self._slots: defaultdict[str, deque[_ReplySlot]] = defaultdict(deque)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._replying: dict[str, asyncio.Event] = {}  # resident → their passive reply being written
 
     # -- ChannelAdapter -------------------------------------------------------------------------
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/wechat", self.verify), web.post("/wechat", self.callback),
-                web.get("/wechat/files/{file_id}", self.download), web.get("/wechat/orders", self.my_orders)]
+                web.get("/wechat/orders", self.my_orders)]
 
     async def start(self) -> None:
         await self.api.start()
@@ -122,9 +148,8 @@ class WeChatAdapter(ChannelAdapter):
         message = self._with_resident_link(message)
         template = self._settings.wechat_progress_template_id
         as_template = bool(template and (message.payload or {}).get("work_order"))
-        if not as_template and message.attachment is None and self._answer_passively(message):
+        if not as_template and message.attachment is None and await self._answered_passively(message):
             return DeliveryResult(state=DeliveryState.SENT)
-        await self._after_passive_reply(message.recipient)
         if as_template:
             return await self._send_template(message, template)
         try:
@@ -141,13 +166,8 @@ class WeChatAdapter(ChannelAdapter):
 
     async def verify(self, request: web.Request) -> web.Response:
         """WeChat checks the server address once: echo ``echostr`` if the signature is ours."""
-        self._check_signature(request)
+        self._check_signature(request.query)
         return web.Response(text=request.query.get("echostr", ""))
-
-    async def download(self, request: web.Request) -> web.FileResponse:
-        """Files of WeChat conversations: for staff, and for the resident by the signed link they were sent."""
-        resident = resident_of(self.router.secret_key, request.query.get("t", ""))
-        return await self.serve_file(request, resident[1] if resident and resident[0] == CHANNEL else None)
 
     async def my_orders(self, request: web.Request) -> web.Response:
         """The menu's 我的工单: WeChat's OAuth2 (snsapi_base) names the resident, who then sees their orders.
@@ -164,7 +184,7 @@ class WeChatAdapter(ChannelAdapter):
             response = web.HTTPFound(f"{self._settings.wechat_oauth_base_url}/connect/oauth2/authorize?{query}"
                                      "#wechat_redirect")
             response.set_cookie(OAUTH_STATE_COOKIE, state, max_age=600, httponly=True, samesite="Lax",
-                                secure=self._settings.cookie_secure, path="/wechat/orders")
+                                secure=self._settings.secure_cookies, path="/wechat/orders")
             raise response
         if not state or not secrets.compare_digest(state, request.cookies.get(OAUTH_STATE_COOKIE, "")):
             raise BadRequest("请从公众号菜单“我的工单”重新进入", code="bad_oauth_state")
@@ -180,14 +200,18 @@ class WeChatAdapter(ChannelAdapter):
 
     async def callback(self, request: web.Request) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
-        self._check_signature(request)
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise BadRequest("消息过大", code="too_large")
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            raise BadRequest("消息过大", code="too_large")
+        self._check_signature(request.query)
+        body = await read_body(request, MAX_BODY, "消息过大")
         encrypted = request.query.get("encrypt_type") == "aes"
+        if not encrypted and self._settings.wechat_mode == "safe":
+            log.warning("plaintext wechat callback refused in safe mode")
+            raise Forbidden("安全模式下只接受加密消息", code="encryption_required")
         xml = self._decrypt(request, body) if encrypted else body
+        if not await self._first_delivery(request.query):
+            # The same signed query again: a replay, or WeChat retrying with the nonce it used before. The
+            # first delivery stored the message (retries are answered by it), so nothing is processed.
+            log.warning("wechat callback with a nonce already used; acknowledged, not processed")
+            return web.Response(text=SUCCESS)
         try:
             message = parse_message(xml)
         except Exception as exc:
@@ -205,19 +229,42 @@ class WeChatAdapter(ChannelAdapter):
         try:
             await response.prepare(request)
             await response.write_eof()
+            if slot is not None:
+                slot.delivered = True
+        except ConnectionError as exc:
+            # WeChat hung up before the reply could be written: its retry is acknowledged as a duplicate, so
+            # the answer goes out as a customer-service message instead (see send()).
+            log.warning("passive reply not written; it follows as a customer-service message",
+                        error=type(exc).__name__)
         finally:
             if slot is not None:
-                slot.written.set()  # the next message for this resident may now go out
+                slot.written.set()
         return response
 
-    def _check_signature(self, request: web.Request) -> None:
-        query = request.query
-        try:
-            check_signature(self._token, query.get("signature", ""), query.get("timestamp", ""),
-                            query.get("nonce", ""))
-        except InvalidSignatureException:
-            log.warning("wechat callback with a bad signature refused", path=request.path)
-            raise Forbidden("签名无效", code="bad_signature") from None
+    def _check_signature(self, query: MultiMapping[str]) -> None:
+        """The query is signed with our token, at a time within the configured window of now."""
+        timestamp = query.get("timestamp", "")
+        if not _signed(query.get("signature", ""), self._token, timestamp, query.get("nonce", "")):
+            log.warning("wechat callback with a bad signature refused")
+            raise Forbidden("签名无效", code="bad_signature")
+        window = self._settings.wechat_timestamp_window_seconds
+        if not (timestamp.isascii() and timestamp.isdigit()) or abs(time.time() - int(timestamp)) > window:
+            log.warning("wechat callback signed outside the time window refused", timestamp=timestamp[:20])
+            raise Forbidden("签名已过期", code="stale_signature")
+
+    async def _first_delivery(self, query: MultiMapping[str]) -> bool:
+        """Remember the signed query's nonce for as long as its timestamp is accepted; False if seen before.
+
+        In safe mode the key includes ``msg_signature``, which also signs the ciphertext, so that two messages
+        that happen to share a second and a nonce are both accepted. Where plaintext is accepted the signature
+        covers only timestamp and nonce, and those two alone must be spent.
+        """
+        key = f"wechat:{query['timestamp']}:{query.get('nonce', '')}"
+        if self._settings.wechat_mode == "safe":
+            key += f":{query.get('msg_signature', '')}"
+        window = self._settings.wechat_timestamp_window_seconds
+        lifetime = timedelta(seconds=int(query["timestamp"]) + window - time.time() + 1)
+        return await self.router.first_use(key[:200], lifetime)
 
     def _decrypt(self, request: web.Request, body: bytes) -> str:
         if self._crypto is None:
@@ -225,8 +272,17 @@ class WeChatAdapter(ChannelAdapter):
             raise BadRequest("未配置消息加解密密钥", code="no_aes_key")
         query = request.query
         try:
-            return self._crypto.decrypt_message(body, query.get("msg_signature", ""), query.get("timestamp", ""),
-                                                query.get("nonce", ""))
+            ciphertext = xmltodict.parse(body)["xml"]["Encrypt"]
+        except Exception:
+            raise BadRequest("消息无法解密", code="bad_ciphertext") from None
+        if not isinstance(ciphertext, str) or not _signed(query.get("msg_signature", ""), self._token,
+                                                          query.get("timestamp", ""), query.get("nonce", ""),
+                                                          ciphertext):
+            log.warning("wechat message with a bad msg_signature refused")
+            raise Forbidden("消息签名无效", code="bad_signature")
+        try:
+            return self._crypto.decrypt_message({"Encrypt": ciphertext}, query.get("msg_signature", ""),
+                                                query.get("timestamp", ""), query.get("nonce", ""))
         except (InvalidSignatureException, InvalidAppIdException):
             log.warning("wechat message with a bad msg_signature or app id refused")
             raise Forbidden("消息签名无效", code="bad_signature") from None
@@ -249,16 +305,26 @@ class WeChatAdapter(ChannelAdapter):
         slot = _ReplySlot()
         slots = self._slots[inbound.external_id]
         slots.append(slot)
+        handed_back = False
         try:
             # Shielded: should WeChat hang up, the message is still stored and routed (its retry is a duplicate).
-            result = await asyncio.shield(self.router.ingest(inbound))
+            try:
+                result = await asyncio.shield(self.router.ingest_or_journal(inbound))
+            except SpoolFull:
+                log.error("database unreachable and the spool full; WeChat will retry")
+                raise web.HTTPServiceUnavailable(reason="系统繁忙") from None
+            if isinstance(result, Journaled):
+                return None  # stored and answered once the database is back
             if result.duplicate or result.conversation_state != "bot":
                 return None  # a retry (answered by the first delivery), or people answer
             remaining = started + self._settings.wechat_reply_seconds - asyncio.get_running_loop().time()
+            slot.waiting = True
             try:
                 answer = await asyncio.wait_for(asyncio.shield(slot.answer), max(0.0, remaining))
             except TimeoutError:
                 return None  # the answer follows as a customer-service message
+            handed_back = True
+            slot.waiting = False  # this callback carries it
             return text_of(answer), slot
         finally:
             slots.remove(slot)
@@ -266,22 +332,22 @@ class WeChatAdapter(ChannelAdapter):
                 del self._slots[inbound.external_id]
             if not slot.answer.done():
                 slot.answer.cancel()
+            if not handed_back:
+                slot.written.set()  # nothing of the answer is written in this callback
 
-    def _answer_passively(self, message: OutboundMessage) -> bool:
-        """Hand ``message`` to its resident's open callback, if one waits for an answer in this process."""
+    async def _answered_passively(self, message: OutboundMessage) -> bool:
+        """Whether ``message`` went out as the passive reply of its resident's open callback in this process.
+
+        It counts as sent only once the callback wrote it (which also keeps the resident's messages in order:
+        the next one leaves after it); one that could not be written is sent otherwise by the caller.
+        """
         for slot in self._slots.get(message.recipient, ()):
-            if not slot.answer.done():
+            if slot.waiting and not slot.answer.done():
                 slot.answer.set_result(message)
-                self._replying[message.recipient] = slot.written
-                return True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(slot.written.wait(), PASSIVE_WRITE_WAIT)
+                return slot.delivered
         return False
-
-    async def _after_passive_reply(self, recipient: str) -> None:
-        """Keep a resident's messages in order: the next one leaves once the passive reply was written."""
-        written = self._replying.pop(recipient, None)
-        if written is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(written.wait(), PASSIVE_WRITE_WAIT)
 
     async def _fetch_media(self, message: messages.BaseMessage) -> Attachment | None:
         if message.type not in MEDIA_TYPES:
@@ -293,16 +359,23 @@ class WeChatAdapter(ChannelAdapter):
         except (WeChatAPIError, TimeoutError, ValueError) as exc:
             log.warning("wechat media not fetched", type=message.type, error=str(exc))
             return None
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            # The message is journaled without the file; its media_id and WeChat's picture address stay with it.
+            log.warning("database unreachable; wechat media not kept", type=message.type)
+            return None
 
     # -- sending --------------------------------------------------------------------------------
 
     def _with_resident_link(self, message: OutboundMessage) -> OutboundMessage:
-        """A file goes as a link the resident can open in WeChat's browser: absolute, with their signed token."""
+        """A file goes as a link the resident can open in WeChat's browser: absolute, opening that one file for a
+        day (the resident may read the message hours after it was sent)."""
         attachment = message.attachment
-        if attachment is None or not attachment.url.startswith("/"):
+        if attachment is None or not attachment.file_id:
             return message
-        token = resident_token(self.router.secret_key, CHANNEL, message.recipient)
-        link = f"{self._settings.base_url}{attachment.url}?{urlencode({'t': token})}"
+        link = self._settings.base_url + signed_file_link(self.router.secret_key, attachment.file_id,
+                                                          MESSAGE_LINK_SECONDS)
         return dataclasses.replace(message, attachment=dataclasses.replace(attachment, url=link))
 
     async def _media_of(self, message: OutboundMessage) -> str | None:
@@ -344,6 +417,13 @@ class WeChatAdapter(ChannelAdapter):
                 log.warning("wechat menu not published yet", error=str(exc), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(60.0, delay * 2)
+
+
+def _signed(signature: str, *parts: str) -> bool:
+    """WeChat's SHA-1 over the sorted parts equals ``signature``, compared in constant time."""
+    signer = WeChatSigner()
+    signer.add_data(*parts)
+    return hmac.compare_digest(signer.signature.encode(), signature.encode())
 
 
 def _send_error(exc: WeChatAPIError) -> ChannelSendError:

@@ -3,7 +3,8 @@
 :class:`StandInWeChat` serves the endpoints the hub uses (``/cgi-bin/token``, ``message/custom/send``,
 ``message/template/send``, ``media/get``, ``media/upload``, ``menu/create``, ``/sns/oauth2/access_token``)
 with WeChat's JSON shapes and error codes, keeps what was sent, and can be told to fail
-(:meth:`StandInWeChat.fail_next`, :meth:`StandInWeChat.expire_tokens`, a ``delay``).
+(:meth:`StandInWeChat.fail_next`, :meth:`StandInWeChat.expire_tokens`, a ``delay``) or to hold
+customer-service sends unanswered (:meth:`StandInWeChat.hold_sends`).
 
 :class:`Simulator` posts messages to the hub's callback exactly as WeChat does: signed query string, XML
 in plain, compatible or safe (AES) mode, a 5-second limit and up to three retries of the same message.
@@ -20,6 +21,7 @@ import asyncio
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -79,6 +81,10 @@ class StandInWeChat:
     window_closed: set[str] = field(default_factory=set)  # openids outside the 48-hour window
     faults: deque[Fault] = field(default_factory=deque)
     browser_openid: str = ""  # the resident whose WeChat browser opens pages (OAuth2)
+    held: list[dict[str, Any]] = field(default_factory=list)  # customer-service sends being held, as posted
+    _holding: Callable[[dict[str, Any]], bool] | None = field(default=None, init=False)
+    _released: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _deliver_orphans: bool = field(default=True, init=False)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=20 * 1024 * 1024)
@@ -101,6 +107,17 @@ class StandInWeChat:
     def expire_tokens(self) -> None:
         """Every token issued so far is expired (42001), as after two hours."""
         self.tokens = dict.fromkeys(self.tokens, 0.0)
+
+    def hold_sends(self, matching: Callable[[dict[str, Any]], bool]) -> None:
+        """Customer-service sends ``matching`` their posted body wait, unanswered, until :meth:`release_sends`."""
+        self._holding, self._released = matching, asyncio.Event()
+
+    def release_sends(self, deliver_orphans: bool = True) -> None:
+        """Answer the held sends and hold no more. A held send whose sender hung up meanwhile (its process died) is
+        delivered when ``deliver_orphans``: WeChat had the whole request. Otherwise it is dropped, as a request
+        that never reached WeChat."""
+        self._holding, self._deliver_orphans = None, deliver_orphans
+        self._released.set()
 
     def add_media(self, data: bytes, content_type: str, filename: str) -> str:
         media_id = secrets.token_urlsafe(48)[:64]
@@ -185,6 +202,11 @@ class StandInWeChat:
             return error(47001)
         if body["touser"] in self.window_closed:
             return error(45015)
+        if self._holding is not None and self._holding(body):
+            self.held.append(body)
+            await self._released.wait()
+            if not self._deliver_orphans and (request.transport is None or request.transport.is_closing()):
+                return error(-1)  # nobody is left to read it
         self.sent.append({"api": "custom", **body})
         return web.json_response(OK)
 
@@ -292,8 +314,9 @@ class Simulator:
             parts.append(f"<MsgId>{msg_id}</MsgId>")
         return "<xml>" + "".join(parts) + "</xml>"
 
-    def _signed_query(self, body: str) -> tuple[dict[str, str], str]:
-        timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
+    def _signed_query(self, body: str, at: float | None = None) -> tuple[dict[str, str], str]:
+        """The query string and body of one post, signed now (or at ``at``, seconds since the epoch)."""
+        timestamp, nonce = str(int(time.time() if at is None else at)), str(secrets.randbelow(10**10))
         signer = WeChatSigner()
         signer.add_data(self._token, timestamp, nonce)
         signature = signer.signature

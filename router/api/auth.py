@@ -1,26 +1,32 @@
-"""Sign-in, sign-out and the current user; staff accounts and service tokens (admin)."""
+"""Sign-in, sign-out, the current user and their own password."""
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from aiohttp import web
-from pydantic import BaseModel, Field, StringConstraints
-from sqlalchemy import select
+from pydantic import BaseModel, Field
 
-from router.access import ADMIN_ROLES, ALL_ROLES, STAFF_ROLES
-from router.accounts import authenticate, close_session, create_api_token, create_user, open_session
+from router import throttle
+from router.access import ALL_ROLES, STAFF_ROLES
+from router.accounts import (
+    ACCOUNT_TOPIC,
+    close_session,
+    end_sessions,
+    open_session,
+    set_password,
+    signed_out_event,
+)
 from router.acd.presence import SIGNED_OUT_REASON
 from router.api import api
-from router.api.spec import HUB, MAX_ID, Call
+from router.api.spec import HUB, Call
+from router.audit import record
 from router.errors import Invalid, Unauthorized
 from router.middleware import CSRF_COOKIE, SESSION_COOKIE
-from router.models import PresenceState, Role, StaffUser
-from router.schemas import ItemsOfUsers, StrictBody, UserOut, user_out
-from workorders.models import Department
-
-USERNAME = r"^[A-Za-z0-9_.\-]{2,64}$"
-TeamName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+from router.models import PresenceState, StaffUser
+from router.net import client_ip
+from router.passwords import PASSWORDS, check_policy
+from router.schemas import StrictBody, UserOut, user_out
+from router.settings import Settings
+from router.signin import sign_in
 
 
 class LoginBody(StrictBody):
@@ -31,46 +37,67 @@ class LoginBody(StrictBody):
 class SessionOut(BaseModel):
     user: UserOut
     csrf_token: str | None
+    password_change_required: bool = False  # signed in with a one-time password: only a new one may follow
 
 
-class NewUserBody(StrictBody):
-    username: str = Field(pattern=USERNAME)
-    password: str = Field(min_length=8, max_length=256)
-    role: Role
-    display_name: str = Field(min_length=1, max_length=100)
-    teams: list[TeamName] = Field(default_factory=list, max_length=20)
-    max_chats: int = Field(5, ge=1, le=50)
-    department_id: int | None = Field(None, ge=1, le=MAX_ID)
-
-
-class NewTokenBody(StrictBody):
-    name: str = Field(pattern=USERNAME)
-    role: Role
-
-
-class TokenOut(BaseModel):
-    name: str
-    role: Role
-    token: str
+class PasswordChangeBody(StrictBody):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
 
 
 @api.endpoint("POST", "/api/auth/login", summary="Sign in", roles=None, body=LoginBody, response=SessionOut,
-              tag="auth", errors=(401,))
+              tag="auth", errors=(401, 429, 503))
 async def login(call: Call) -> web.Response:
     hub = call.request.app[HUB]
-    async with hub.sessions.begin() as session:
-        user = await authenticate(session, call.body.username, call.body.password)
-        if user is None:
-            raise Unauthorized("用户名或密码错误", code="bad_credentials")
-        new = await open_session(session, user, hub.settings.session_ttl_hours)
-    response = web.json_response(SessionOut(user=user_out(user), csrf_token=new.csrf_token).model_dump(mode="json"))
-    max_age = hub.settings.session_ttl_hours * 3600
-    secure = hub.settings.cookie_secure
-    response.set_cookie(SESSION_COOKIE, new.token, httponly=True, samesite="Lax", secure=secure, max_age=max_age,
+    address = client_ip(call.request, hub.settings.trusted_proxies)
+    signed_in = await sign_in(hub.sessions, hub.settings, call.body.username.strip(), call.body.password, address)
+    user = signed_in.user
+    return _session_response(SessionOut(user=user_out(user), csrf_token=signed_in.session.csrf_token,
+                                        password_change_required=user.must_change_password),
+                             signed_in.session.token, hub.settings)
+
+
+def _session_response(body: SessionOut, token: str, settings: Settings) -> web.Response:
+    response = web.json_response(body.model_dump(mode="json"))
+    max_age = settings.session_ttl_hours * 3600
+    secure = settings.secure_cookies
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=secure, max_age=max_age,
                         path="/")
-    response.set_cookie(CSRF_COOKIE, new.csrf_token, httponly=False, samesite="Lax", secure=secure,
+    response.set_cookie(CSRF_COOKIE, body.csrf_token or "", httponly=False, samesite="Lax", secure=secure,
                         max_age=max_age, path="/")
     return response
+
+
+@api.endpoint("POST", "/api/auth/password", summary="Change one's own password (signs out every other browser)",
+              roles=ALL_ROLES, body=PasswordChangeBody, response=SessionOut, tag="auth", errors=(429, 503))
+async def change_own_password(call: Call) -> web.Response:
+    hub = call.request.app[HUB]
+    body: PasswordChangeBody = call.body
+    if call.user.user_id is None:
+        raise Unauthorized("服务令牌没有用户身份", code="service_token")
+    address = client_ip(call.request, hub.settings.trusted_proxies)
+    async with hub.sessions() as session:
+        user = await session.get(StaffUser, call.user.user_id)
+        stored, username, display_name = user.password_hash, user.username, user.display_name
+    if not await PASSWORDS.verify(stored, body.current_password):
+        # Counted like a failed sign-in: a borrowed session must not become a way to guess the password.
+        async with hub.sessions.begin() as session:
+            await throttle.record_failure(session, hub.settings, username, address)
+            record(session, call.user, "user.password_change_failed", target_type="user", target_id=call.user.user_id,
+                   ip=address)
+        raise Invalid("当前密码不正确", code="wrong_password", details={"fields": {"current_password": "wrong"}})
+    if body.new_password == body.current_password:
+        raise Invalid("新密码不能与当前密码相同", code="same_password",
+                      details={"fields": {"new_password": "same as the current one"}})
+    check_policy(body.new_password, field="new_password", user_inputs=[username, display_name])
+    async with hub.sessions.begin() as session:
+        user = await session.get(StaffUser, call.user.user_id)
+        await set_password(user, body.new_password)
+        await end_sessions(session, user.id)
+        new = await open_session(session, user, hub.settings.session_ttl_hours)
+        record(session, call.user, "user.password_change", target_type="user", target_id=user.id, ip=address)
+    await hub.publish(ACCOUNT_TOPIC, signed_out_event(user.id))
+    return _session_response(SessionOut(user=user_out(user), csrf_token=new.csrf_token), new.token, hub.settings)
 
 
 @api.endpoint("POST", "/api/auth/logout", summary="Sign out", roles=ALL_ROLES, status=204, tag="auth")
@@ -95,31 +122,3 @@ async def me(call: Call) -> SessionOut:
     async with call.request.app[HUB].sessions() as session:
         user = await session.get(StaffUser, call.user.user_id)
         return SessionOut(user=user_out(user), csrf_token=call.user.csrf_token)
-
-
-@api.endpoint("GET", "/api/users", summary="Staff accounts", roles=ADMIN_ROLES, response=ItemsOfUsers, tag="admin")
-async def list_users(call: Call) -> ItemsOfUsers:
-    async with call.request.app[HUB].sessions() as session:
-        users = await session.scalars(select(StaffUser).order_by(StaffUser.id))
-        return ItemsOfUsers(items=[user_out(u) for u in users])
-
-
-@api.endpoint("POST", "/api/users", summary="Create a staff account", roles=ADMIN_ROLES, body=NewUserBody,
-              response=UserOut, status=201, tag="admin", errors=(409,))
-async def add_user(call: Call) -> UserOut:
-    body: NewUserBody = call.body
-    async with call.request.app[HUB].sessions.begin() as session:
-        if body.department_id is not None and await session.get(Department, body.department_id) is None:
-            raise Invalid("部门不存在", code="unknown_department", details={"fields": {"department_id": "unknown"}})
-        user = await create_user(session, username=body.username, password=body.password, role=body.role,
-                                 display_name=body.display_name, team_names=body.teams, max_chats=body.max_chats,
-                                 department_id=body.department_id)
-        return user_out(user)
-
-
-@api.endpoint("POST", "/api/tokens", summary="Create a service token (shown once)", roles=ADMIN_ROLES,
-              body=NewTokenBody, response=TokenOut, status=201, tag="admin", errors=(409,))
-async def add_token(call: Call) -> TokenOut:
-    async with call.request.app[HUB].sessions.begin() as session:
-        token = await create_api_token(session, call.body.name, call.body.role)
-    return TokenOut(name=call.body.name, role=call.body.role, token=token)

@@ -16,15 +16,26 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router import conversations as convs
-from router.access import OVERSEER_ROLES, STAFF_ROLES, Principal, can_view
+from router.access import OVERSEER_ROLES, STAFF_ROLES, Principal, can_view, is_bot
 from router.api import api
+from router.api.auditing import audit, changes
 from router.api.billing import BILLING
 from router.api.spec import HUB, Call
 from router.billing import Account, BillingBackend
+from router.disclosure import ACCOUNT_CHANNEL, lookups_blocked
 from router.errors import Forbidden, NotFound
 from router.hub import TOPIC
-from router.logs import get_logger
-from router.models import Contact, ContactIdentity, Conversation, ConversationState, Disposition, Region, StaffUser
+from router.logs import get_logger, mask_phone
+from router.models import (
+    PHONE_CHANNELS,
+    Contact,
+    ContactIdentity,
+    Conversation,
+    ConversationState,
+    Disposition,
+    Region,
+    StaffUser,
+)
 from router.schemas import ContactOut, FromRow, StrictBody, TeamOut, conversation_event, visibility_key
 from workorders.api import WORKORDERS
 from workorders.service import CategoryRef, ListQuery, WorkOrderOut
@@ -35,9 +46,6 @@ CONTACT = "/api/contacts/{contact_id:\\d+}"
 RECENT = 20  # conversations and work orders shown
 MAX_ACCOUNTS = 5  # account numbers looked up in the billing system per panel
 BILLING_TIMEOUT_SECONDS = 2.0
-ACCOUNT_CHANNEL = "account"
-PHONE_CHANNELS = frozenset({"sms", "voice"})  # channels that know the resident by their phone number
-VISIBLE_DIGITS = 4
 
 
 class ContactRegion(FromRow):
@@ -88,17 +96,13 @@ class ContactView(BaseModel):
     accounts: list[str] = Field(description="account numbers (户号) known for the resident")
     bills: list[Account] | None = Field(description="the accounts the billing system knows; null when it failed")
     bills_error: str | None = Field(description="why bills is null")
+    bot_lookups_blocked: bool = Field(
+        description="too many unknown account/order numbers or wrong phone digits lately: the bot looks nothing up")
 
 
 class FlagsBody(StrictBody):
     vip: bool
     blacklisted: bool
-
-
-def mask_phone(number: str) -> str:
-    """Every digit but the last four hidden: ``+8613812345678`` → ``+*********5678``."""
-    head, tail = number[:-VISIBLE_DIGITS], number[-VISIBLE_DIGITS:]
-    return "".join("*" if c.isdigit() else c for c in head) + tail
 
 
 async def _load_contact(session: AsyncSession, contact_id: int) -> Contact:
@@ -173,6 +177,8 @@ async def _bills(billing: BillingBackend, numbers: list[str]) -> tuple[list[Acco
               roles=STAFF_ROLES, response=ContactView, tag="contacts")
 async def get_contact(call: Call) -> ContactView:
     principal = call.user
+    if is_bot(principal):  # the panel holds bills and orders: the bot asks through /api/bot/*-lookup
+        raise Forbidden("智能客服无权查看居民信息", code="bot_lookup_required")
     async with call.request.app[HUB].sessions() as session:
         contact = await _load_contact(session, call.path["contact_id"])
         conversations = await _visible_conversations(session, principal, contact.id)
@@ -180,6 +186,7 @@ async def get_contact(call: Call) -> ContactView:
             raise Forbidden("无权查看该居民")
         conversation_rows = await _conversations_out(session, conversations)
         region = await session.get(Region, contact.region_id) if contact.region_id else None
+        blocked = await lookups_blocked(session, contact.id)
     orders: list[WorkOrderOut] = []
     if conversations:  # orders are linked to the resident through the conversation they came from
         orders = await call.request.app[WORKORDERS].list(
@@ -203,6 +210,7 @@ async def get_contact(call: Call) -> ContactView:
         accounts=accounts,
         bills=bills,
         bills_error=bills_error,
+        bot_lookups_blocked=blocked,
     )
 
 
@@ -214,9 +222,15 @@ async def set_flags(call: Call) -> ContactOut:
     async with hub.sessions.begin() as session:
         contact = await _load_contact(session, call.path["contact_id"])
         before = {"vip": contact.vip, "blacklisted": contact.blacklisted}
+        audit(call, "contact.flags", "contact", contact.id, changes=changes(before, body.model_dump()))(session)
         contact.vip, contact.blacklisted = body.vip, body.blacklisted
         open_ones = list((await session.scalars(select(Conversation).where(
-            Conversation.contact_id == contact.id, Conversation.state != ConversationState.CLOSED))).unique())
+            Conversation.contact_id == contact.id, Conversation.state != ConversationState.CLOSED)
+            .with_for_update(of=Conversation))).unique())
+        if body.blacklisted and not before["blacklisted"]:
+            for conversation in open_ones:  # out of the bot, the queue and the agents' inboxes
+                convs.transition(session, conversation, "close", actor=call.user.username, reason="blacklisted")
+        await session.flush()
         last = await convs.last_messages(session, [c.id for c in open_ones])
         events = [conversation_event(c, last.get(c.id)) for c in open_ones]
         result = ContactOut.model_validate(contact)

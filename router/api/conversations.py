@@ -11,6 +11,7 @@ from sqlalchemy import select
 from router import conversations as convs
 from router.access import OVERSEER_ROLES, STAFF_ROLES
 from router.api import api
+from router.api.auditing import audit
 from router.api.spec import HUB, MAX_ID, Call
 from router.models import Team
 from router.schemas import (
@@ -101,7 +102,10 @@ async def claim_conversation(call: Call) -> ConversationOut:
 @api.endpoint("POST", CONVERSATION + "/assign", summary="Assign to an agent", roles=OVERSEER_ROLES,
               body=AssignBody, response=ConversationOut, tag="conversations", errors=(409,))
 async def assign_conversation(call: Call) -> ConversationOut:
-    return await call.request.app[HUB].assign(call.user, call.path["conversation_id"], call.body.agent_id)
+    conversation_id, agent_id = call.path["conversation_id"], call.body.agent_id
+    action = "conversation.takeover" if agent_id == call.user.user_id else "conversation.assign"
+    return await call.request.app[HUB].assign(call.user, conversation_id, agent_id,
+                                              audit(call, action, "conversation", conversation_id, agent_id=agent_id))
 
 
 @api.endpoint("POST", CONVERSATION + "/messages", summary="Reply to the resident", roles=STAFF_ROLES,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.access import ADMIN_ROLES, OVERSEER_ROLES, STAFF_ROLES, Principal
@@ -118,15 +118,15 @@ async def put_disposition(call: Call) -> DispositionOut:
 
 def _visible_to(principal: Principal) -> ColumnElement[bool]:
     return or_(
-        CannedReply.owner_id == principal.user_id,
+        CannedReply.owner_id == principal.user_id if not principal.is_service else false(),  # not "owner IS NULL"
         (CannedReply.owner_id.is_(None)) & (CannedReply.team_id.is_(None)),
         CannedReply.team_id.in_(principal.team_ids) if not principal.is_overseer else CannedReply.team_id.is_not(None),
     )
 
 
 def _may_manage(principal: Principal, scope: str, owner_id: int | None) -> bool:
-    if scope == "personal":
-        return owner_id == principal.user_id
+    if scope == "personal":  # a person's own: a service token has no person to own it
+        return not principal.is_service and owner_id == principal.user_id
     return principal.role in OVERSEER_ROLES
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from router.access import OVERSEER_ROLES, STAFF_ROLES
 from router.acd.board import AgentFigures, QueueFigures, agent_figures, queue_figures
 from router.api import api
+from router.api.auditing import audit, changes
 from router.api.spec import HUB, MAX_ID, Call
 from router.errors import Forbidden, Invalid, NotFound
 from router.models import PresenceState, RoutingStrategy, Team, utcnow
@@ -87,8 +88,9 @@ async def list_agents(call: Call) -> ItemsOfAgents:
 async def force_presence(call: Call) -> MyPresence:
     user_id = call.path["user_id"]
     await _figures_of(call, user_id)  # 404 for someone who cannot take chats
-    await call.request.app[HUB].set_presence(user_id, PresenceState(call.body.state), call.body.reason,
-                                             actor=call.user.username)
+    await call.request.app[HUB].set_presence(
+        user_id, PresenceState(call.body.state), call.body.reason, actor=call.user.username,
+        audit=audit(call, "presence.force", "staff_user", user_id, state=call.body.state, reason=call.body.reason))
     return MyPresence(agent=await _figures_of(call, user_id))
 
 
@@ -138,7 +140,10 @@ async def set_routing(call: Call) -> ItemsOfQueues:
                 body.overflow_team_id == team_id or await session.get(Team, body.overflow_team_id) is None):
             raise Invalid("溢出目标必须是另一个技能组", code="bad_overflow_team",
                           details={"fields": {"overflow_team_id": "unknown or the same team"}})
-        for name, value in body.model_dump().items():
+        after = body.model_dump()
+        audit(call, "routing.change", "team", team_id, changes=changes(
+            {name: getattr(team, name) for name in after}, after))(session)
+        for name, value in after.items():
             setattr(team, name, value)
     hub.distributor.wake()
     async with hub.sessions() as session:

@@ -17,8 +17,10 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from router.access import Principal
-from router.errors import BadRequest, Forbidden, Invalid, TooLarge, Unauthorized, UnsupportedMediaType
+from router.bodies import has_nul, loads_strict, read_body
+from router.errors import Forbidden, Invalid, TooLarge, Unauthorized, UnsupportedMediaType
 from router.models import Role
+from router.ratelimit import is_limited
 from router.schemas import ErrorBody
 
 if TYPE_CHECKING:
@@ -90,34 +92,8 @@ async def read_json(request: web.Request, limit: int = JSON_BODY_MAX_BYTES) -> A
         raise TooLarge(f"请求体超过 {limit} 字节")
     if request.content_type != "application/json":
         raise UnsupportedMediaType("请求体必须是 application/json", code="unsupported_media_type")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise TooLarge(f"请求体超过 {limit} 字节")
+    raw = await read_body(request, limit)
     return loads_strict(raw) if raw else None
-
-
-def loads_strict(raw: str | bytes) -> Any:
-    """JSON from outside, refusing what cannot be stored: malformed text, lone UTF-16 surrogates, NUL."""
-    try:
-        value = json.loads(raw)
-        # json accepts "\ud800" escapes that no UTF-8 database column can hold.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except (ValueError, UnicodeError) as exc:
-        raise BadRequest("请求体不是有效的 JSON", code="malformed_json") from exc
-    if _has_nul(value):
-        raise BadRequest("文本中不能含有 NUL 字符", code="nul_character")
-    return value
-
-
-def _has_nul(value: Any) -> bool:
-    """NUL ("\u0000") is valid JSON but PostgreSQL text cannot hold it."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 class Api:
@@ -170,7 +146,7 @@ class Api:
                     raise web.HTTPNotFound()
                 call.path[name] = value
             if endpoint.query is not None:
-                if any(_has_nul(v) for v in request.query.values()):
+                if any(has_nul(v) for v in request.query.values()):
                     raise Invalid("查询参数中不能含有 NUL 字符", code="nul_character")
                 try:
                     call.query = endpoint.query.model_validate(dict(request.query))
@@ -252,6 +228,8 @@ class Api:
                 error_codes.add(422)
             if endpoint.path_params:
                 error_codes.add(404)
+            if is_limited(endpoint.method, endpoint.path):
+                error_codes.add(429)
             for code in sorted(error_codes):
                 operation["responses"][str(code)] = {
                     "description": _ERROR_DESCRIPTIONS[code],
@@ -286,6 +264,7 @@ _ERROR_DESCRIPTIONS = {
     413: "Body too large",
     415: "Wrong content type",
     422: "Invalid fields",
+    429: "Too many requests; Retry-After says when to try again",
     503: "Not ready",
 }
 

@@ -12,14 +12,17 @@ from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field, ValidationError
 
 from router.access import STAFF_ROLES, Principal, can_view, in_team
+from router.accounts import ACCOUNT_TOPIC
 from router.acd import presence
-from router.api.spec import HUB, MAX_ID, PRINCIPAL_KEY, loads_strict
+from router.api.spec import HUB, MAX_ID, PRINCIPAL_KEY
+from router.bodies import loads_strict
 from router.errors import BadRequest, Forbidden, Unauthorized
 from router.hub import TOPIC
 from router.logs import get_logger
 
 log = get_logger(__name__)
 QUEUE_LIMIT = 2000  # a tab that falls this far behind is disconnected and resynchronises
+SIGNED_OUT_CLOSE = 4401  # the user's sessions were ended (disabled, password reset …): sign in again
 
 
 class TypingFrame(BaseModel):
@@ -91,6 +94,10 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
             log.warning("staff socket too slow; closing", user=principal.username)
             await ws.close(code=1013, message=b"too slow, reconnect")
 
+    async def on_account(event: dict[str, Any]) -> None:
+        if event.get("type") == "signed_out" and event.get("user_id") == principal.user_id:
+            await ws.close(code=SIGNED_OUT_CLOSE, message=b"signed out")
+
     async def forward() -> None:
         while True:
             await ws.send_str(await queue.get())
@@ -104,7 +111,8 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
                 log.exception("presence heartbeat failed", user=principal.username)
             await asyncio.sleep(hub.settings.presence_heartbeat_seconds)
 
-    unsubscribes = [hub.subscribe(TOPIC, on_event), hub.subscribe(presence.TOPIC, on_presence)]
+    unsubscribes = [hub.subscribe(TOPIC, on_event), hub.subscribe(presence.TOPIC, on_presence),
+                    hub.subscribe(ACCOUNT_TOPIC, on_account)]
     hub.staff_sockets.add(ws)
     tasks = [asyncio.create_task(forward()), asyncio.create_task(heartbeat())]
     try:

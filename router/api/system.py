@@ -23,11 +23,12 @@ async def healthz(call: Call) -> Health:
     return Health(status="ok")
 
 
-@api.endpoint("GET", "/readyz", summary="Database and event bus reachable", roles=None, response=Readiness,
-              tag="system", errors=(503,))
+@api.endpoint("GET", "/readyz", summary="Database, event bus and channel platforms reachable", roles=None,
+              response=Readiness, tag="system", errors=(503,))
 async def readyz(call: Call) -> web.Response:
     checks = await call.request.app[HUB].ready()
-    # The event bus (Redis) degrades to local delivery; only the database makes the hub unready.
+    # The event bus (Redis) degrades to local delivery and a channel's platform (Asterisk) takes down only that
+    # channel; only the database makes the hub unready.
     status = 200 if checks["database"] else 503
     body = Readiness(status="ready" if status == 200 else "unavailable", checks=checks)
     return web.json_response(body.model_dump(), status=status)

@@ -8,6 +8,10 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 # Every package's tables must be in the metadata that autogenerate compares with the database.
+import channels.voice.menus  # noqa: F401
+import router.audit
+import router.nonces
+import router.throttle  # noqa: F401
 import workorders.bulletin
 import workorders.dispatch
 import workorders.models

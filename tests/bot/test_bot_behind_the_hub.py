@@ -6,6 +6,8 @@ import asyncio
 import os
 import secrets
 import signal
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,70 +19,27 @@ import pytest
 import yaml
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 from wechatpy import parse_message
 
 from channels.base import InboundMessage
-from channels.wechat.standin import Simulator, StandInWeChat
-from router.billing import DemoBilling
-from router.companions import COMPANIONS, HEALTH_TIMEOUT, Companions
-from router.models import Conversation, ConversationState, Message
+from channels.wechat.standin import Simulator
+from router.billing import Account, DemoBilling
+from router.bot_secrets import actions_secret, rasa_token
+from router.companions import HEALTH_TIMEOUT
+from router.models import Conversation, ConversationState, Message, Role
+from router.net import free_port
 from router.settings import PROJECT_ROOT
 from tests.channels.wechat.conftest import simulator as wechat_simulator
 from tests.conftest import RunningHub, start_hub
-from tests.support.actors import Resident
-from tests.support.services import free_port
-from tests.support.wechat import running_standin, wechat_settings
+from tests.support.actors import ActionServer, Resident
+from tests.support.bot import HUB_SECRETS_IN_THE_ENVIRONMENT, READY_TIMEOUT, companions, rasa_tracker
 from workorders.models import WorkOrder
 
-MODEL = PROJECT_ROOT / "bot" / "models" / "current.tar.gz"
 FAQ = yaml.safe_load((PROJECT_ROOT / "bot" / "domain" / "faq.yml").read_text("utf-8"))["responses"]
-READY_TIMEOUT = 240.0
 SLOW_BOT_SECONDS = 8.0
 # Starting Rasa (TensorFlow, the model) is part of the first test's set-up: allow for a busy machine.
 pytestmark = pytest.mark.timeout(READY_TIMEOUT + 180)
-
-
-async def wait_until_healthy(*urls: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
-        for url in urls:
-            while True:
-                try:
-                    async with http.get(url) as response:
-                        if response.status == 200:
-                            break
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
-                assert time.monotonic() < deadline, f"{url} not healthy after {READY_TIMEOUT:.0f} s"
-                await asyncio.sleep(0.5)
-
-
-@pytest.fixture(scope="module")
-async def wechat_api() -> AsyncIterator[tuple[StandInWeChat, str]]:
-    async with running_standin() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-async def bot_hub(make_settings, wechat_api) -> AsyncIterator[RunningHub]:
-    """A hub that starts the real bot beside itself (tracker store in the hub's database), with WeChat on."""
-    assert MODEL.exists(), "no trained bot: run scripts/bot-train.sh (make test does)"
-    settings = make_settings(bot_autostart=True, rasa_port=free_port(), actions_port=free_port(),
-                             bot_timeout_seconds=10.0, bot_model_path=MODEL, message_max_chars=5000,
-                             channels="webchat,wechat", **wechat_settings(wechat_api[1]))
-    running = await start_hub(settings)
-    try:
-        await wait_until_healthy(f"http://127.0.0.1:{settings.rasa_port}/status",
-                                 f"http://127.0.0.1:{settings.actions_port}/health")
-        yield running
-    finally:
-        await running.runner.cleanup()
-
-
-def companions(hub: RunningHub) -> Companions:
-    found = hub.runner.app[COMPANIONS]
-    assert found is not None
-    return found
 
 
 async def bot_says(resident: Resident, timeout: float = 10) -> str:
@@ -97,24 +56,9 @@ async def handed_to_people(hub: RunningHub, resident: Resident, conversation_id:
         assert conversation.state == ConversationState.QUEUED
 
 
-async def rasa_tracker(hub: RunningHub, conversation_id: int) -> str:
-    """What Rasa made of a conversation (intents, entities, slots, actions), for a failure's message."""
-    url = f"http://127.0.0.1:{hub.hub.settings.rasa_port}/conversations/{conversation_id}/tracker"
-    async with aiohttp.ClientSession() as http, http.get(url) as response:
-        events = (await response.json())["events"]
-    lines = []
-    for event in events:
-        if event["event"] == "user":
-            parsed = event["parse_data"]
-            entities = [(e["entity"], e["value"]) for e in parsed["entities"]]
-            lines.append(f"user {event['text']!r} {parsed['intent']} {entities}")
-        elif event["event"] in {"slot", "action"}:
-            lines.append(f"  {event['event']} {event['name']} {event.get('value', '')}")
-    return "\n".join(lines)
-
-
 async def answer_until_order(hub: RunningHub, resident: Resident, conversation_id: int, answers: dict[str, str]) -> str:
-    """Answer whatever the repair form asks until the bot gives an order number; returns its last message."""
+    """Answer whatever the repair form asks until the bot gives an order number; returns its last message.
+    ``answers`` are tried in order: put the read-back's 确认提交 first, as it names every other question's subject."""
     transcript = []
     for _ in range(8):
         text = await bot_says(resident)
@@ -130,16 +74,21 @@ async def answer_until_order(hub: RunningHub, resident: Resident, conversation_i
                          + await rasa_tracker(hub, conversation_id))
 
 
-async def test_a_leak_report_becomes_a_work_order(bot_hub, http) -> None:
+@pytest.mark.parametrize(("typed", "phone"), [
+    ("13812345678", "13812345678"),
+    ("１３８－１２３４－５６７８", "13812345678"),  # full-width, with dashes
+    ("0571-8765 4321", "0571-87654321"),  # a landline of another city
+])
+async def test_a_leak_report_becomes_a_work_order(bot_hub, http, typed: str, phone: str) -> None:
     resident = await Resident(http, bot_hub.url).connect()
     said = await resident.says("清源路18号门口马路上在冒水,水很大")
     final = await answer_until_order(bot_hub, resident, said["conversation_id"], {
-        "位置": "路面", "地址": "清源路18号", "电话": "13812345678", "描述": "马路中间冒水,已经流了半小时"})
+        "确认提交": "确认", "位置": "路面", "地址": "清源路18号", "电话": typed, "描述": "马路中间冒水,已经流了半小时"})
     number = final.split("工单号 ", 1)[1][:15]
     async with bot_hub.hub.sessions() as session:
         order = await session.scalar(select(WorkOrder).where(WorkOrder.number == number))
     assert order is not None, final
-    assert (order.source, order.conversation_id, order.contact_phone) == ("bot", said["conversation_id"], "13812345678")
+    assert (order.source, order.conversation_id, order.contact_phone) == ("bot", said["conversation_id"], phone)
     assert order.custom_fields == {"leak_location": "路面"} and order.category.code == "leak_repair"
     assert "清源路18号" in (order.address or "")
     await resident.close()
@@ -165,13 +114,15 @@ async def test_a_known_number_and_a_shared_location_fill_the_report(bot_hub, htt
         questions.append(text)
         if "工单号" in text:
             break
-        if "范围" in text:
+        if "确认提交" in text:  # the read-back, which names the other questions' subjects too
+            await send("确认")
+        elif "范围" in text:
             await send("整栋")
         elif "地址" in text:
             await send(None, type="location", payload={"location": place})
         elif "描述" in text:
             await send("从早上八点开始没水的")
-    assert not any("电话" in q for q in questions), questions
+    assert not any("联系电话" in q for q in questions), questions
     assert "工单号" in questions[-1], [*questions, await rasa_tracker(bot_hub, said["conversation_id"])]
     number = questions[-1].split("工单号 ", 1)[1][:15]
     async with bot_hub.hub.sessions() as session:
@@ -183,18 +134,101 @@ async def test_a_known_number_and_a_shared_location_fill_the_report(bot_hub, htt
     await resident.close()
 
 
-async def test_the_bill_of_an_account_named_in_the_question(bot_hub, http) -> None:
+async def demo_account_with_arrears() -> tuple[str, str, Account]:
+    """A demo account with arrears nobody has linked yet (random, as the bot hub is shared), and its phone."""
     billing = DemoBilling()
-    for number in (f"3000{i:04d}" for i in range(5678, 5700)):  # an account of the demo backend with arrears
-        account = await billing.account(number)
-        if account is not None and account.arrears > 0:
-            break
-    assert account is not None and account.arrears > 0
+    while True:
+        number = f"3{secrets.randbelow(10**7):07d}"
+        account, phone = await billing.account(number), billing.phone(number)
+        if account is not None and phone is not None and account.arrears > 0:
+            return number, phone, account
+
+
+def discloses(text: str, account: Account) -> bool:
+    return account.holder in text or account.address in text or f"{account.arrears:.2f}" in text
+
+
+async def test_an_account_not_linked_to_the_resident_is_shown_only_after_the_phones_last_four(bot_hub,
+                                                                                              http) -> None:
+    number, phone, account = await demo_account_with_arrears()
+    wrong = f"{(int(phone[-4:]) + 1) % 10000:04d}"
     resident = await Resident(http, bot_hub.url).connect()
-    await resident.says(f"户号{number}欠多少钱")
+    said = await resident.says(f"户号{number}欠多少钱")
+    question = await bot_says(resident)
+    assert "后四位" in question and not discloses(question, account), question
+
+    await resident.says(wrong)
+    refused = await bot_says(resident)
+    assert "不符" in refused and not discloses(refused, account), [
+        refused, await rasa_tracker(bot_hub, said["conversation_id"])]
+
+    await resident.says("查一下我家水费")
+    assert "户号" in await bot_says(resident)
+    await resident.says(number)
+    assert "后四位" in await bot_says(resident)
+    await resident.says(f"尾号{phone[-4:]}")
     answer = await bot_says(resident)
-    assert answer.startswith(f"户号 {number}") and f"当前欠费 {account.arrears:.2f} 元" in answer, answer
+    assert answer.startswith(f"户号 {number}({account.holder},{account.address})"), answer
+    assert f"当前欠费 {account.arrears:.2f} 元" in answer, answer
+
+    # Linked now: the same resident is answered at once, in this chat and the next.
+    await resident.says(f"户号{number}欠多少钱")
+    assert (await bot_says(resident)).startswith(f"户号 {number}")
     await resident.close()
+
+
+async def test_five_wrong_tries_hand_the_resident_to_a_person_and_stop_the_lookups(bot_hub, http) -> None:
+    number, phone, account = await demo_account_with_arrears()
+    resident = await Resident(http, bot_hub.url).connect()
+    for attempt in range(5):
+        said = await resident.says(f"户号{number}欠多少钱")
+        assert "后四位" in await bot_says(resident)
+        await resident.says(f"{(int(phone[-4:]) + 1 + attempt) % 10000:04d}")
+        reply = await bot_says(resident)
+        assert not discloses(reply, account), reply
+    assert "次数过多" in reply and "人工" in reply, [reply, await rasa_tracker(bot_hub, said["conversation_id"])]
+    await handed_to_people(bot_hub, resident, said["conversation_id"], timeout=20)
+
+    # The action server's next lookup for this resident is refused, even with the right digits.
+    answer = await (await ActionServer.of(bot_hub, http)).account(said["conversation_id"], number, phone[-4:])
+    assert answer == {"found": False, "verified": False, "blocked": True, "account": None}
+    await resident.close()
+
+
+async def test_an_orders_progress_is_told_only_to_its_resident(bot_hub, http) -> None:
+    agent = await bot_hub.staff(Role.AGENT, listen=False)
+    owner = await Resident(http, bot_hub.url).connect()
+    stranger = await Resident(http, bot_hub.url).connect()
+    said = await owner.says("你好")
+    await bot_says(owner)
+    order = await agent.call("POST", "/api/workorders", {
+        "category": "leak_repair", "title": "水表井漏水", "description": "楼下水表井一直在冒水",
+        "custom_fields": {"leak_location": "水表井"}, "contact_phone": "13812345678",
+        "conversation_id": said["conversation_id"]}, expect=201)
+    admin = await bot_hub.staff(Role.ADMIN, listen=False)
+    department = await admin.call("POST", "/api/departments", {"name": f"抢修中心-{uuid.uuid4().hex[:6]}"},
+                                  expect=201)
+    await admin.close()
+    order = await agent.call("POST", f"/api/workorders/{order['id']}/transitions",
+                             {"action": "dispatch", "department_id": department["id"]})
+    assert order["department"]["name"] == department["name"]
+
+    await stranger.says(f"{order['number']} 现在到哪一步了")
+    told = await bot_says(stranger)
+    assert "已登记" in told and order["state_label"] not in told and department["name"] not in told, told
+    await stranger.says(f"{order['number']} 手机尾号0000")
+    refused = await bot_says(stranger)
+    assert "不符" in refused and order["state_label"] not in refused and department["name"] not in refused, refused
+    await stranger.says(f"{order['number']} 我是报修人,手机尾号5678,到哪一步了")  # the phone left on the order
+    assert f"处理部门:{department['name']}" in await bot_says(stranger)
+
+    await owner.says(f"{order['number']} 现在到哪一步了")
+    progress = await bot_says(owner)
+    assert progress.startswith(f"工单 {order['number']}(漏水报修):{order['state_label']}"), progress
+    assert f"处理部门:{department['name']}" in progress
+    await agent.close()
+    await owner.close()
+    await stranger.close()
 
 
 async def test_a_question_gets_its_answer(bot_hub, http) -> None:
@@ -202,6 +236,30 @@ async def test_a_question_gets_its_answer(bot_hub, http) -> None:
     await resident.says("阶梯水价是怎么收费的")
     assert await bot_says(resident) == FAQ["utter_faq/tiered_price"][0]["text"]
     await resident.close()
+
+
+@pytest.mark.parametrize(("plain", "as_typed"), [
+    ("阶梯水价是怎么收费的", "階梯水價是怎麼收費的"),
+    ("阶梯水价是怎么收费的", "阶梯水价是怎么收费的？？？😭😭"),
+    ("我家停水了吗", "我家停水了嗎😡😡！！！"),
+    ("水表井漏水", "水錶井漏水"),
+    ("账单查询", "帳單查詢"),
+    ("怎么缴水费", "怎麼繳水費"),
+    ("营业厅几点关门", "營業廳幾點關門"),
+])
+async def test_traditional_characters_and_emoji_get_the_answer_of_the_plain_question(bot_hub, http, plain: str,
+                                                                                      as_typed: str) -> None:
+    """The bot is asked the normalised text; the conversation keeps what the resident typed."""
+    answers = []
+    for text in (plain, as_typed):
+        resident = await Resident(http, bot_hub.url).connect()
+        said = await resident.says(text)
+        answers.append(await bot_says(resident))
+        async with bot_hub.hub.sessions() as session:
+            stored = await session.get(Message, said["id"])
+        assert stored is not None and stored.text == text
+        await resident.close()
+    assert answers[0] and answers[1] == answers[0], answers
 
 
 async def test_asking_for_a_person_queues_the_chat_and_the_bot_goes_quiet(bot_hub, http) -> None:
@@ -306,7 +364,7 @@ async def test_the_hub_unreachable_from_the_actions_hands_the_resident_to_people
         await replace_actions(bot_hub, hub_url=hub_url)
     newcomer = await Resident(http, bot_hub.url).connect()
     await newcomer.says("户号30005678欠多少钱")
-    assert (await bot_says(newcomer)).startswith("户号 30005678")
+    assert "后四位" in await bot_says(newcomer)  # the hub answered: its account is not the newcomer's
     await newcomer.close()
 
 
@@ -350,6 +408,31 @@ async def test_a_wechat_question_gets_the_bots_answer_as_the_passive_reply(bot_h
     assert simulator.attempts == 1
 
 
+async def test_a_wechat_resident_answers_the_offered_choices_by_their_number(bot_hub, wechat_api, http) -> None:
+    """WeChat has no buttons: they are listed with numbers, and the number reaches the bot as the button's payload."""
+    openid = "o" + uuid.uuid4().hex[:27]
+    simulator = wechat_simulator(http, bot_hub.url, "plain")
+    offer = parse_message(await simulator.post(wechat_text(simulator, openid, "我想办理开户")))
+    assert offer.type == "text"
+    [asking] = [m for m in await wechat_messages(bot_hub, openid, "bot") if (m.payload or {}).get("buttons")]
+    titles = [b["title"] for b in asking.payload["buttons"]]
+    assert offer.content.endswith("回复数字即可选择:\n" + "\n".join(f"{n}. {t}" for n, t in enumerate(titles, 1)))
+
+    number = titles.index("过户") + 1
+    reply = parse_message(await simulator.post(wechat_text(simulator, openid, f"{number}")))
+    deadline = time.monotonic() + 15
+    told = reply.content if reply.type == "text" else ""
+    while "工单号" not in told and time.monotonic() < deadline:  # a slow answer follows as a customer-service one
+        await asyncio.sleep(0.2)
+        told = "\n".join(m.text or "" for m in await wechat_messages(bot_hub, openid, "bot"))
+    assert "过户" in told and "工单号" in told, told
+    async with bot_hub.hub.sessions() as session:
+        [order] = (await session.scalars(
+            select(WorkOrder).join(Conversation, Conversation.id == WorkOrder.conversation_id)
+            .where(Conversation.external_id == openid))).all()
+    assert (order.custom_fields["application_type"], order.source) == ("过户", "bot")
+
+
 @pytest.fixture
 async def slow_bot_hub(bot_hub) -> AsyncIterator[RunningHub]:
     """A second hub on the same database whose bot answers after 8 s (a proxy in front of the real Rasa)."""
@@ -361,7 +444,8 @@ async def slow_bot_hub(bot_hub) -> AsyncIterator[RunningHub]:
             await asyncio.sleep(SLOW_BOT_SECONDS)
         async with aiohttp.ClientSession() as client, client.request(
                 request.method, rasa_url + request.path_qs, data=body,
-                headers={"Content-Type": request.content_type}) as answer:
+                headers={"Content-Type": request.content_type,
+                         "Authorization": request.headers.get("Authorization", "")}) as answer:
             return web.Response(body=await answer.read(), status=answer.status, content_type=answer.content_type)
 
     proxy = web.Application()
@@ -404,3 +488,101 @@ async def test_a_bot_that_takes_eight_seconds_still_answers_once_through_retries
     assert answer["api"] == "custom" and answer["text"]["content"] == FAQ["utter_faq/tiered_price"][0]["text"]
     assert len(await wechat_messages(slow_bot_hub, openid, "resident")) == 1  # stored once
     assert len(await wechat_messages(slow_bot_hub, openid, "bot")) == 1
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses of the sockets listening on ``port`` (``ss``: the kernel's own account)."""
+    listing = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    return {line.split()[3].rsplit(":", 1)[0] for line in listing.splitlines()}
+
+
+def non_loopback_addresses() -> list[str]:
+    return subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=True).stdout.split()
+
+
+def process_environment(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def process_command_line(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+
+
+async def orders_titled(hub: RunningHub, words: str) -> list[WorkOrder]:
+    async with hub.hub.sessions() as session:
+        return list(await session.scalars(select(WorkOrder).where(WorkOrder.title.contains(words))))
+
+
+async def test_the_action_server_runs_actions_only_for_rasa(bot_hub, http) -> None:
+    """Whoever reaches the action server's port cannot file a work order through it: only Rasa's secret opens it."""
+    settings = bot_hub.hub.settings
+    marker = f"伪造投诉{uuid.uuid4().hex}"
+    call = {"next_action": "action_record_complaint", "sender_id": "intruder", "version": "3.6.21", "domain": {},
+            "tracker": {"sender_id": "intruder", "slots": {}, "events": [], "paused": False,
+                        "latest_message": {"text": marker, "metadata": {}}, "followup_action": None,
+                        "active_loop": {}, "latest_action_name": None}}
+    base = f"http://{settings.actions_host}:{settings.actions_port}"
+    wrong = ["", "Bearer ", "Bearer wrong", f"Bearer {rasa_token(settings.rasa_token, bot_hub.hub.secret_key)}",
+             f"Bearer {bot_hub.hub.secret_key}"]
+    for authorization in wrong:
+        async with http.post(f"{base}/webhook", json=call, headers={"Authorization": authorization}) as response:
+            assert response.status == 401, (authorization, await response.text())
+        async with http.get(f"{base}/actions", headers={"Authorization": authorization}) as response:
+            assert response.status == 401
+    async with http.post(f"{base}/webhook", json=call) as response:
+        assert response.status == 401
+    assert await orders_titled(bot_hub, marker) == []
+
+    secret = actions_secret(settings.actions_secret, bot_hub.hub.secret_key)
+    async with http.post(f"{base}/webhook", json=call, headers={"Authorization": f"Bearer {secret}"}) as response:
+        assert response.status == 200, await response.text()
+    assert len(await orders_titled(bot_hub, marker)) == 1
+
+
+async def test_rasa_answers_only_the_hub(bot_hub, http) -> None:
+    """Rasa's HTTP API and the webhook residents' messages go through both refuse a caller without the token."""
+    settings = bot_hub.hub.settings
+    base = f"http://127.0.0.1:{settings.rasa_port}"
+    token = rasa_token(settings.rasa_token, bot_hub.hub.secret_key)
+    calls: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", "/status", None), ("GET", "/conversations/1/tracker", None),
+        ("POST", "/model/parse", {"text": "我家停水了"}), ("PUT", "/model", {"model_file": "/tmp/x.tar.gz"}),
+        ("POST", "/webhooks/rest/webhook", {"sender": "intruder", "message": "我家停水了"})]
+    for method, path, body in calls:
+        for params, headers in (({}, {}), ({"token": "wrong"}, {"Authorization": "Bearer wrong"})):
+            async with http.request(method, base + path, json=body, params=params, headers=headers) as response:
+                assert response.status in {401, 403}, (method, path, response.status)
+    async with http.get(f"{base}/status", params={"token": token}) as response:
+        assert response.status == 200
+    async with http.post(f"{base}/webhooks/rest/webhook", json={"sender": f"hub-{uuid.uuid4().hex}",
+                                                                "message": "阶梯水价是怎么收费的"},
+                         headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 200 and (await response.json())[0]["text"]
+
+
+async def test_the_bots_processes_listen_on_the_loopback_address_only(bot_hub) -> None:
+    settings = bot_hub.hub.settings
+    for port in (settings.rasa_port, settings.actions_port):
+        assert listening_addresses(port) == {"127.0.0.1"}, port
+        for address in non_loopback_addresses():
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection((address, port), timeout=2).close()
+
+
+async def test_the_bots_processes_get_none_of_the_hubs_secrets(bot_hub) -> None:
+    """The children's real environment (and command line, which every user sees in ps) holds no hub secret."""
+    settings = bot_hub.hub.settings
+    secrets_of_the_hub = [*HUB_SECRETS_IN_THE_ENVIRONMENT.values(), bot_hub.hub.secret_key,
+                          settings.wechat_app_secret.get_secret_value()]
+    password = make_url(settings.effective_database_url).password
+    if password:
+        secrets_of_the_hub.append(password)
+    rasa_secret = rasa_token(settings.rasa_token, bot_hub.hub.secret_key)
+    for companion in (companions(bot_hub).rasa, companions(bot_hub).actions):
+        assert companion.process is not None
+        environment = process_environment(companion.process.pid)
+        assert not HUB_SECRETS_IN_THE_ENVIRONMENT.keys() & environment.keys(), companion.name
+        assert not [name for name, value in environment.items() if any(s in value for s in secrets_of_the_hub)]
+        command_line = process_command_line(companion.process.pid)
+        assert rasa_secret not in command_line and "auth-token" not in command_line

@@ -11,8 +11,10 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
+from router.access import BOT_TOKEN_NAME, Principal
 from router.api.billing import BILLING
 from router.billing import DemoBilling
+from router.disclosure import FAILURE_LIMIT, look_up_account
 from router.models import Contact, Role
 from tests.support.contacts import ACCOUNT_OF_ORDER, known_resident
 from tests.support.pages import sign_in, watch_errors
@@ -34,13 +36,14 @@ async def panel_of(browser: Browser, running_hub, household) -> AsyncIterator[Ca
     errors: list[str] = []
     contexts = []
 
-    async def open_panel(username: str, tab: str = "mine") -> Page:
+    async def open_panel(username: str, tab: str = "mine", conversation_id: int | None = None) -> Page:
         context = await browser.new_context()
         contexts.append(context)
         page = watch_errors(await context.new_page(), username, errors)
         await sign_in(page, running_hub.url, username, "/app/inbox")
         await page.click(f"[data-testid=tab-{tab}]")
-        await page.click(f"[data-testid=conversation-item][data-conversation-id='{household['conversation_id']}']")
+        chosen = conversation_id or household["conversation_id"]
+        await page.click(f"[data-testid=conversation-item][data-conversation-id='{chosen}']")
         return page
 
     yield open_panel
@@ -122,3 +125,25 @@ async def test_a_supervisor_flags_the_resident_vip_and_blacklisted(household, pa
         await expect(page.locator("[data-testid=contact-identity]").nth(1)).to_have_text(f"短信{household['phone']}")
     finally:
         await supervisor.close()
+
+
+async def test_the_panel_tells_the_agent_when_the_bot_stopped_looking_up_for_the_resident(household, panel_of,
+                                                                                         running_hub) -> None:
+    # A resident of its own: the household's conversation may have been closed by the blacklist test.
+    agent = household["agent"]
+    async with aiohttp.ClientSession() as http:
+        guesser = await known_resident(running_hub, http, agent)
+        try:
+            page = await panel_of(agent.user["username"], conversation_id=guesser["conversation_id"])
+            await expect(page.locator("[data-testid=contact-panel]")).to_have_attribute("data-state", "ready")
+            await expect(page.locator("[data-testid=contact-lookups-blocked]")).to_have_count(0)
+            bot = Principal(role=Role.AGENT, username=f"token:{BOT_TOKEN_NAME}")
+            unknown = next(n for n in (f"3{i:07d}" for i in range(1000)) if DemoBilling().phone(n) is None)
+            for _ in range(FAILURE_LIMIT):
+                answer = await look_up_account(running_hub.hub.sessions, DemoBilling(), bot,
+                                               guesser["conversation_id"], unknown, None)
+            assert answer.blocked
+            page = await panel_of(agent.user["username"], conversation_id=guesser["conversation_id"])
+            await expect(page.locator("[data-testid=contact-lookups-blocked]")).to_contain_text("智能客服已暂停")
+        finally:
+            await guesser["resident"].close()

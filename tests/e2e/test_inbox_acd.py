@@ -12,6 +12,8 @@ from router.models import Role
 from tests.support.desks import assignee_of, conversation
 
 
+# The sweep is a minute away, so a seat filled within seconds was filled by the close itself.
+@pytest.mark.parametrize("acd_hub", [{"acd_sweep_seconds": 60}], indirect=True)
 async def test_a_waiting_chat_goes_to_the_agent_who_frees_a_seat_never_to_the_away_one(acd_hub, desks, residents):
     busy, away = await desks(max_chats=1), await desks(max_chats=1)
     await busy.becomes("ready")
@@ -36,7 +38,7 @@ async def test_a_waiting_chat_goes_to_the_agent_who_frees_a_seat_never_to_the_aw
     closed = await conversation(acd_hub, first["conversation_id"])
     taken = await conversation(acd_hub, second["conversation_id"])
     assert taken.assignee_id == busy.staff.user["id"]
-    assert (taken.assigned_at - closed.closed_at).total_seconds() < 1.0  # the freed seat is filled at once
+    assert (taken.assigned_at - closed.closed_at).total_seconds() < 10  # the freed seat is filled at once
     await expect(away.my_chats()).to_have_count(0)
     await expect(away.load()).to_have_text("接待 0/1")
 

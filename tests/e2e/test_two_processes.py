@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -12,13 +13,17 @@ from pathlib import Path
 import aiohttp
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from router.db import create_engine
-from router.models import Conversation, Message
+from router.models import Author, Conversation, Message, StaffUser
+from router.net import free_port
+from router.outbound import new_outbound
+from tests.channels.wechat.conftest import simulator
 from tests.conftest import PASSWORD
 from tests.support.actors import Resident, Staff
 from tests.support.hubproc import HubProcess
-from tests.support.services import REDIS_URL, free_port
+from tests.support.services import REDIS_URL
 from tests.support.wechat import running_standin, wechat_settings
 
 
@@ -190,3 +195,85 @@ async def test_two_processes_starting_together_ask_wechat_for_one_token(shared_e
             for process in processes:
                 process.kill()
     assert standin.token_requests == 1
+
+
+def _replies(standin, openid: str) -> list[str]:
+    """The customer-service texts that reached ``openid``, in order."""
+    return [m["text"]["content"] for m in standin.sent if m["touser"] == openid and m.get("msgtype") == "text"]
+
+
+async def _until(condition, what: str, timeout: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("reached_wechat", [pytest.param(False, id="in-flight-sends-lost"),
+                                            pytest.param(True, id="in-flight-sends-reached-wechat")])
+async def test_a_process_killed_mid_batch_loses_no_reply_and_repeats_none_but_the_one_in_flight(
+        shared_env, tmp_path, reached_wechat: bool) -> None:
+    """Residents write in over WeChat; three replies each are queued together, so one process claims them all in one
+    batch. Each resident's first reply goes out; WeChat holds the second; the third waits its turn. The other
+    process starts, and finds nothing to take over while the holder renews its lease. The holder is SIGKILLed and
+    restarted: every reply reaches its resident, in order, exactly once, except that the second reply, which was
+    on the wire at the kill, comes twice if WeChat had already taken it (no key lets WeChat drop the copy)."""
+    count, lease = 20, 3
+    async with running_standin() as (standin, api_url):
+        env = {**shared_env, "HUB_CHANNELS": "webchat,wechat", "HUB_OUTBOUND_LEASE_SECONDS": str(lease),
+               "HUB_WECHAT_PUSH_MENU": "false", "HUB_WECHAT_API_TIMEOUT_SECONDS": "60",  # WeChat holds sends
+               **{f"HUB_{key.upper()}": value for key, value in wechat_settings(api_url).items()}}
+        holder = HubProcess(env, tmp_path / "var", name="holder")
+        other = HubProcess(env, tmp_path / "var", name="other")
+        engine = create_engine(shared_env["HUB_DATABASE_URL"])
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        try:
+            await asyncio.to_thread(holder.start)
+            openids = [f"o{uuid.uuid4().hex[:27]}" for _ in range(count)]
+            async with aiohttp.ClientSession() as http:
+                wechat = simulator(http, holder.url)
+                for n, openid in enumerate(openids):
+                    said = wechat.xml(openid, "text", {"Content": f"第{n}户家里停水了"}, msg_id=secrets.randbits(63))
+                    assert await wechat.post(said) == "success"
+
+            standin.hold_sends(lambda body: "第2条" in body.get("text", {}).get("content", ""))
+            async with sessions.begin() as session:
+                admin = await session.scalar(select(StaffUser).where(StaffUser.username == "admin"))
+                chats = {c.external_id: c for c in await session.scalars(
+                    select(Conversation).where(Conversation.channel == "wechat",
+                                               Conversation.external_id.in_(openids)))}
+                replies = [new_outbound(chats[openid], author=Author.AGENT, author_user=admin,
+                                        text=f"您好,第{n}户:第{k}条回复")
+                           for n, openid in enumerate(openids) for k in (1, 2, 3)]
+                session.add_all(replies)
+            ids = [m.id for m in replies]
+
+            await _until(lambda: len(standin.held) == count and all(_replies(standin, o) for o in openids),
+                         "the first replies go out and the second ones reach WeChat")
+            await asyncio.to_thread(other.start)
+            await asyncio.sleep(2 * lease)  # the holder renews its lease: the other process takes nothing over
+            assert len(standin.held) == count
+            assert all(_replies(standin, o) == [f"您好,第{n}户:第1条回复"] for n, o in enumerate(openids))
+
+            holder.kill()  # SIGKILL in the middle of the batch
+            await asyncio.sleep(0.5)  # WeChat notices the hung-up connections
+            standin.release_sends(deliver_orphans=reached_wechat)
+            await asyncio.to_thread(holder.start)
+
+            def all_answered() -> bool:
+                return all(f"您好,第{n}户:第3条回复" in _replies(standin, o) for n, o in enumerate(openids))
+
+            await _until(all_answered, "every resident gets every reply after the restart")
+            await asyncio.sleep(2 * lease)  # time for any copy to show
+            for n, openid in enumerate(openids):
+                first, second, third = (f"您好,第{n}户:第{k}条回复" for k in (1, 2, 3))
+                expected = [first, second, second, third] if reached_wechat else [first, second, third]
+                assert _replies(standin, openid) == expected, [p.output()[-3000:] for p in (holder, other)]
+            async with sessions() as session:
+                rows = list(await session.scalars(select(Message).where(Message.id.in_(ids)).order_by(Message.id)))
+            assert {row.delivery for row in rows} == {"sent"}
+            assert [row.attempts for row in rows] == [1, 2, 2] * count  # the second and third were taken over
+        finally:
+            holder.kill()
+            other.kill()
+            await engine.dispose()

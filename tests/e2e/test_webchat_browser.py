@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from playwright.async_api import Browser, expect
 
 from router.models import Role
-from tests.support.pages import sign_in, widget
+from tests.support.files import png_bytes
+from tests.support.pages import sign_in, watch_errors, widget
 
 RESIDENT_MESSAGE = "你好,我家楼下马路在冒水,地址是清源路18号"
 AGENT_REPLY = "收到,抢修人员30分钟内到达,请注意安全"
@@ -53,7 +55,9 @@ async def test_resident_and_agent_chat_across_browsers_and_history_survives_relo
         reply = widget(resident, "webchat-message").filter(has_text=AGENT_REPLY)
         await expect(reply).to_have_attribute("data-author", "agent")
         # The widget acknowledged the reply; the agent sees it delivered.
-        await expect(agent.locator("[data-testid=agent-message][data-author=agent]")).to_contain_text("已送达")
+        # (a whole suite on two cores can hold the send back a few seconds)
+        await expect(agent.locator("[data-testid=agent-message][data-author=agent]")).to_contain_text(
+            "已送达", timeout=15000)
 
         await resident.reload()
         await expect(widget(resident, "webchat-panel")).to_be_visible()
@@ -102,5 +106,39 @@ async def test_widget_retries_a_throttled_message_until_the_hub_takes_it(browser
         last = widget(page, "webchat-message").filter(has_text=f"第{burst + 1}条")
         await expect(last).to_have_attribute("data-message-id", re.compile(r"^\d+$"), timeout=15000)
         await expect(widget(page, "webchat-message").and_(page.locator("[data-pending=true]"))).to_have_count(0)
+    finally:
+        await context.close()
+
+
+async def test_a_photo_in_the_widget_keeps_working_by_renewed_links_and_after_a_reload(
+        browser: Browser, running_hub, http) -> None:
+    errors: list[str] = []
+    context = await browser.new_context()
+    try:
+        page = watch_errors(await context.new_page(), "resident", errors)
+        await page.clock.install()  # the widget's timers run on a clock the test moves
+        await page.goto(f"{running_hub.url}/#chat")
+        await widget(page, "webchat-input").fill("水表井里的照片,请看")
+        await widget(page, "webchat-input").press("Enter")
+        await expect(widget(page, "webchat-message").filter(has_text="水表井")).to_have_attribute(
+            "data-message-id", re.compile(r"^\d+$"))
+        await widget(page, "webchat-file").set_input_files(
+            files=[{"name": "水表.png", "mimeType": "image/png", "buffer": png_bytes(8, 8)}])
+        thumb = widget(page, "webchat-message").locator("a.thumb")
+        await expect(thumb.locator("img")).to_have_js_property("naturalWidth", 8)
+        first = await thumb.get_attribute("href")
+        assert first is not None and "/files/" in first and "?s=" in first and "token=" not in first
+
+        await asyncio.sleep(1.1)  # a link renewed in a later second differs from the first
+        async with page.expect_response(lambda r: r.url.endswith("/webchat/file-links")) as renewal:
+            await page.clock.fast_forward("08:01")  # minutes: the widget renews its links before they expire
+        assert (await renewal.value).status == 200
+        await expect(thumb).not_to_have_attribute("href", first)
+        async with http.get(await thumb.get_attribute("href")) as response:
+            assert response.status == 200 and await response.read() == png_bytes(8, 8)
+
+        await page.reload()
+        await expect(widget(page, "webchat-message").locator("a.thumb img")).to_have_js_property("naturalWidth", 8)
+        assert errors == []
     finally:
         await context.close()

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 from playwright.async_api import Browser, expect
+from sqlalchemy import update
 
-from router.models import Role
-from tests.support.orders import PHONE, resident_reports
+from router.models import Conversation, ConversationState, Role
+from tests.support.actors import ActionServer, Resident
+from tests.support.files import png_bytes, visitor_upload
+from tests.support.orders import ADDRESS, PHONE, REPORT, resident_reports, setup
 from tests.support.pages import sign_in, watch_errors, widget
 
 RESIDENT_MESSAGE = "楼下马路在冒水,清源路18号"
@@ -47,7 +50,8 @@ async def test_agent_creates_a_work_order_from_a_chat_and_the_resident_gets_its_
         await form.locator("[data-testid=order-address]").fill("清源路18号")
         location_selector = "select[data-field=leak_location]"
         location = form.locator(location_selector)
-        await expect(location.locator("option")).to_have_text(["请选择", "路面", "小区内", "户内", "水表井", "消防栓"])
+        await expect(location.locator("option")).to_have_text(
+            ["请选择", "路面", "小区内", "户内", "水表井", "消防栓", "其他"])
 
         # The hub refuses an order without the required leak location; the error shows next to that field.
         await form.locator("[data-testid=order-submit]").click()
@@ -76,3 +80,48 @@ async def test_agent_creates_a_work_order_from_a_chat_and_the_resident_gets_its_
         await agent_context.close()
         await resident_context.close()
         await agent_user.close()
+
+
+async def test_a_photo_the_resident_sent_the_bot_shows_on_the_order_desk_and_the_crews_phone(
+    browser: Browser, running_hub, http
+) -> None:
+    base = running_hub.url
+    people = await setup(running_hub, callback="agent")
+    resident = await Resident(http, base).connect()
+    conversation_id = (await resident.says(REPORT))["conversation_id"]
+    status, sent = await visitor_upload(http, base, resident.token, "漏水现场.png", png_bytes(24, 18))
+    assert status == 201, sent
+    async with running_hub.hub.sessions.begin() as session:  # held by the bot (this hub runs without one)
+        await session.execute(update(Conversation).where(Conversation.id == conversation_id)
+                              .values(state=ConversationState.BOT))
+    bot = await ActionServer.of(running_hub, http)
+    order = await bot.call("POST", "/api/workorders", {
+        "category": people["category"]["code"], "title": "居民报修:爆管", "description": REPORT, "address": ADDRESS,
+        "source": "bot", "conversation_id": conversation_id, "attachment_message_ids": [sent["message"]["id"]]},
+        expect=201)
+    await people["handler"].call("POST", f"/api/workorders/{order['id']}/transitions", {
+        "action": "assign", "assignee_id": people["crew"].user["id"]})
+    errors: list[str] = []
+    contexts = [await browser.new_context(), await browser.new_context(**PHONE)]
+    try:
+        agent = watch_errors(await contexts[0].new_page(), "agent", errors)
+        await sign_in(agent, base, people["agent"].user["username"], f"/app/orders?id={order['id']}")
+        view = agent.locator("[data-testid=order-view]")
+        await expect(view.locator("[data-testid=order-number]")).to_have_text(order["number"])
+        photo = view.locator("[data-testid=order-photos] img")
+        await expect(photo).to_have_count(1)
+        await expect(photo).to_have_js_property("naturalWidth", 24)  # the resident's photo, served by the order
+
+        crew = watch_errors(await contexts[1].new_page(), "crew", errors)
+        await sign_in(crew, base, people["crew"].user["username"], "/app/field")
+        await crew.locator("[data-testid=field-card]", has_text=order["number"]).click()
+        on_phone = crew.locator("[data-testid=field-detail] [data-testid=order-photos] img")
+        await expect(on_phone).to_have_count(1)
+        await expect(on_phone).to_have_js_property("naturalWidth", 24)
+        assert errors == []
+    finally:
+        for context in contexts:
+            await context.close()
+        await resident.close()
+        for member in ("agent", "handler", "crew"):
+            await people[member].close()

@@ -8,40 +8,15 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp import web
 
 from channels.base import InboundMessage
 from router.bot import BOT_TEXT_LIMIT, BotUnavailable, parse_turn, question_for_bot
-from router.hub import KeyedLock
+from router.botturns import KeyedLock
 from router.models import Role
+from router.net import free_port
 from tests.conftest import start_hub
 from tests.support.actors import Resident
-from tests.support.services import free_port
-
-
-@contextlib.asynccontextmanager
-async def rasa_rest_channel(answer: list[dict]) -> AsyncIterator[tuple[str, list[dict]]]:
-    """A server speaking the REST channel contract (``POST /webhooks/rest/webhook``) with a fixed answer.
-
-    The contract is checked here; the real Rasa server and its trained model are exercised by the bot's
-    own tests.
-    """
-    received: list[dict] = []
-
-    async def webhook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.json_response(answer)
-
-    app = web.Application()
-    app.router.add_post("/webhooks/rest/webhook", webhook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}", received
-    finally:
-        await runner.cleanup()
+from tests.support.restbot import running_bot
 
 
 @contextlib.asynccontextmanager
@@ -105,8 +80,8 @@ async def test_bot_answers_and_hands_off_by_custom_payload(own_settings, http) -
         {"recipient_id": "x", "text": "请选择:", "buttons": [{"title": "报修", "payload": "/report_leak"}]},
         {"recipient_id": "x", "custom": {"handoff": True, "team": "投诉专席", "reason": "居民投诉"}},
     ]
-    async with rasa_rest_channel(answer) as (url, received):
-        running = await start_hub(own_settings(rasa_url=url))
+    async with running_bot(answer) as bot:
+        running = await start_hub(own_settings(rasa_url=bot.url))
         resident = await Resident(http, running.url).connect()
         try:
             said = await resident.says("我要投诉你们抄表员")
@@ -116,9 +91,9 @@ async def test_bot_answers_and_hands_off_by_custom_payload(own_settings, http) -
             assert buttons["payload"]["buttons"] == [{"title": "报修", "payload": "/report_leak"}]
             state = await resident.expect(lambda f: f["type"] == "state" and f["conversation"]["state"] == "queued")
             assert state["conversation"]["id"] == said["conversation_id"]
-            assert received[0]["sender"] == str(said["conversation_id"])
-            assert received[0]["message"] == "我要投诉你们抄表员"
-            assert received[0]["metadata"]["channel"] == "webchat"
+            assert bot.received[0]["sender"] == str(said["conversation_id"])
+            assert bot.received[0]["message"] == "我要投诉你们抄表员"
+            assert bot.received[0]["metadata"]["channel"] == "webchat"
             # An unknown team falls back to the default one; the reason is kept for the agent.
             supervisor = await running.staff(role=Role.SUPERVISOR, listen=False)
             conversation = await supervisor.call("GET", f"/api/conversations/{said['conversation_id']}")

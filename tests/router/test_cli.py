@@ -6,15 +6,19 @@ import os
 import re
 import subprocess
 import sys
+import time
 
+import pytest
 import requests
 
+from router.net import free_port
 from tests.support.hubproc import ROOT, HubProcess
 
 
-def router_command(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def router_command(*args: str, env: dict[str, str], stdin: str | None = None,
+                   timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "router", *args], cwd=ROOT, env={**os.environ, **env},
-                          input=stdin, capture_output=True, text=True, timeout=60)
+                          input=stdin, capture_output=True, text=True, timeout=timeout)
 
 
 def test_run_with_demo_prints_urls_and_working_credentials(tmp_path) -> None:
@@ -58,7 +62,7 @@ def test_run_with_demo_prints_urls_and_working_credentials(tmp_path) -> None:
     restarted = HubProcess({"HUB_DEMO": "1", "HUB_DATABASE_URL": ""}, tmp_path / "var").start()
     try:  # the one-time password is shown only once
         assert "first admin" not in restarted.output().split("Shuiwu Hub is running")[-1]
-        assert restarted.terminate() == 0  # SIGTERM: a clean, graceful exit
+        assert restarted.terminate() == 0, restarted.output()  # SIGTERM: a clean, graceful exit
     finally:
         restarted.kill()
 
@@ -72,6 +76,43 @@ def test_create_user_and_token_from_the_command_line(tmp_path) -> None:
     assert again.returncode == 2 and "用户名已存在" in again.stderr
     weak = router_command("create-user", "lisi", "--role", "agent", env={**env, "HUB_NEW_USER_PASSWORD": "short"})
     assert weak.returncode == 2 and "密码至少" in weak.stderr
+    common = router_command("create-user", "lisi", "--role", "agent",
+                            env={**env, "HUB_NEW_USER_PASSWORD": "password1234"})
+    assert common.returncode == 2 and "容易被猜到" in common.stderr
     token = router_command("create-token", "action-server", "--role", "agent", env=env)
     assert token.returncode == 0 and token.stdout.startswith("shw_")
     assert token.stdout.strip() not in token.stderr  # printed once to stdout, never logged
+
+
+@pytest.mark.parametrize(("args", "env"), [
+    (["--host", "0.0.0.0"], {}),  # noqa: S104  (the attempt under test)
+    ([], {"HUB_HOST": "::"}),
+    ([], {"HUB_HOST": "192.0.2.2"}),
+    ([], {"HUB_PUBLIC_URL": "https://kf.water.example.cn"}),
+    ([], {"HUB_PUBLIC_URL": "http://192.0.2.2:8080"}),
+])
+def test_demo_mode_refuses_to_start_where_others_can_reach_it(tmp_path, args: list[str], env: dict[str, str]) -> None:
+    """The demo's staff share a published password: a demo hub others can reach is refused before it listens."""
+    refused = router_command("run", *args, timeout=30, env={
+        "HUB_DEMO": "1", "HUB_VAR_DIR": str(tmp_path), "HUB_DATABASE_URL": "", "HUB_PORT": str(free_port()), **env})
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "HUB_DEMO" in refused.stderr and "python -m router run" in refused.stderr
+    assert "shuiwu-demo" not in refused.stdout + refused.stderr
+    assert not (tmp_path / "hub.sqlite3").exists()  # nothing was provisioned
+
+
+def test_password_workers_end_with_a_killed_hub(tmp_path) -> None:
+    """A hub killed outright cannot shut its hashing pool down; the workers notice and end by themselves."""
+    hub = HubProcess({"HUB_DEMO": "1", "HUB_DATABASE_URL": ""}, tmp_path / "var").start()
+    try:
+        wrong = requests.post(f"{hub.url}/api/auth/login", json={"username": "agent1", "password": "not-the-one"},
+                              timeout=30)
+        assert wrong.status_code == 401, wrong.text
+        workers = subprocess.run(["pgrep", "-P", str(hub.process.pid)], capture_output=True, text=True).stdout.split()
+        assert workers, "a sign-in starts the hashing workers"
+    finally:
+        hub.kill()
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]

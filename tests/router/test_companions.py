@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from router.companions import Companion
-from tests.support.services import free_port
+import pytest
+from sqlalchemy import select, update
+
+from router.access import BOT_TOKEN_NAME
+from router.audit import AuditEntry
+from router.bot_secrets import actions_token
+from router.companions import Companion, Companions
+from router.models import ApiToken, utcnow
+from router.net import free_port
+from tests.conftest import start_hub
+from tests.support.hubproc import ROOT
 
 
 @contextlib.asynccontextmanager
@@ -54,3 +64,39 @@ async def test_a_healthy_child_is_restarted_after_it_dies(tmp_path: Path) -> Non
     async with supervised(companion):
         await until(companion.healthy.is_set, "the child never became healthy")
         await until(lambda: companion.restarts >= 1, "the child that exited was not started again")
+
+
+async def test_a_revoked_action_server_token_stays_revoked_when_the_hub_starts_again(
+        own_settings, http, caplog: pytest.LogCaptureFixture) -> None:
+    """An administrator revoked the bot's hub token (it leaked, say): restarting the hub must not revive it."""
+    running = await start_hub(own_settings())
+    try:
+        hub = running.hub
+        companions = Companions(hub.settings, hub.secret_key)  # what a hub with HUB_BOT_AUTOSTART starts with
+        headers = {"Authorization": f"Bearer {actions_token(hub.secret_key)}"}
+        await companions.issue_token(hub.sessions)
+        async with http.get(f"{running.url}/api/workorders", headers=headers) as response:
+            assert response.status == 200
+        async with hub.sessions.begin() as session:
+            await session.execute(update(ApiToken).where(ApiToken.name == BOT_TOKEN_NAME)
+                                  .values(revoked_at=utcnow()))
+
+        await companions.issue_token(hub.sessions)  # the hub starts again
+        async with http.get(f"{running.url}/api/workorders", headers=headers) as response:
+            assert response.status == 401
+        assert f"python -m router restore-token {BOT_TOKEN_NAME}" in caplog.text
+
+        restore = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "router", "restore-token", BOT_TOKEN_NAME, cwd=ROOT,
+            env={**os.environ, "HUB_DATABASE_URL": hub.settings.effective_database_url},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, errors = await asyncio.wait_for(restore.communicate(), 60)
+        assert restore.returncode == 0, errors.decode()
+        await companions.issue_token(hub.sessions)
+        async with http.get(f"{running.url}/api/workorders", headers=headers) as response:
+            assert response.status == 200
+        async with hub.sessions() as session:
+            entries = list(await session.scalars(select(AuditEntry).where(AuditEntry.action == "token.restore")))
+        assert [(e.target_id, e.actor) for e in entries] == [(BOT_TOKEN_NAME, "system")]
+    finally:
+        await running.runner.cleanup()

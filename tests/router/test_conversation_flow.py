@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import aiohttp
 from sqlalchemy import func, select, update
 
 from channels.base import InboundMessage
+from router.hub import TOPIC
+from router.inbound import Ingestor
 from router.models import Conversation, Message, Role, utcnow
 from tests.support.actors import Resident
 
@@ -63,12 +66,107 @@ async def test_same_message_twice_is_stored_once(resident: Resident, running_hub
     assert stored == 2
 
 
+async def test_two_visitors_with_the_same_client_id_each_get_their_own_message(
+        http: aiohttp.ClientSession, resident: Resident, running_hub) -> None:
+    """The client id is the visitor's browser's choice: another visitor's copy must not be taken for a retry."""
+    other = await Resident(http, running_hub.url).connect()
+    try:
+        mine = await resident.says("我家停水了", client_id="same-client-id-0001")
+        theirs = await other.says("我家水表漏水", client_id="same-client-id-0001")
+        assert theirs["text"] == "我家水表漏水" and mine["text"] == "我家停水了"
+        assert theirs["id"] != mine["id"] and theirs["conversation_id"] != mine["conversation_id"]
+        retried = await other.says("我家水表漏水", client_id="same-client-id-0001")  # a real retry: the same message
+        assert retried["id"] == theirs["id"]
+    finally:
+        await other.close()
+    # Also when both arrive together, as first messages and into open conversations.
+    for round_ in ("first", "again"):
+        inbound = [InboundMessage(channel="webchat", external_id=f"same-id-visitor-{n}",
+                                  channel_message_id=f"same-id-{round_}", text=f"访客{n}") for n in range(6)]
+        results = await asyncio.gather(*(running_hub.hub.ingest(m) for m in [*inbound, *inbound]))
+        assert [r.message["text"] for r in results] == [f"访客{n}" for n in range(6)] * 2
+        assert [r.message["id"] for r in results[:6]] == [r.message["id"] for r in results[6:]]
+        assert len({r.message["id"] for r in results}) == 6
+        assert sum(r.duplicate for r in results) == 6
+
+
 async def test_first_messages_racing_open_one_conversation(running_hub) -> None:
     hub = running_hub.hub
     messages = [InboundMessage(channel="webchat", external_id="race-visitor-1", channel_message_id=f"race-{i}",
                                text=f"第{i}条") for i in range(10)]
     results = await asyncio.gather(*(hub.ingest(m) for m in messages))
     assert len({r.conversation_id for r in results}) == 1
+
+
+async def test_a_crowd_of_first_messages_opens_its_conversations_together(running_hub) -> None:
+    """A main break: many residents write for the first time at once; each gets one conversation of their own,
+    announced to staff, and a resident who needs more (blacklisted, or back within the reopen window) still
+    takes the careful path."""
+    hub = running_hub.hub
+    returning = await hub.ingest(InboundMessage(channel="webchat", external_id="crowd-returning",
+                                                channel_message_id="crowd-returning-0", text="上次的问题"))
+    blocked = await hub.ingest(InboundMessage(channel="webchat", external_id="crowd-blocked",
+                                              channel_message_id="crowd-blocked-0", text="骚扰"))
+    async with hub.sessions.begin() as session:
+        await session.execute(update(Conversation).where(Conversation.id == returning.conversation_id)
+                              .values(state="closed", closed_at=utcnow()))
+        conversation = await session.get(Conversation, blocked.conversation_id)
+        assert conversation is not None
+        conversation.contact.blacklisted = True
+        conversation.state, conversation.closed_at = "closed", utcnow()
+    crowd = [InboundMessage(channel="webchat", external_id=f"crowd-{n}", channel_message_id=f"crowd-{n}-1",
+                            text=f"停水了{n}") for n in range(60)]
+    crowd.append(InboundMessage(channel="webchat", external_id="crowd-returning", channel_message_id="crowd-r-1",
+                                text="又停水了"))
+    crowd.append(InboundMessage(channel="webchat", external_id="crowd-blocked", channel_message_id="crowd-b-1",
+                                text="还在骚扰"))
+    seconds = [InboundMessage(channel="webchat", external_id=f"crowd-{n}", channel_message_id=f"crowd-{n}-2",
+                              text=f"地址是{n}号") for n in range(60)]
+    published: list[dict] = []
+
+    async def record(event: dict) -> None:
+        published.append(event)
+
+    unsubscribe = hub.bus.subscribe(TOPIC, record)
+    together = hub.ingestor.stored["opened_together"]
+    try:
+        results = await asyncio.gather(*(hub.ingest(m) for m in [*crowd, *seconds]))
+    finally:
+        unsubscribe()
+    assert hub.ingestor.stored["opened_together"] > together  # not one careful transaction each
+    firsts, back, again, thens = results[:60], results[60], results[61], results[62:]
+    assert len({r.conversation_id for r in firsts}) == 60 and all(r.conversation_state == "queued" for r in firsts)
+    assert [r.conversation_id for r in thens] == [r.conversation_id for r in firsts]
+    assert all(r.message["id"] > f.message["id"] for r, f in zip(thens, firsts, strict=True))
+    assert back.conversation_id == returning.conversation_id and back.conversation_state == "queued"
+    assert again.conversation_state == "closed"
+    opened = {e["conversation"]["id"] for e in published if e["type"] == "conversation"}
+    assert {r.conversation_id for r in firsts} <= opened
+    async with hub.sessions() as session:
+        contacts = await session.scalar(select(func.count(func.distinct(Conversation.contact_id))).where(
+            Conversation.external_id.like("crowd-%")))
+        queued_events = await session.scalar(select(func.count()).select_from(Message).where(
+            Message.conversation_id.in_([r.conversation_id for r in firsts]), Message.type == "event"))
+    assert contacts == 62 and queued_events == 60
+
+
+async def test_two_processes_opening_the_same_residents_conversations_open_each_once(running_hub) -> None:
+    hub = running_hub.hub
+    other = Ingestor(hub.engine, hub.sessions, hub.settings, bot_enabled=False,
+                     default_team_id=lambda: hub.default_team_id)
+    other.start()
+    try:
+        messages = [InboundMessage(channel="webchat", external_id=f"twice-open-{n}", channel_message_id=f"to-{n}",
+                                   text=f"第{n}位") for n in range(40)]
+        results = [i.result for i in await asyncio.gather(*(ingestor.ingest(m) for m in messages
+                                                            for ingestor in (hub.ingestor, other)))]
+    finally:
+        await other.stop()
+    mine, theirs = results[0::2], results[1::2]
+    assert [r.conversation_id for r in mine] == [r.conversation_id for r in theirs]
+    assert [r.message["id"] for r in mine] == [r.message["id"] for r in theirs]
+    assert len({r.conversation_id for r in mine}) == 40
+    assert all(a.duplicate != b.duplicate for a, b in zip(mine, theirs, strict=True))
 
 
 async def test_message_after_close_reopens_within_window_else_starts_new(running_hub) -> None:

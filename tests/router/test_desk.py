@@ -149,12 +149,11 @@ async def test_an_agent_sends_the_resident_an_image_and_a_document(acd_hub, resi
     assert (sent["type"], sent["attachment"]["name"], sent["attachment"]["size"]) == (
         "image", "缴费单样例.png", len(picture))
     heard = await resident.hears("agent")
-    assert heard["type"] == "image" and heard["attachment"]["url"] == sent["attachment"]["url"]
-    async with resident.http.get(f"{acd_hub.url}{heard['attachment']['url']}",
-                                 params={"token": resident.token}) as response:
+    assert heard["type"] == "image" and heard["attachment"]["url"].startswith(sent["attachment"]["url"] + "?s=")
+    async with resident.http.get(f"{acd_hub.url}{heard['attachment']['url']}") as response:  # the resident's link
         assert response.status == 200 and await response.read() == picture
-    async with resident.http.get(f"{acd_hub.url}{heard['attachment']['url']}") as response:
-        assert response.status == 404  # nobody else's
+    async with resident.http.get(f"{acd_hub.url}{sent['attachment']['url']}") as response:
+        assert response.status == 404  # without the link, nobody else's
 
     document = await agent.upload(base + "/attachments", "办理须知.txt", "带上身份证和房产证".encode())
     assert document["type"] == "file"

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
 import aiohttp
+
+from router.access import BOT_TOKEN_NAME
+from router.accounts import ensure_api_token
+from router.companions import actions_token
+from router.models import Role
 
 WAIT = 10.0
 
@@ -139,14 +145,20 @@ class Staff(SocketReader):
         self.csrf, self.user = body["csrf_token"], body["user"]
         return self
 
-    async def call(self, method: str, path: str, json_body: Any = None, expect: int | None = 200) -> Any:
+    async def attempt(self, method: str, path: str, json_body: Any = None) -> tuple[int, Any]:
+        """One call whose outcome the caller judges: the status and the JSON body (None when it is not JSON).
+        Safe to run concurrently, unlike reading ``last_status`` after ``call``."""
         headers = {"X-CSRF-Token": self.csrf} if method != "GET" else {}
         async with self.http.request(method, f"{self.base_url}{path}", json=json_body, headers=headers) as response:
             body = await response.json() if response.content_type == "application/json" else None
-            self.last_status = response.status
-            if expect is not None:
-                assert response.status == expect, (response.status, body)
-            return body
+            return response.status, body
+
+    async def call(self, method: str, path: str, json_body: Any = None, expect: int | None = 200) -> Any:
+        status, body = await self.attempt(method, path, json_body)
+        self.last_status = status
+        if expect is not None:
+            assert status == expect, (status, body)
+        return body
 
     async def upload(self, path: str, name: str, data: bytes, expect: int | None = 201) -> Any:
         """POST one file as the ``file`` part of a multipart form."""
@@ -170,6 +182,14 @@ class Staff(SocketReader):
 
     async def sees(self, predicate: Any, timeout: float = WAIT) -> dict[str, Any]:
         return await self.frames.take(predicate, timeout)
+
+    async def ping(self) -> float:
+        """Seconds from a ping on the staff socket to the hub's pong."""
+        assert self.ws is not None
+        started = time.perf_counter()
+        await self.ws.send_json({"type": "ping"})
+        await self.sees(lambda e: e["type"] == "pong")
+        return time.perf_counter() - started
 
     async def sees_message(self, text: str, timeout: float = WAIT) -> dict[str, Any]:
         event = await self.sees(lambda e: e["type"] == "message" and e["message"]["text"] == text, timeout)
@@ -198,3 +218,40 @@ class Staff(SocketReader):
     async def close(self) -> None:
         await self.stop_reading()
         await self.http.close()
+
+
+class ActionServer:
+    """Calls the hub the way the bot's action server does: with the token the hub made for it."""
+
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, token: str) -> None:
+        self._http, self._base, self._headers = http, base_url, {"Authorization": f"Bearer {token}"}
+
+    @classmethod
+    async def of(cls, running_hub: Any, http: aiohttp.ClientSession) -> ActionServer:
+        """The action server of a running hub (its token exists once the hub has started the bot, or now)."""
+        token = actions_token(running_hub.hub.secret_key)
+        async with running_hub.hub.sessions.begin() as session:
+            await ensure_api_token(session, BOT_TOKEN_NAME, Role.AGENT, token)
+        return cls(http, running_hub.url, token)
+
+    async def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> Any:
+        async with self._http.request(method, self._base + path, json=body, headers=self._headers) as response:
+            payload = await response.json()
+            assert response.status == expect, (response.status, payload)
+            return payload
+
+    async def account(self, conversation_id: int, number: str, phone_last4: str | None = None,
+                      expect: int = 200) -> dict[str, Any]:
+        body = {"conversation_id": conversation_id, "number": number}
+        if phone_last4 is not None:
+            body["phone_last4"] = phone_last4
+        return await self.call("POST", "/api/bot/account-lookup", body, expect)
+
+    async def order(self, conversation_id: int, number: str | None = None, phone_last4: str | None = None,
+                    expect: int = 200) -> dict[str, Any]:
+        body: dict[str, Any] = {"conversation_id": conversation_id}
+        if number is not None:
+            body["number"] = number
+        if phone_last4 is not None:
+            body["phone_last4"] = phone_last4
+        return await self.call("POST", "/api/bot/order-lookup", body, expect)

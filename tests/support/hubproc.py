@@ -11,7 +11,8 @@ from pathlib import Path
 
 import requests
 
-from tests.support.services import free_port
+from router.net import free_port
+from router.ratelimit import lifted_limits_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,9 @@ class HubProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.var_dir = var_dir
         self.log_path = var_dir / f"{name}-{self.port}.log"
-        self.env = {**os.environ, "HUB_VAR_DIR": str(var_dir), "HUB_PORT": str(self.port), **env}
+        # Tests call from 127.0.0.1 only: the per-address limits are lifted unless ``env`` sets them.
+        self.env = {**os.environ, **lifted_limits_environment(), "HUB_VAR_DIR": str(var_dir),
+                    "HUB_PORT": str(self.port), **env}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> HubProcess:
@@ -45,10 +48,14 @@ class HubProcess:
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def terminate(self, timeout: float = 30) -> int:
+    def terminate(self, timeout: float = 45) -> int:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=timeout)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stopped = f"{self.log_path.name}: did not stop within {timeout}s of SIGTERM"
+            raise AssertionError(f"{stopped}:\n{self.output()}") from None
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

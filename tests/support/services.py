@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import uuid
 
@@ -24,18 +23,5 @@ def create_pg_database() -> tuple[str, str]:
     return name, f"{base}/{name}"
 
 
-def set_pg_database_reachable(name: str, reachable: bool) -> None:
-    """Refuse (and cut) or allow again every connection to one database: a database outage for one hub."""
-    _psql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS {str(reachable).lower()}')
-    if not reachable:
-        _psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")  # noqa: S608
-
-
 def drop_pg_database(name: str) -> None:
     _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -27,6 +27,7 @@ async def running_standin() -> AsyncIterator[tuple[StandInWeChat, str]]:
 
 
 def wechat_settings(api_url: str) -> dict[str, Any]:
-    """The hub's settings for the account the stand-in serves."""
-    return {"wechat_app_id": APP_ID, "wechat_app_secret": APP_SECRET, "wechat_token": TOKEN,
-            "wechat_encoding_aes_key": AES_KEY, "wechat_api_base_url": api_url, "wechat_oauth_base_url": api_url}
+    """The hub's settings for the account the stand-in serves, in 兼容模式 (plaintext and encrypted posts)."""
+    return {"wechat_mode": "compatible", "wechat_app_id": APP_ID, "wechat_app_secret": APP_SECRET,
+            "wechat_token": TOKEN, "wechat_encoding_aes_key": AES_KEY, "wechat_api_base_url": api_url,
+            "wechat_oauth_base_url": api_url}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
 from datetime import datetime, time, timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -13,6 +15,7 @@ import pytest
 from sqlalchemy import text, update
 
 from channels.base import InboundMessage
+from router.models import Role
 from tests.support.actors import Resident
 from tests.support.files import png_bytes
 from tests.workorders.conftest import act
@@ -263,3 +266,31 @@ async def test_what_residents_were_told_and_whether_it_arrived_is_on_the_order(c
     [failed] = await notices_once_settled(crew["agent"], by_sms["id"])
     assert (failed["channel"], failed["delivery"]) == ("sms", "failed")
     assert failed["last_error"] == "channel sms is not enabled"
+
+
+async def test_no_member_of_staff_can_read_a_usable_survey_link(crew, running_hub, http) -> None:
+    listening = await running_hub.staff(Role.SUPERVISOR)
+    resident, order, token = await completed_with_survey(crew, running_hub, http, "已更换水表接头")
+    path, chat = f"/api/workorders/{order['id']}", f"/api/conversations/{order['conversation_id']}/messages"
+    reads = [await crew["field"].call("GET", path), await crew["field"].call("GET", "/api/workorders"),
+             await crew["handler"].call("GET", path), await crew["agent"].call("GET", path),
+             await crew["supervisor"].call("GET", path), await crew["supervisor"].call("GET", chat),
+             await crew["agent"].call("GET", chat),
+             await listening.sees(lambda e: e["type"] == "message" and (e["message"]["payload"] or {}).get("survey"))]
+    await crew["field"].call("GET", chat, expect=403)
+    seen = json.dumps(reads, ensure_ascii=False)
+    assert token not in seen
+    for candidate in set(re.findall(r"[A-Za-z0-9_\-]{20,64}", seen)):  # nothing staff read opens the survey
+        async with http.get(f"{running_hub.url}/api/surveys", params={"token": candidate}) as response:
+            assert response.status in {404, 422}, candidate
+    notice = next(n for n in reads[0]["notices"] if "评价" in (n["text"] or ""))
+    assert notice["text"].endswith("请您为本次服务评价:〔评价链接〕"), notice["text"]  # where the link went
+
+    again = await Resident(http, running_hub.url, token=resident.token).connect()  # a reload keeps a working link
+    [shown] = [m for m in again.hello["messages"] if (m["payload"] or {}).get("survey")]
+    assert token_of(shown) == token and shown["text"].endswith(shown["payload"]["survey"]["url"])
+    async with http.post(f"{running_hub.url}/api/surveys", json={"token": token, "score": 5, "resolved": True},
+                         ) as response:
+        assert response.status == 200, await response.text()
+    for person in (again, resident, listening):
+        await person.close()

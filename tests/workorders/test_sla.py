@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 
+from sqlalchemy.exc import OperationalError
+
 from router.models import Role
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, start_hub
 from tests.support.actors import Staff
 from tests.support.hubproc import HubProcess
+from workorders.api import WORKORDERS
 
 SECONDS = 1 / 3600
 
@@ -81,3 +85,33 @@ async def test_an_escalation_scheduled_before_a_restart_fires_after_it(fresh_dat
         await admin.close()
     finally:
         restarted.kill()
+
+
+async def test_deadlines_still_fire_after_the_job_store_failed_in_the_middle_of_a_pass(own_settings,
+                                                                                       monkeypatch) -> None:
+    """The database going away between the scheduler's queries (here, the next run time) used to end its
+    thread: no deadline fired again until the hub restarted."""
+    running = await start_hub(own_settings())
+    admin = await running.staff(Role.ADMIN, listen=False)
+    try:
+        scheduler = running.runner.app[WORKORDERS].clock._scheduler
+        scheduler.jobstore_retry_interval = 0.2
+        store = scheduler._lookup_jobstore("default")
+        failed = threading.Event()
+        next_run_time = store.get_next_run_time
+
+        def fails_once() -> object:
+            if not failed.is_set():
+                failed.set()
+                raise OperationalError("SELECT next_run_time", {}, ConnectionRefusedError("connection refused"))
+            return next_run_time()
+
+        monkeypatch.setattr(store, "get_next_run_time", fails_once)
+        scheduler.wakeup()
+        assert await asyncio.to_thread(failed.wait, 10)
+        code = await quick_category(admin, 2)
+        order = await admin.call("POST", "/api/workorders", {**ORDER, "category": code}, expect=201)
+        await wait_for_event(admin, order["id"], "sla_escalated")
+    finally:
+        await admin.close()
+        await running.runner.cleanup()

@@ -19,9 +19,12 @@
 
   const TOKEN_KEY = 'shuiwu.webchat.token';
   const MAX_TEXT_LENGTH = 2000;
+  const MAX_CHOICE_LENGTH = 200; // a button's payload, sent as the message frame's `choice`
   const RATE_LIMIT_RETRY_MS = 3000;
   const MAX_UPLOAD_BYTES = 10 * 1024 * 1024;
   const NOTICE_MS = 6000;
+  const LINK_RENEW_MS = 8 * 60 * 1000; // the hub's links to files last 10 minutes
+  const FILE_PATH = /^\/files\/([0-9a-f-]{36})$/;
   const SCROLL_SLACK_PX = 60;
   const ACCEPTED_FILES = 'image/jpeg,image/png,image/gif,image/webp,application/pdf,text/plain,'
     + '.docx,.xlsx,application/vnd.openxmlformats-officedocument.wordprocessingml.document,'
@@ -263,6 +266,15 @@
       display: inline-block; margin-top: 6px; padding: 4px 12px; border-radius: 14px;
       background: #0a6ebd; color: #fff; font-weight: 600; text-decoration: none;
     }
+    .choices { display: flex; flex-wrap: wrap; gap: 6px; margin-top: 6px; }
+    .choice {
+      padding: 4px 12px; border: 1px solid #0a6ebd; border-radius: 16px;
+      background: #fff; color: #0a6ebd; font-size: 13px; line-height: 1.4;
+    }
+    .choice:hover:not(:disabled) { background: #eef5fc; }
+    .choice:focus-visible { outline: 3px solid #7cc0f5; outline-offset: 2px; }
+    .choice.chosen, .choice.chosen:disabled { background: #0a6ebd; color: #fff; opacity: 1; }
+    .choice:disabled { border-color: #cfd9e3; color: #7a8795; }
     .typing { padding: 4px 18px; font-size: 12px; color: #7a8795; background: #f7f9fb; }
     .composer {
       display: flex; align-items: flex-end; gap: 6px;
@@ -459,9 +471,41 @@
       return null;
     }
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+    return url.href; // a stored file's address carries the hub's short-lived link to that file
+  }
+
+  // The id of the stored file a link of the hub points to, or null.
+  function fileIdOf(href) {
+    try {
+      const url = new URL(href);
+      const match = url.origin === hubOrigin && FILE_PATH.exec(url.pathname);
+      return match ? match[1] : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  // Links to files last minutes: the ones shown are renewed before they expire (the visitor token goes in a header).
+  async function renewFileLinks() {
     const token = tokenStore.get();
-    if (token && url.origin === hubOrigin) url.searchParams.set('token', token);
-    return url.href;
+    const anchors = [...ui.list.querySelectorAll('a[href]')].filter((a) => fileIdOf(a.href));
+    if (!token || anchors.length === 0) return;
+    const ids = [...new Set(anchors.map((a) => fileIdOf(a.href)))].slice(-100);
+    try {
+      const response = await hubFetch('/webchat/file-links', {
+        method: 'POST',
+        headers: { 'X-Visitor-Token': token, 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify({ file_ids: ids }),
+      });
+      if (!response.ok) return;
+      const { links } = await response.json();
+      for (const anchor of anchors) {
+        const href = fileHref(links[fileIdOf(anchor.href)]);
+        if (href) anchor.href = href;
+      }
+    } catch (err) {
+      // The next round tries again; a reload always brings fresh links.
+    }
   }
 
   function systemNode(text, attrs = {}) {
@@ -486,8 +530,49 @@
     }
     const content = ChatKit.contentNodes(msg, { hrefFor: fileHref, onImageLoad: ui.scroll.follow });
     node.append(el('div', { class: 'bubble' }, content));
+    const choices = author === 'bot' ? choicesNode(msg) : null;
+    if (choices) node.append(choices);
     node.append(el('div', { class: 'meta', text: formatTime(msg.created_at) }));
     return node;
+  }
+
+  // A bot message's buttons as quick replies: a click sends the title as the resident's words and the button's
+  // payload as `choice`. Only the latest bot message's are live (refreshChoices).
+  function choicesNode(msg) {
+    const buttons = msg.payload && Array.isArray(msg.payload.buttons) ? msg.payload.buttons : [];
+    const usable = buttons.filter((b) => b && typeof b.title === 'string' && b.title.trim());
+    if (usable.length === 0) return null;
+    const group = el('div', { class: 'choices', role: 'group', 'aria-label': '可选回复', 'data-testid': 'webchat-choices' });
+    for (const button of usable) {
+      const chip = el('button', { type: 'button', class: 'choice', 'data-testid': 'webchat-choice', text: button.title.trim() });
+      chip.disabled = true;
+      chip.addEventListener('click', () => choose(group, chip, button));
+      group.append(chip);
+    }
+    return group;
+  }
+
+  function choose(group, chip, button) {
+    if (chip.disabled) return; // a second click of a double-click, or an offer that has passed
+    for (const other of group.querySelectorAll('button')) other.disabled = true;
+    chip.classList.add('chosen');
+    chip.setAttribute('aria-pressed', 'true');
+    const payload = typeof button.payload === 'string' && button.payload && button.payload.length <= MAX_CHOICE_LENGTH
+      ? button.payload : null;
+    sendText(button.title.trim().slice(0, MAX_TEXT_LENGTH), payload);
+  }
+
+  // The buttons of the latest bot message are live until the resident (or an agent) speaks after it.
+  function refreshChoices() {
+    let live = null;
+    for (const node of Array.from(ui.list.children).reverse()) {
+      if (node.dataset.author === 'system') continue;
+      if (node.dataset.author === 'bot') live = node;
+      break;
+    }
+    for (const chip of ui.list.querySelectorAll('button.choice')) {
+      chip.disabled = !live || !live.contains(chip) || chip.parentElement.querySelector('.chosen') !== null;
+    }
   }
 
   function pendingNode(entry) {
@@ -506,8 +591,16 @@
   }
 
   function updatePendingLabel(entry) {
-    entry.node.classList.toggle('queued', !ready);
-    entry.meta.textContent = ready ? '发送中…' : '未连接，恢复后自动发送';
+    entry.node.classList.toggle('queued', !ready && !entry.accepted);
+    if (entry.accepted) entry.meta.textContent = '已收到，稍后显示';
+    else entry.meta.textContent = ready ? '发送中…' : '未连接，恢复后自动发送';
+  }
+
+  // The hub kept the message while its database is away: it shows up, stored, once the database is back.
+  function accepted(entry) {
+    entry.accepted = true;
+    entry.node.setAttribute('data-accepted', 'true');
+    updatePendingLabel(entry);
   }
 
   function updatePendingLabels() {
@@ -528,6 +621,7 @@
     }
     for (const entry of pending.values()) nodes.push(entry.node);
     ui.list.replaceChildren(...nodes);
+    refreshChoices();
     updateEmpty();
     ui.scroll.scrollToBottom();
     trackOutbound(messages);
@@ -547,6 +641,7 @@
       if (entry) pending.delete(msg.client_id);
       appendNode(node, msg.author === 'resident');
     }
+    refreshChoices();
     if (msg.author === 'agent' || msg.author === 'bot') {
       ui.typing.hide();
       if (!panelOpen) {
@@ -600,11 +695,17 @@
       showNotice(`单条消息不能超过 ${MAX_TEXT_LENGTH} 字`);
       return;
     }
-    const entry = { clientId: newClientId(), text, node: null, meta: null };
-    pending.set(entry.clientId, entry);
-    appendNode(pendingNode(entry), true);
     ui.input.value = '';
     autosize();
+    sendText(text, null);
+  }
+
+  // `choice`: the payload of the button clicked, or null for typed words.
+  function sendText(text, choice) {
+    const entry = { clientId: newClientId(), text, choice, node: null, meta: null };
+    pending.set(entry.clientId, entry);
+    appendNode(pendingNode(entry), true);
+    refreshChoices();
     if (ready) transmit(entry);
     else socket.start();
   }
@@ -624,7 +725,9 @@
   }
 
   function transmit(entry) {
-    socket.send({ type: 'message', client_id: entry.clientId, text: entry.text });
+    const frame = { type: 'message', client_id: entry.clientId, text: entry.text };
+    if (entry.choice) frame.choice = entry.choice;
+    socket.send(frame);
   }
 
   // --------------------------------------------------------------- upload
@@ -695,10 +798,13 @@
       case 'hello':
         ready = true;
         socket.resetBackoff();
-        conversationState = frame.conversation ? frame.conversation.state : null;
-        agentName = frame.conversation ? frame.conversation.agent_name || null : null;
         setStatus('open');
-        renderHistory(Array.isArray(frame.messages) ? frame.messages : []);
+        // No history while the hub's database is away: what is shown stays as it is.
+        if (Array.isArray(frame.messages)) {
+          conversationState = frame.conversation ? frame.conversation.state : null;
+          agentName = frame.conversation ? frame.conversation.agent_name || null : null;
+          renderHistory(frame.messages);
+        }
         updatePendingLabels();
         for (const entry of pending.values()) transmit(entry);
         flushAcks();
@@ -711,6 +817,9 @@
         break;
       case 'state':
         handleState(frame.conversation);
+        break;
+      case 'accepted':
+        if (pending.has(frame.client_id)) accepted(pending.get(frame.client_id));
         break;
       case 'error':
         showNotice(frame.message || '操作失败，请稍后重试');
@@ -727,6 +836,7 @@
     buildUi();
     // A returning visitor resumes right away so replies arrive even before the panel is opened.
     if (tokenStore.get()) socket.start();
+    setInterval(renewFileLinks, LINK_RENEW_MS);
     if (window.location.hash === '#chat') openPanel();
     window.addEventListener('hashchange', () => {
       if (window.location.hash === '#chat') openPanel();

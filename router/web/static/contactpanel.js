@@ -205,12 +205,16 @@ const ContactPanel = (() => {
       body.dataset.contactId = view.contact.id;
       setState('ready', [
         header(view.contact, flagging),
+        view.bot_lookups_blocked ? el('p', {
+          class: 'cp-error', 'data-testid': 'contact-lookups-blocked', role: 'status',
+          text: '近一小时内户号或工单核对失败次数过多，智能客服已暂停为该居民查询，请人工核实身份。',
+        }) : null,
         section('渠道身份', 'contact-identities', view.identities.map(identityItem), '暂无渠道身份'),
         section('历史会话', 'contact-conversations',
           view.conversations.map((c) => conversationItem(c, onOpenConversation)), '暂无可查看的会话'),
         section('工单', 'contact-orders', view.orders.map(orderItem), '暂无工单'),
         billsSection(view),
-      ]);
+      ].filter(Boolean));
     }
 
     async function show(contactId) {

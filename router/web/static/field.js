@@ -82,7 +82,8 @@
     const category = state.categories.get(order.category.code);
     const workflow = category ? category.workflow : null;
     const open = workflow ? !workflow.final.includes(order.state) && order.state !== 'completed' : true;
-    const phone = order.contact_phone
+    // Masked numbers (shown to staff who do not call the resident) get no call button.
+    const phone = order.contact_phone && !order.contact_phone.includes('*')
       ? el('a', { class: 'btn btn-outline', href: `tel:${order.contact_phone}`, 'data-testid': 'call-resident', text: '联系居民' }) : null;
     dom.detail.replaceChildren(...[
       el('div', { class: 'field-head' }, [
@@ -95,6 +96,7 @@
       OrderKit.facts(order, category, null),
       phone,
       OrderKit.photos(order),
+      OrderKit.recordings(order),
       OrderKit.actionPanel(order, workflow, state.me, {
         api: (method, path, body) => http.api(method, path, body),
         departments: () => [],

@@ -15,6 +15,8 @@
   const SCROLL_SLACK_PX = 80;
   const ORDER_TITLE_SNIPPET = 30;
   const ORDER_DESCRIPTION_MAX = 2000;
+  // Internal notes by kind: a supervisor's whisper, what the bot collected before handing over.
+  const NOTE_TAGS = { whisper: '班长提示', bot_summary: '机器人已收集' };
 
   const TABS = {
     queued: { state: 'queued', mine: false, empty: '暂无排队中的会话' },
@@ -563,7 +565,7 @@
         el('span', { class: 'who', text: authorLabel(message) }),
         internal ? el('span', {
           class: 'note-tag', 'data-testid': 'note-tag',
-          text: message.payload && message.payload.kind === 'whisper' ? '班长提示' : '内部备注',
+          text: NOTE_TAGS[message.payload && message.payload.kind] || '内部备注',
         }) : null,
         el('span', { text: formatTime(message.created_at) }),
       ]),

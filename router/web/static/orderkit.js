@@ -107,6 +107,18 @@ const OrderKit = (() => {
     }, [el('img', { src: photo.url, alt: photo.name, loading: 'lazy' })])));
   }
 
+  // Voicemails and other recordings attached to the order, playable where they are listed.
+  function recordings(order) {
+    const sounds = order.attachments.filter((a) => a.content_type.startsWith('audio/'));
+    if (!sounds.length) return null;
+    return el('div', { class: 'recordings', 'data-testid': 'order-recordings' }, sounds.map((sound) => el('figure', {
+      class: 'recording',
+    }, [
+      el('figcaption', { text: `录音 ${formatDateTime(sound.created_at)}` }),
+      el('audio', { controls: true, preload: 'metadata', src: sound.url, 'data-testid': 'order-recording' }),
+    ])));
+  }
+
   function fact(label, value, testid) {
     if (value === null || value === undefined || value === '') return [];
     return [el('dt', { text: label }), el('dd', { text: String(value), 'data-testid': testid || null })];
@@ -294,7 +306,7 @@ const OrderKit = (() => {
   }
 
   return {
-    PRIORITY_LABELS, SATISFACTION_LABELS, formatDateTime, stateBadge, dueNode, facts, timeline, photos, notices,
+    PRIORITY_LABELS, SATISFACTION_LABELS, formatDateTime, stateBadge, dueNode, facts, timeline, photos, recordings, notices,
     notePanel, actionPanel,
   };
 })();

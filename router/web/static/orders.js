@@ -138,6 +138,7 @@
         el('p', { class: 'order-description', text: order.description }),
         OrderKit.facts(order, category, regionName(order.region_code)),
         OrderKit.photos(order),
+        OrderKit.recordings(order),
         OrderKit.actionPanel(order, workflow, state.me, {
           api,
           departments: () => state.departments.map((d) => ({ id: d.id, name: d.name })),

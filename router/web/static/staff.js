@@ -1,6 +1,6 @@
 /*
  * Shuiwu Hub — what every staff page needs: the REST client (session cookie + CSRF header,
- * redirect to sign-in on 401), the live staff WebSocket with its connection indicator, the toast,
+ * redirect to sign-in on 401, to the new-password form while a one-time password is in use), the live staff WebSocket with its connection indicator, the toast,
  * the signed-in user, the navigation and the sign-out button; the names of agent presence states.
  *
  * A classic script whose only top-level name is `StaffKit`; pages load chatkit.js, then this file.
@@ -16,6 +16,8 @@ const StaffKit = (() => {
   const HOME = { field_crew: '/app/field', handler: '/app/orders' };
   // Roles that see every agent and queue (the wallboard, forcing an agent's state).
   const OVERSEER_ROLES = new Set(['supervisor', 'admin']);
+  // Roles that find calls and play their recordings (agents only those of conversations they may see).
+  const CALL_RECORD_ROLES = new Set(['agent', 'supervisor', 'admin']);
   const PRESENCE_LABELS = { signed_out: '未签入', ready: '就绪', away: '小休', busy: '忙碌', acw: '话后整理' };
   const AWAY_REASONS = ['小休', '用餐', '培训', '会议'];
   const CHANNEL_LABELS = { webchat: '网页', wechat: '微信', sms: '短信', voice: '电话', account: '户号' };
@@ -24,6 +26,14 @@ const StaffKit = (() => {
     bot: '机器人接待', queued: '排队中', assigned: '服务中', waiting_resident: '等待居民回复', closed: '已结束',
   };
   const CONNECTION_TEXT = { connecting: '正在连接…', open: '实时连接正常', closed: '连接已断开，正在重连…' };
+  // Signed in with a one-time password: the sign-in page asks for a new one before anything else.
+  const PASSWORD_CHANGE_URL = '/app/login?change=1';
+  // Admins' pages, in every admin's navigation.
+  const ADMIN_NAV = [
+    { href: '/app/admin', testid: 'nav-admin', text: '账号管理' },
+    { href: '/app/admin/audit', testid: 'nav-audit', text: '审计日志' },
+    { href: '/app/ivr', testid: 'nav-ivr', text: '语音菜单' },
+  ];
 
   class ApiError extends Error {
     constructor(status, code, message, silent = false, details = null) {
@@ -57,10 +67,10 @@ const StaffKit = (() => {
       onLeave();
     }
 
-    function goToLogin() {
+    function goTo(url) {
       if (leaving) return;
       leave();
-      window.location.replace(loginUrl);
+      window.location.replace(url);
     }
 
     async function send(method, path, init) {
@@ -71,13 +81,17 @@ const StaffKit = (() => {
         throw new ApiError(0, 'network', '网络连接失败，请检查网络后重试', leaving);
       }
       if (response.status === 401) {
-        goToLogin();
+        goTo(loginUrl);
         throw new ApiError(401, 'unauthorized', '登录已失效，请重新登录', true);
       }
       if (response.status === 204) return null;
       const data = await ChatKit.readJson(response);
       if (!response.ok) {
         const error = (data && data.error) || {};
+        if (error.code === 'password_change_required') {
+          goTo(PASSWORD_CHANGE_URL);
+          throw new ApiError(403, error.code, error.message || '请先修改密码', true);
+        }
         throw new ApiError(response.status, error.code || 'http_error', ChatKit.errorMessage(data, response.status),
           false, error.details || null);
       }
@@ -182,13 +196,20 @@ const StaffKit = (() => {
     return socket;
   }
 
-  // Supervisors and admins get the wallboard in the page's navigation.
-  function addOverseerNav(user) {
+  // Agents, supervisors and admins get the call records in the page's navigation; supervisors and admins
+  // also the wallboard, admins their own pages.
+  function addRoleNav(user) {
     const nav = document.querySelector('.nav');
-    if (!nav || !isOverseer(user.role)) return;
-    const link = ChatKit.el('a', { href: '/app/wallboard', 'data-testid': 'nav-wallboard', text: '监控大屏' });
-    if (window.location.pathname === '/app/wallboard') link.setAttribute('aria-current', 'page');
-    nav.append(link);
+    if (!nav || !CALL_RECORD_ROLES.has(user.role)) return;
+    const links = [{ href: '/app/calls', testid: 'nav-calls', text: '通话记录' }];
+    if (isOverseer(user.role)) links.push({ href: '/app/wallboard', testid: 'nav-wallboard', text: '监控大屏' });
+    if (user.role === 'admin') links.push(...ADMIN_NAV);
+    for (const { href, testid, text } of links) {
+      if (nav.querySelector(`[data-testid=${testid}]`)) continue;
+      const link = ChatKit.el('a', { href, 'data-testid': testid, text });
+      if (window.location.pathname === href) link.setAttribute('aria-current', 'page');
+      nav.append(link);
+    }
   }
 
   // Fills the page header with the user and wires its sign-out button.
@@ -207,7 +228,7 @@ const StaffKit = (() => {
   }
 
   function header(user, http, toast) {
-    addOverseerNav(user);
+    addRoleNav(user);
     const name = document.querySelector('[data-testid=user-name]');
     const role = document.querySelector('[data-testid=user-role]');
     const logout = document.querySelector('[data-testid=logout]');
@@ -229,8 +250,43 @@ const StaffKit = (() => {
     }
   }
 
+  // A datetime-local value is the browser's local time; the API wants an offset.
+  function withOffset(local) {
+    return local ? new Date(local).toISOString() : '';
+  }
+
+  // A filtered list read page by page, newest first (`before_id`), as the audit log and the call records are:
+  // submitting the filter form reloads it, the "more" button appends the next page. Returns the first load.
+  function pagedList({ http, toast, path, query, row, filters, rows, more, empty }) {
+    let nextBefore = null;
+    async function load(append) {
+      const page = await http.api('GET', `${path}?${query(append ? nextBefore : null)}`);
+      const items = page.items.map(row);
+      if (append) rows.append(...items);
+      else rows.replaceChildren(...items);
+      nextBefore = page.next_before_id;
+      more.hidden = nextBefore === null;
+      empty.hidden = rows.children.length > 0;
+    }
+    async function run(append, button) {
+      button.disabled = true;
+      try {
+        await load(append);
+      } catch (err) {
+        toast.report(err);
+      }
+      button.disabled = false;
+    }
+    filters.addEventListener('submit', (event) => {
+      event.preventDefault();
+      run(false, filters.querySelector('[type=submit]'));
+    });
+    more.addEventListener('click', () => run(true, more));
+    return () => run(false, more);
+  }
+
   return {
-    ApiError, client, staffSocket, toaster, header, signIn, homeFor, isOverseer,
+    ApiError, client, staffSocket, toaster, header, signIn, homeFor, isOverseer, withOffset, pagedList,
     ROLE_LABELS, PRESENCE_LABELS, AWAY_REASONS,
     CHANNEL_LABELS, CONVERSATION_STATE_LABELS, DELIVERY_LABELS,
   };

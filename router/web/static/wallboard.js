@@ -4,7 +4,8 @@
  * Figures come from GET /api/queues and GET /api/agents (router/acd/board.py). They are fetched again when
  * the staff WebSocket reports a presence or conversation change (at most every REFRESH_GAP_MS) and every
  * SAFETY_REFRESH_MS regardless; waiting times and times in state tick every second in between. A supervisor
- * forces an agent's state with PUT /api/agents/{id}/presence.
+ * forces an agent's state with PUT /api/agents/{id}/presence. The voice channel's state (接通/断开), when the
+ * hub has that channel, comes from GET /readyz every VOICE_POLL_MS.
  *
  * Charts are Apache ECharts (vendor/echarts.min.js, put there by scripts/bootstrap.sh); a chart's instance
  * is echarts.getInstanceByDom(container). Uses ChatKit (chatkit.js) and StaffKit (staff.js), which the
@@ -16,6 +17,8 @@
   const LOGIN_URL = '/app/login?next=/app/wallboard';
   const REFRESH_GAP_MS = 500;
   const SAFETY_REFRESH_MS = 5000;
+  const VOICE_POLL_MS = 3000; // how often /readyz is asked whether the phone platform (Asterisk) is reachable
+  const VOICE_TEXT = { up: '电话通道：接通', down: '电话通道：断开' };
   const TICK_MS = 1000;
   const SERVICE_LEVEL_TARGET = 80; // percent; below it the service level is flagged (the usual 80/20 target)
   const STATE_ORDER = ['ready', 'busy', 'acw', 'away', 'signed_out'];
@@ -389,6 +392,23 @@
     }
   }
 
+  // The voice channel's state from /readyz; shown only when the hub has the voice channel enabled.
+  async function checkVoice() {
+    let checks;
+    try {
+      const response = await fetch('/readyz', { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+      checks = (await ChatKit.readJson(response) || {}).checks || {};
+    } catch (err) {
+      return; // the hub itself is out of reach: the connection indicator says so already
+    }
+    const enabled = Object.prototype.hasOwnProperty.call(checks, 'voice');
+    dom.voice.hidden = !enabled;
+    if (!enabled) return;
+    const state = checks.voice ? 'up' : 'down';
+    dom.voice.dataset.state = state;
+    dom.voice.textContent = VOICE_TEXT[state];
+  }
+
   function tick() {
     tickQueues();
     for (const entry of agentRows.values()) tickAgent(entry);
@@ -429,6 +449,7 @@
     dom.agentRows = document.getElementById('agent-rows');
     dom.agentEmpty = document.querySelector('[data-testid=agent-empty]');
     dom.updated = document.querySelector('[data-testid=updated-at]');
+    dom.voice = document.querySelector('[data-testid=voice-state]');
     toast = StaffKit.toaster(document.querySelector('[data-testid=toast]'));
     state.me = await StaffKit.signIn(http, toast);
     if (!state.me) return;
@@ -440,7 +461,9 @@
     stateChart = chartOn(document.querySelector('[data-testid=agent-state-chart]'));
     await refresh();
     socket.start();
-    timers = [setInterval(tick, TICK_MS), setInterval(requestRefresh, SAFETY_REFRESH_MS)];
+    checkVoice();
+    timers = [setInterval(tick, TICK_MS), setInterval(requestRefresh, SAFETY_REFRESH_MS),
+      setInterval(checkVoice, VOICE_POLL_MS)];
   }
 
   boot();

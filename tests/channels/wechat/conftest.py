@@ -62,12 +62,19 @@ async def standin() -> AsyncIterator[tuple[StandInWeChat, str]]:
 
 
 @pytest.fixture
-async def wechat(own_settings: Callable[..., Any], standin: tuple[StandInWeChat, str],
+def hub_overrides() -> dict[str, Any]:
+    """Settings a test module gives its hubs (a bot's address, for one): override the fixture."""
+    return {}
+
+
+@pytest.fixture
+async def wechat(own_settings: Callable[..., Any], standin: tuple[StandInWeChat, str], hub_overrides: dict[str, Any],
                  request: pytest.FixtureRequest) -> AsyncIterator[WeChatWorld]:
-    """``indirect`` parametrization adds settings."""
-    running = await start_hub(own_settings(
-        channels="webchat,wechat", outbound_backoff_base_seconds=0.2, outbound_backoff_max_seconds=0.5,
-        **wechat_settings(standin[1]), **getattr(request, "param", {})))
+    """``indirect`` parametrization adds settings. Compatible mode (wechat_settings), so that one hub takes every
+    simulator's posts."""
+    settings = {"channels": "webchat,wechat", "outbound_backoff_base_seconds": 0.2,
+                "outbound_backoff_max_seconds": 0.5, **wechat_settings(standin[1]), **hub_overrides}
+    running = await start_hub(own_settings(**settings | getattr(request, "param", {})))
     async with aiohttp.ClientSession() as http:
         yield WeChatWorld(running, standin[0], http)
     await running.runner.cleanup()

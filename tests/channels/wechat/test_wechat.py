@@ -10,11 +10,14 @@ import time
 import uuid
 
 import pytest
+from sqlalchemy import update
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 
+from channels.wechat.messages import CHANNEL
 from channels.wechat.standin import Simulator
-from router.models import Role
+from router.models import Message, Role
+from router.residents import resident_token as resident_token_of
 from tests.channels.wechat.conftest import WeChatWorld
 from tests.support.files import png_bytes
 from tests.support.wechat import APP_ID, FIXTURES, SAMPLE, TOKEN
@@ -132,6 +135,19 @@ async def test_retries_of_one_message_store_it_once(wechat: WeChatWorld) -> None
     assert len(await wechat.messages_of(openid, "resident")) == 1
 
 
+async def test_two_residents_sending_the_same_msg_id_each_get_their_own_message(wechat: WeChatWorld) -> None:
+    """A MsgId names a message only together with its sender: one resident's id never returns another's text."""
+    simulator = wechat.simulator("safe")
+    first, second = new_openid(), new_openid()
+    msg_id = secrets.randbits(63)
+    mine = simulator.xml(first, "text", {"Content": "小区停水了"}, msg_id=msg_id)
+    theirs = simulator.xml(second, "text", {"Content": "水管爆了"}, msg_id=msg_id)
+    assert await asyncio.gather(simulator.post(mine), simulator.post(theirs)) == ["success"] * 2
+    assert await simulator.post(theirs) == "success"  # WeChat retrying the second resident's message
+    assert [m.text for m in await wechat.messages_of(first, "resident")] == ["小区停水了"]
+    assert [m.text for m in await wechat.messages_of(second, "resident")] == ["水管爆了"]
+
+
 async def test_an_agent_reply_and_picture_reach_the_resident_through_the_customer_service_api(
         wechat: WeChatWorld) -> None:
     openid = new_openid()
@@ -148,6 +164,38 @@ async def test_an_agent_reply_and_picture_reach_the_resident_through_the_custome
     assert text == {"api": "custom", "touser": openid, "msgtype": "text",
                     "text": {"content": "您好,抢修人员半小时内到达"}}
     assert picture["msgtype"] == "image" and picture["image"]["media_id"] in wechat.standin.media
+
+
+async def test_a_reply_sent_while_the_residents_next_message_is_being_stored_still_reaches_them(
+        wechat: WeChatWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a callback that waits for the bot may carry a reply: one that is storing a message for people to
+    answer ends with ``success``, and a reply handed to it was lost."""
+    openid, simulator = new_openid(), wechat.simulator("safe")
+    await simulator.post(fixture_xml("text.xml", openid))
+    conversation_id = (await wechat.messages_of(openid))[0].conversation_id
+    hub = wechat.hub.hub
+    storing, stored = asyncio.Event(), asyncio.Event()
+    store = hub.ingest_or_journal
+
+    async def slowly(inbound: object) -> object:
+        storing.set()
+        await stored.wait()
+        return await store(inbound)
+
+    monkeypatch.setattr(hub, "ingest_or_journal", slowly)
+    agent = await wechat.hub.staff(Role.AGENT, listen=False)
+    try:
+        await agent.claims(conversation_id)
+        callback = asyncio.create_task(simulator.post(fixture_xml("text.xml", openid)))
+        await storing.wait()
+        await agent.replies(conversation_id, "抢修人员已出发")
+        await asyncio.sleep(1)  # the reply goes out while the callback is still storing
+        stored.set()
+        assert await callback == "success"
+        [sent] = await wechat.standin.wait_sent(1)
+    finally:
+        await agent.close()
+    assert sent["text"] == {"content": "抢修人员已出发"}
 
 
 async def wait_delivery(wechat: WeChatWorld, openid: str, states: set[str], within: float = 15) -> list:
@@ -264,6 +312,26 @@ async def test_a_work_order_change_reaches_the_resident_as_a_template_message(we
     assert notice.payload["work_order"]["number"] == order["number"]
 
 
+@pytest.mark.parametrize("wechat", [{"wechat_progress_template_id": "TPL-ORDER-0001"}], indirect=True)
+async def test_a_template_report_that_overtakes_the_recording_of_its_send_still_counts(wechat: WeChatWorld) -> None:
+    """WeChat may report a template's fate before the hub has recorded the send (and WeChat's msgid)."""
+    openid = new_openid()
+    await wechat.resident_with_an_order(openid)
+    (template,) = await wechat.standin.wait_sent(1)
+    (notice,) = await wait_delivery(wechat, openid, {"sent"})
+    recorded = notice.channel_message_id
+    async with wechat.hub.hub.sessions.begin() as session:  # as it is before the send's outcome is recorded
+        await session.execute(update(Message).where(Message.id == notice.id).values(channel_message_id=None))
+    finished = fixture_xml("event_templatesendjobfinish.xml", openid).replace(
+        "3487542469355618313", str(template["msgid"]))
+    assert await wechat.simulator("safe").post(finished) == "success"
+    await asyncio.sleep(0.3)
+    async with wechat.hub.hub.sessions.begin() as session:  # the outcome is recorded after the report
+        await session.execute(update(Message).where(Message.id == notice.id).values(channel_message_id=recorded))
+    (notice,) = await wait_delivery(wechat, openid, {"delivered"}, within=10)
+    assert notice.delivered_at is not None
+
+
 async def test_the_customer_service_quota_is_shown_to_the_agent_and_not_retried(wechat: WeChatWorld) -> None:
     openid = new_openid()
     wechat.standin.fail_next("/cgi-bin/message/custom/send", 45047)
@@ -285,10 +353,13 @@ async def test_a_document_goes_as_a_link_only_its_resident_can_open(wechat: WeCh
         await agent.close()
     (sent,) = await wechat.standin.wait_sent(1)
     link = sent["text"]["content"].split("缴费须知.pdf: ", 1)[1]
-    assert link.startswith(f"{wechat.hub.url}/wechat/files/") and "?t=" in link
+    assert link.startswith(f"{wechat.hub.url}/files/") and "?s=" in link  # a link to this one file, for a day
     async with wechat.http.get(link) as response:  # WeChat's browser: no staff session, only the link
         assert response.status == 200 and await response.read() == document
     async with wechat.http.get(link[:-4] + "AAAA") as response:
         assert response.status == 404
     async with wechat.http.get(link.split("?", 1)[0]) as response:
+        assert response.status == 404
+    token = resident_token_of(wechat.hub.hub.secret_key, CHANNEL, openid)  # names the resident, not a file
+    async with wechat.http.get(link.split("?", 1)[0], params={"t": token}) as response:
         assert response.status == 404

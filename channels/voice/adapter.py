@@ -1,0 +1,332 @@
+"""The phone channel: Asterisk hands every inbound call to the Stasis application, driven here over ARI.
+
+On ``StasisStart`` a call is answered, put alone in a mixing bridge that is recorded from then to hang-up,
+recorded in the ``call`` table and opened as a conversation on channel ``voice`` (the caller's number, in
+E.164 where it reads as one, is the resident's address and phone: the contact of an SMS from the same
+number), and handed to the call script: the IVR runtime, or, until one is plugged in, the welcome prompt.
+Key presses are kept as call events, in order. On hang-up the call record is closed with the cause and the
+side that ended it, and the recording is fetched over ARI into the hub's file store and linked to the call.
+
+A phone call carries no text: ``send`` refuses for good, so that the outbound queue does not retry it.
+
+The ARI WebSocket reconnects with back-off; after each connection the calls still up in Asterisk are taken
+up again (the per-call object is rebuilt around the open call record) and call records whose channel is gone
+are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, ClassVar
+
+from aiohttp import web
+
+from channels.base import (
+    Attachment,
+    Capability,
+    ChannelAdapter,
+    ChannelSendError,
+    DeliveryResult,
+    InboundMessage,
+    Journaled,
+    OutboundMessage,
+    RouterPort,
+)
+from channels.voice.ari import AriClient, AriError, Event
+from channels.voice.call import RECORDING_GRACE, CallEnded, LiveCall
+from channels.voice.prompts import Prompts
+from router.logs import get_logger, mask_phone
+from router.models import CallEventKind, CallSide, utcnow
+from router.phones import normalized_phone
+from router.spool import SpoolFull
+
+log = get_logger(__name__)
+
+CHANNEL = "voice"
+DESTROYED_WAIT = 5.0  # after StasisEnd, how long the channel's ChannelDestroyed (with the cause) is awaited
+
+CallScript = Callable[[LiveCall], Awaitable[None]]
+
+
+class VoiceAdapter(ChannelAdapter):
+    name = CHANNEL
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.VOICE})
+
+    def __init__(self, router: RouterPort) -> None:
+        super().__init__(router)
+        settings = router.settings
+        self._settings = settings
+        self.prompts = Prompts(settings.effective_prompt_dir)
+        self.ari = AriClient(settings.voice_ari_url, settings.voice_ari_username,
+                             settings.voice_ari_password.get_secret_value(), settings.voice_app,
+                             on_resync=self._resync, backoff_max=settings.voice_reconnect_max_seconds)
+        # What a call runs once answered (one coroutine per call, returning when the call is over for it): the
+        # IVR (channels/voice/runtime.py), set when the application is put together.
+        self.script: CallScript | None = None
+        self.calls: dict[str, LiveCall] = {}  # Asterisk channel id → live call
+        self._destroyed: dict[str, asyncio.Future[tuple[int | None, str | None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        for event_type, handler in (("StasisStart", self._on_start), ("ChannelDtmfReceived", self._on_dtmf),
+                                    ("PlaybackFinished", self._on_playback), ("RecordingFinished", self._on_recording),
+                                    ("RecordingFailed", self._on_recording), ("StasisEnd", self._on_end),
+                                    ("ChannelDestroyed", self._on_destroyed)):
+            self.ari.on(event_type, handler)
+
+    # -- ChannelAdapter -------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return []  # Asterisk is reached over ARI; nothing calls the hub
+
+    def parse(self, raw: Any, external_id: str) -> InboundMessage:
+        raise ValueError("电话渠道不接收文字消息")
+
+    async def send(self, message: OutboundMessage) -> DeliveryResult:
+        raise ChannelSendError("电话渠道无法发送文字消息,请回拨居民", retryable=False)
+
+    async def start(self) -> None:
+        self.prompts.directory.mkdir(parents=True, exist_ok=True)
+        await self.ari.start()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.ari.stop()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the hub hears Asterisk now (the events WebSocket is open)."""
+        return self.ari.connected.is_set()
+
+    def healthy(self) -> bool:
+        return self.connected
+
+    # -- a call begins ----------------------------------------------------------------------------
+
+    async def _on_start(self, event: Event) -> None:
+        channel = _channel(event)
+        if channel is None or channel["id"] in self.calls:
+            return
+        channel_id = channel["id"]
+        caller = _caller((channel.get("caller") or {}).get("number"))
+        did = _number((channel.get("dialplan") or {}).get("exten"))
+        call_id = await self.router.calls.open(channel_id, caller, did, _time(channel.get("creationtime")))
+        call = self._live_call(call_id, channel_id, caller, did, resumed=False)
+        log.info("call started", call_id=call_id, caller=mask_phone(caller) if caller else None, did=did)
+        try:
+            await self.ari.subscribe_channel(channel_id)
+            await self.ari.answer(channel_id)
+            answered = utcnow()
+            await self.router.calls.update(call_id, answered_at=answered)
+            await self.router.calls.event(call_id, CallEventKind.ANSWER, at=answered)
+            await self.ari.create_bridge(call.bridge_id)
+            await self.ari.add_to_bridge(call.bridge_id, channel_id)
+            call.expect_recording(call.recording_name)
+            await self.ari.record(f"bridges/{call.bridge_id}", call.recording_name)
+        except AriError as exc:
+            # Gone before it was set up (a caller who hung up at once): StasisEnd closes the record.
+            log.warning("call not set up", call_id=call_id, error=exc.message)
+            return
+        await self._open_conversation(call)
+        self._spawn(self._run_script(call))
+
+    async def _open_conversation(self, call: LiveCall) -> None:
+        inbound = InboundMessage(
+            channel=CHANNEL, external_id=call.external_id,
+            channel_message_id=f"call-{call.channel_id}", type="event",
+            text=f"来电(拨打 {call.did})" if call.did else "来电",
+            payload={"call": {"id": call.call_id, "did": call.did}},
+            phone=call.phone)
+        try:
+            result = await self.router.ingest_or_journal(inbound)
+        except SpoolFull:
+            log.error("call not added to a conversation: database unreachable and the spool full",
+                      call_id=call.call_id)
+            return
+        if not isinstance(result, Journaled):
+            call.conversation_id = result.conversation_id
+            await self.router.calls.update(call.call_id, conversation_id=result.conversation_id)
+
+    def _live_call(self, call_id: int, channel_id: str, caller: str | None, did: str | None, *,
+                   resumed: bool) -> LiveCall:
+        call = LiveCall(ari=self.ari, prompts=self.prompts, calls=self.router.calls, call_id=call_id,
+                        channel_id=channel_id, caller=caller, did=did,
+                        store_recording=lambda name, file_name: self._store_recording(call, name, file_name),
+                        max_voicemail_seconds=self._settings.voice_max_voicemail_seconds, resumed=resumed)
+        self.calls[channel_id] = call
+        return call
+
+    async def _run_script(self, call: LiveCall) -> None:
+        if self.script is None:
+            log.error("no call script: hanging up", call_id=call.call_id)
+            await call.hangup("congestion")
+            return
+        try:
+            await self.script(call)
+        except CallEnded:
+            pass
+        except Exception:
+            log.exception("call script failed; hanging up", call_id=call.call_id)
+            await call.hangup("normal")
+
+    # -- during the call --------------------------------------------------------------------------
+
+    async def _on_dtmf(self, event: Event) -> None:
+        channel, digit = _channel(event), event.get("digit")
+        call = self.calls.get(channel["id"]) if channel is not None else None
+        if call is None or not isinstance(digit, str) or len(digit) != 1:
+            return
+        await call.key_pressed(digit, _time(event.get("timestamp")))
+
+    async def _on_playback(self, event: Event) -> None:
+        playback = event.get("playback")
+        if not isinstance(playback, dict) or not isinstance(playback.get("id"), str):
+            log.warning("malformed ARI event dropped", type=event["type"], reason="no playback id")
+            return
+        for call in list(self.calls.values()):
+            if call.playback_finished(playback["id"], str(playback.get("state", "done"))):
+                return
+
+    async def _on_recording(self, event: Event) -> None:
+        recording = event.get("recording")
+        if not isinstance(recording, dict) or not isinstance(recording.get("name"), str):
+            log.warning("malformed ARI event dropped", type=event["type"], reason="no recording name")
+            return
+        state = str(recording.get("state", "failed"))
+        for call in list(self.calls.values()):
+            if call.recording_finished(recording["name"], state):
+                return
+
+    # -- the call ends ----------------------------------------------------------------------------
+
+    async def _on_end(self, event: Event) -> None:
+        channel = _channel(event)
+        call = self.calls.get(channel["id"]) if channel is not None else None
+        if call is None:
+            return
+        destroyed = self._destroyed.setdefault(call.channel_id, asyncio.get_running_loop().create_future())
+        call.end()
+        self._spawn(self._finish(call, destroyed))
+
+    async def _on_destroyed(self, event: Event) -> None:
+        channel = _channel(event)
+        if channel is None:
+            return
+        cause = event.get("cause")
+        waiter = self._destroyed.setdefault(channel["id"], asyncio.get_running_loop().create_future())
+        if not waiter.done():
+            waiter.set_result((cause if isinstance(cause, int) else None, _text(event.get("cause_txt"))))
+
+    async def _finish(self, call: LiveCall, destroyed: asyncio.Future[tuple[int | None, str | None]]) -> None:
+        """Close the call record with the cause, stop the recordings, and keep the call's recording."""
+        try:
+            cause, cause_text = await asyncio.wait_for(asyncio.shield(destroyed), DESTROYED_WAIT)
+        except TimeoutError:
+            cause, cause_text = None, None
+        finally:
+            self._destroyed.pop(call.channel_id, None)
+        await self.router.calls.close(call.call_id, ended_at=utcnow(), cause=cause, cause_text=cause_text,
+                                      side=call.hangup_side)
+        await self.router.calls.event(call.call_id, CallEventKind.HANGUP,
+                                      detail={"cause": cause, "cause_text": cause_text, "side": call.hangup_side})
+        log.info("call ended", call_id=call.call_id, cause=cause, side=call.hangup_side)
+        for name in call.live_recordings():
+            try:
+                await self.ari.stop_recording(name)
+            except AriError:
+                call.recording_finished(name, "gone")  # not live in Asterisk (it restarted): no event will come
+        with contextlib.suppress(AriError):
+            await self.ari.destroy_bridge(call.bridge_id)
+        stored = await self._store_recording(call, call.recording_name, f"call-{call.call_id}.wav")
+        if stored is not None:
+            await self.router.calls.update(call.call_id, recording_file_id=stored.file_id)
+        self.calls.pop(call.channel_id, None)
+
+    async def _store_recording(self, call: LiveCall, name: str, file_name: str) -> Attachment | None:
+        """Wait for Asterisk to close recording ``name``, fetch it into the file store, and delete it there."""
+        waiter = call.expect_recording(name)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiter), RECORDING_GRACE)
+        try:
+            data = await self.ari.recording_file(name)
+        except AriError as exc:
+            log.warning("recording not fetched", call_id=call.call_id, recording=name, error=exc.message)
+            return None
+        external_id = call.caller or f"anonymous-{call.channel_id}"
+        stored = await self.router.store_file(CHANNEL, external_id, file_name, "audio/wav", data)
+        with contextlib.suppress(AriError):
+            await self.ari.delete_recording(name)
+        return stored
+
+    # -- after a (re)connection -------------------------------------------------------------------
+
+    async def _resync(self, channels: list[dict[str, Any]]) -> None:
+        """Take up calls that are up in Asterisk but not known here; close records of calls that are gone."""
+        live = {c["id"]: c for c in channels if isinstance(c.get("id"), str)}
+        for channel_id, call in list(self.calls.items()):
+            if channel_id not in live and not call.ended.is_set():
+                # Ended while the events were not heard: no StasisEnd nor ChannelDestroyed will come.
+                destroyed = self._destroyed.setdefault(channel_id, asyncio.get_running_loop().create_future())
+                if not destroyed.done():
+                    destroyed.set_result((None, None))
+                call.end()
+                self._spawn(self._finish(call, destroyed))
+        records = await self.router.calls.open_calls()
+        for channel_id, call_id in records.items():
+            if channel_id in self.calls:
+                continue
+            channel = live.get(channel_id)
+            if channel is None:
+                await self.router.calls.close(call_id, ended_at=utcnow(), cause=None, cause_text=None,
+                                              side=CallSide.CALLER)
+                continue
+            caller = _caller((channel.get("caller") or {}).get("number"))
+            call = self._live_call(call_id, channel_id, caller, _number((channel.get("dialplan") or {}).get("exten")),
+                                   resumed=True)
+            call.expect_recording(call.recording_name)
+            with contextlib.suppress(AriError):
+                await self.ari.subscribe_channel(channel_id)
+            log.info("call taken up again", call_id=call_id)
+            self._spawn(self._run_script(call))
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _channel(event: Event) -> dict[str, Any] | None:
+    channel = event.get("channel")
+    if not isinstance(channel, dict) or not isinstance(channel.get("id"), str) or not channel["id"]:
+        log.warning("malformed ARI event dropped", type=event.get("type"), reason="no channel id")
+        return None
+    return channel
+
+
+def _number(value: Any) -> str | None:
+    """A phone number as Asterisk gave it, or None when absent or not a number (withheld, ``s``)."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if value and len(value) <= 32 and value.lstrip("+").isdigit() else None
+
+
+def _caller(value: Any) -> str | None:
+    """The caller's number in E.164 where it reads as a phone number, else as Asterisk gave it (or None)."""
+    number = _number(value)
+    return (normalized_phone(number) or number) if number is not None else None
+
+
+def _text(value: Any) -> str | None:
+    return value[:64] if isinstance(value, str) else None
+
+
+def _time(value: Any) -> datetime:
+    """An ARI timestamp (``2026-12-06T03:20:10.617+0000``), or now when absent or unreadable."""
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%f%z")
+    return utcnow()

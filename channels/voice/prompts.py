@@ -1,0 +1,101 @@
+"""Spoken prompts: text rendered offline by espeak-ng into the WAV Asterisk plays (8 kHz, mono, 16 bit).
+
+A prompt is kept under a sha256 of its voice and text, ``<prompt dir>/<hash>.wav``, and rendered only
+once. The prompt directory is Asterisk's ``sounds/shuiwu`` (shared with the Asterisk host or container), so
+Asterisk plays it as ``sound:shuiwu/<hash>``. Rendering runs in a thread, off the event loop; concurrent
+requests for one prompt render it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+VOICES = {"zh": "cmn", "en": "en"}  # the hub's language → espeak-ng voice
+SOUND_PREFIX = "shuiwu"  # the prompt directory's name under Asterisk's sounds directory
+RENDER_TIMEOUT = 30.0
+MAX_TEXT = 2000
+
+
+class PromptError(Exception):
+    """A prompt that could not be rendered (no espeak-ng or sox, or they failed)."""
+
+
+def prompt_key(voice: str, text: str) -> str:
+    return hashlib.sha256(f"{voice}\n{text}".encode()).hexdigest()
+
+
+def _spoken(text: str, language: str) -> tuple[str, str]:
+    """The voice for ``language`` and the text as it is spoken (runs of white space as one)."""
+    voice = VOICES.get(language)
+    if voice is None:
+        raise ValueError(f"no voice for language {language!r}")
+    text = " ".join(text.split())
+    if not text or len(text) > MAX_TEXT:
+        raise ValueError("a prompt's text must be 1 to 2000 characters")
+    return voice, text
+
+
+def media_of(key: str) -> str:
+    """The ARI media URI of a rendered prompt."""
+    return f"sound:{SOUND_PREFIX}/{key}"
+
+
+class Prompts:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._rendering: dict[str, asyncio.Future[str]] = {}
+
+    def path_of(self, key: str) -> Path:
+        return self.directory / f"{key}.wav"
+
+    def file_of(self, text: str, language: str = "zh") -> Path:
+        """Where ``text`` spoken in ``language`` is kept once rendered."""
+        return self.path_of(prompt_key(*_spoken(text, language)))
+
+    async def media(self, text: str, language: str = "zh") -> str:
+        """The ``sound:`` URI of ``text`` spoken in ``language`` (``zh`` or ``en``), rendered if need be."""
+        voice, text = _spoken(text, language)
+        key = prompt_key(voice, text)
+        if self.path_of(key).exists():
+            return media_of(key)
+        pending = self._rendering.get(key)
+        if pending is None:
+            pending = asyncio.get_running_loop().create_future()
+            self._rendering[key] = pending
+            try:
+                await asyncio.to_thread(self._render, voice, text, self.path_of(key))
+                pending.set_result(key)
+            except Exception as exc:
+                pending.set_exception(exc)
+            finally:
+                del self._rendering[key]
+                if not pending.done():
+                    pending.cancel()
+        return media_of(await asyncio.shield(pending))
+
+    def _render(self, voice: str, text: str, target: Path) -> None:
+        espeak, sox = shutil.which("espeak-ng"), shutil.which("sox")
+        if espeak is None or sox is None:
+            raise PromptError("espeak-ng and sox must be installed")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="prompt-") as work:
+            spoken, converted = Path(work) / "spoken.wav", Path(work) / "prompt.wav"
+            try:
+                # The text goes as one argument after "--", never through a shell.
+                subprocess.run([espeak, "-v", voice, "-w", str(spoken), "--", text], check=True,  # noqa: S603
+                               capture_output=True, timeout=RENDER_TIMEOUT)
+                subprocess.run([sox, str(spoken), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",  # noqa: S603
+                                str(converted)], check=True, capture_output=True, timeout=RENDER_TIMEOUT)
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+                raise PromptError(f"rendering a prompt failed: {exc}") from exc
+            # Into place in one step: Asterisk never reads half a file.
+            partial = target.with_suffix(f".{os.getpid()}.part")
+            shutil.copyfile(converted, partial)
+            os.chmod(partial, 0o644)
+            os.replace(partial, target)

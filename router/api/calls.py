@@ -1,0 +1,267 @@
+"""Call records (REC1) and the IVR's key-press statistics (IVR7).
+
+Staff find calls by the caller's number (all of it or its last digits), a time range, a work order the call led
+to, or the call's outcome; one call comes with its events and the address of its recording. Supervisors and
+admins see every call; an agent sees the calls of the conversations :mod:`router.access` lets them see (a call
+with no conversation is for supervisors only). Callers' numbers are masked in every answer.
+
+The statistics are counted in the database: per menu node the calls and entries, the keys pressed there, and
+the outcomes of the calls whose walk ended at that node.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import ColumnElement, Select, and_, distinct, exists, func, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from router.access import OVERSEER_ROLES, STAFF_ROLES, Principal, conversation_clause
+from router.api import api
+from router.api.spec import HUB, MAX_ID, Call
+from router.errors import NotFound
+from router.logs import mask_phone, masked
+from router.models import Call as CallRow
+from router.models import CallEvent, CallEventKind, Conversation
+from router.uploads import file_response
+
+PAGE_MAX = 100
+NO_OUTCOME = "none"  # the outcome key of calls that came to none (still on the line, or cut off)
+
+
+def _aware(*moments: datetime | None) -> None:
+    for moment in moments:
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("times need a timezone offset, e.g. 2026-12-05T08:00:00+08:00")
+
+
+class CallsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    number: str | None = Field(None, pattern=r"^\+?\d{3,20}$", description="the caller's number or its last digits")
+    since: datetime | None = None
+    until: datetime | None = None
+    order: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,20}$", description="a work order's number")
+    outcome: str | None = Field(None, pattern=r"^[a-z_]{1,32}$")
+    before_id: int | None = Field(None, ge=1, le=MAX_ID, description="the next page: calls older than this one")
+    limit: int = Field(20, ge=1, le=PAGE_MAX)
+
+    @model_validator(mode="after")
+    def _aware_range(self) -> CallsQuery:
+        _aware(self.since, self.until)
+        return self
+
+
+class CallOut(BaseModel):
+    id: int
+    caller: str | None  # masked
+    did: str | None
+    conversation_id: int | None
+    started_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    duration_seconds: int | None
+    outcome: str | None
+    hangup_cause_text: str | None
+    hangup_side: str | None
+    ivr_path: list[Any]
+    has_recording: bool
+
+
+class CallsPage(BaseModel):
+    items: list[CallOut]
+    next_before_id: int | None  # pass as before_id for the next (older) page; null on the last page
+
+
+class CallEventOut(BaseModel):
+    at: datetime
+    kind: str
+    node: str | None
+    key: str | None
+    detail: dict[str, Any] | None
+
+
+class CallDetail(CallOut):
+    events: list[CallEventOut]
+    work_orders: list[str]
+    recording_url: str | None
+
+
+class StatsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: datetime | None = Field(None, alias="from", description="calls started at or after")
+    to: datetime | None = Field(None, description="calls started before")
+
+    @model_validator(mode="after")
+    def _aware_range(self) -> StatsQuery:
+        _aware(self.from_, self.to)
+        return self
+
+
+class NodeStats(BaseModel):
+    node: str
+    calls: int  # calls that entered it
+    entries: int  # times it was entered (replays and returns included)
+    keys: dict[str, int]  # key -> presses at this node
+    timeouts: int  # questions at this node left unanswered (nothing pressed in time)
+    invalid: int  # keys or numbers this node does not take
+    ended: dict[str, int]  # outcome -> calls whose walk ended at this node
+
+
+class IvrStats(BaseModel):
+    calls: int  # calls started in the range
+    nodes: list[NodeStats]
+
+
+def _visible(principal: Principal) -> ColumnElement[bool]:
+    if principal.is_overseer:
+        return true()
+    return exists().where(Conversation.id == CallRow.conversation_id, conversation_clause(principal))
+
+
+def _of_order(number: str) -> ColumnElement[bool]:
+    """Calls that led to work order ``number``: filed during the call, or of the conversation that has it."""
+    from workorders.models import WorkOrder  # work orders are built on the router, not the other way round
+
+    filed = exists().where(CallEvent.call_id == CallRow.id, CallEvent.kind == CallEventKind.WORK_ORDER,
+                           CallEvent.detail["number"].as_string() == number)
+    of_conversation = exists().where(WorkOrder.number == number, WorkOrder.conversation_id.is_not(None),
+                                     WorkOrder.conversation_id == CallRow.conversation_id)
+    return or_(filed, of_conversation)
+
+
+def _like_suffix(digits: str) -> str:
+    return "%" + digits  # digits and '+' only (validated): nothing to escape
+
+
+def _call_out(row: CallRow) -> CallOut:
+    duration = None
+    if row.ended_at is not None:
+        duration = int((row.ended_at - (row.answered_at or row.started_at)).total_seconds())
+    return CallOut(id=row.id, caller=mask_phone(row.caller) if row.caller else None, did=row.did,
+                   conversation_id=row.conversation_id, started_at=row.started_at, answered_at=row.answered_at,
+                   ended_at=row.ended_at, duration_seconds=duration, outcome=row.outcome,
+                   hangup_cause_text=row.hangup_cause_text, hangup_side=row.hangup_side, ivr_path=row.ivr_path or [],
+                   has_recording=row.recording_file_id is not None)
+
+
+async def _visible_call(session: AsyncSession, principal: Principal, call_id: int) -> CallRow:
+    row = await session.scalar(select(CallRow).where(CallRow.id == call_id, _visible(principal)))
+    if row is None:
+        raise NotFound("通话记录不存在", code="call_not_found")
+    return row
+
+
+def recording_path(call_id: int) -> str:
+    return f"/api/calls/{call_id}/recording"
+
+
+@api.endpoint("GET", "/api/calls", summary="Call records, newest first, by number, time, work order or outcome",
+              roles=STAFF_ROLES, query=CallsQuery, response=CallsPage, tag="calls")
+async def list_calls(call: Call) -> CallsPage:
+    query: CallsQuery = call.query
+    statement: Select[tuple[CallRow]] = (select(CallRow).where(_visible(call.user))
+                                         .order_by(CallRow.id.desc()).limit(query.limit + 1))
+    if query.number is not None:
+        statement = statement.where(CallRow.caller.like(_like_suffix(query.number.lstrip("+"))))
+    if query.since is not None:
+        statement = statement.where(CallRow.started_at >= query.since)
+    if query.until is not None:
+        statement = statement.where(CallRow.started_at < query.until)
+    if query.order is not None:
+        statement = statement.where(_of_order(query.order))
+    if query.outcome is not None:
+        statement = statement.where(CallRow.outcome == query.outcome)
+    if query.before_id is not None:
+        statement = statement.where(CallRow.id < query.before_id)
+    async with call.request.app[HUB].sessions() as session:
+        rows = (await session.scalars(statement)).all()
+    more = len(rows) > query.limit
+    rows = rows[:query.limit]
+    return CallsPage(items=[_call_out(row) for row in rows], next_before_id=rows[-1].id if more else None)
+
+
+@api.endpoint("GET", r"/api/calls/{call_id:\d+}", summary="One call with its events and its recording's address",
+              roles=STAFF_ROLES, response=CallDetail, tag="calls", errors=(404,))
+async def get_call(call: Call) -> CallDetail:
+    async with call.request.app[HUB].sessions() as session:
+        row = await _visible_call(session, call.user, call.path["call_id"])
+        events = (await session.scalars(select(CallEvent).where(CallEvent.call_id == row.id)
+                                         .order_by(CallEvent.at, CallEvent.id))).all()
+    orders = [str(e.detail["number"]) for e in events
+              if e.kind == CallEventKind.WORK_ORDER and e.detail and e.detail.get("number")]
+    return CallDetail(
+        **_call_out(row).model_dump(),
+        events=[CallEventOut(at=e.at, kind=e.kind, node=e.node, key=e.key,
+                             detail=masked(e.detail) if e.detail else None) for e in events],
+        work_orders=orders,
+        recording_url=recording_path(row.id) if row.recording_file_id else None,
+    )
+
+
+@api.endpoint("GET", r"/api/calls/{call_id:\d+}/recording", summary="A call's recording (WAV), for who sees the call",
+              roles=STAFF_ROLES, tag="calls", errors=(404,))
+async def get_recording(call: Call) -> web.FileResponse:
+    hub = call.request.app[HUB]
+    async with hub.sessions() as session:
+        row = await _visible_call(session, call.user, call.path["call_id"])
+    found = await hub.open_file(row.recording_file_id) if row.recording_file_id else None
+    if found is None:
+        raise NotFound("该通话没有录音", code="recording_not_found")
+    info, path = found
+    return file_response(info.name, info.content_type, path)
+
+
+@api.endpoint("GET", "/api/ivr/stats", summary="Key presses, entries and end outcomes per IVR menu node",
+              roles=OVERSEER_ROLES, query=StatsQuery, response=IvrStats, tag="ivr")
+async def ivr_stats(call: Call) -> IvrStats:
+    query: StatsQuery = call.query
+    in_range = and_(true(), *([CallRow.started_at >= query.from_] if query.from_ else []),
+                    *([CallRow.started_at < query.to] if query.to else []))
+    nodes: dict[str, NodeStats] = {}
+
+    def node(name: str) -> NodeStats:
+        return nodes.setdefault(name, NodeStats(node=name, calls=0, entries=0, keys={}, timeouts=0, invalid=0,
+                                                ended={}))
+
+    async with call.request.app[HUB].sessions() as session:
+        total = await session.scalar(select(func.count()).select_from(CallRow).where(in_range))
+        entered = await session.execute(
+            select(CallEvent.node, func.count(distinct(CallEvent.call_id)), func.count())
+            .join(CallRow, CallRow.id == CallEvent.call_id)
+            .where(in_range, CallEvent.kind == CallEventKind.NODE, CallEvent.node.is_not(None))
+            .group_by(CallEvent.node))
+        for name, calls, entries in entered:
+            node(name).calls, node(name).entries = calls, entries
+        pressed = await session.execute(
+            select(CallEvent.node, CallEvent.key, func.count())
+            .join(CallRow, CallRow.id == CallEvent.call_id)
+            .where(in_range, CallEvent.kind == CallEventKind.KEY, CallEvent.node.is_not(None),
+                   CallEvent.key.is_not(None))
+            .group_by(CallEvent.node, CallEvent.key))
+        for name, key, count in pressed:
+            node(name).keys[key] = count
+        missed = await session.execute(
+            select(CallEvent.node, CallEvent.kind, func.count())
+            .join(CallRow, CallRow.id == CallEvent.call_id)
+            .where(in_range, CallEvent.kind.in_([CallEventKind.TIMEOUT, CallEventKind.INVALID]),
+                   CallEvent.node.is_not(None))
+            .group_by(CallEvent.node, CallEvent.kind))
+        for name, kind, count in missed:
+            if kind == CallEventKind.TIMEOUT:
+                node(name).timeouts = count
+            else:
+                node(name).invalid = count
+        last = (select(CallEvent.call_id, func.max(CallEvent.id).label("last_id"))
+                .where(CallEvent.kind == CallEventKind.NODE).group_by(CallEvent.call_id).subquery())
+        ended = await session.execute(
+            select(CallEvent.node, CallRow.outcome, func.count())
+            .join(last, last.c.last_id == CallEvent.id)
+            .join(CallRow, CallRow.id == CallEvent.call_id)
+            .where(in_range, CallEvent.node.is_not(None))
+            .group_by(CallEvent.node, CallRow.outcome))
+        for name, outcome, count in ended:
+            node(name).ended[outcome or NO_OUTCOME] = count
+    return IvrStats(calls=total or 0, nodes=sorted(nodes.values(), key=lambda n: (-n.calls, n.node)))

@@ -1,0 +1,68 @@
+"""The call records of the voice channel: one ``call`` row per call, ``call_event`` rows for what happened.
+
+It is the :class:`channels.base.CallLog` the hub offers its adapters; each method is one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from router.models import Call, CallEvent, CallEventKind, utcnow
+
+UPDATABLE = frozenset({"conversation_id", "answered_at", "recording_file_id", "outcome"})
+
+
+class CallRecords:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def open(self, channel_id: str, caller: str | None, did: str | None, started_at: datetime) -> int:
+        try:
+            async with self._sessions.begin() as session:
+                call = Call(channel_id=channel_id, caller=caller, did=did, started_at=started_at, ivr_path=[])
+                session.add(call)
+                await session.flush()
+                return call.id
+        except IntegrityError:
+            # Taken up again (a hub that restarted, another event of the same channel): the record stays one.
+            async with self._sessions() as session:
+                found = await session.scalar(select(Call.id).where(Call.channel_id == channel_id))
+            if found is None:
+                raise
+            return found
+
+    async def update(self, call_id: int, **fields: Any) -> None:
+        unknown = set(fields) - UPDATABLE
+        if unknown:
+            raise ValueError(f"not a call field that can be set: {sorted(unknown)}")
+        async with self._sessions.begin() as session:
+            await session.execute(update(Call).where(Call.id == call_id).values(**fields))
+
+    async def event(self, call_id: int, kind: str, *, node: str | None = None, key: str | None = None,
+                    detail: dict[str, Any] | None = None, at: datetime | None = None) -> None:
+        if kind not in set(CallEventKind):
+            raise ValueError(f"unknown call event kind {kind!r}")
+        async with self._sessions.begin() as session:
+            session.add(CallEvent(call_id=call_id, at=at or utcnow(), kind=kind, node=node, key=key, detail=detail))
+            if kind == CallEventKind.NODE and node is not None:
+                call = await session.get(Call, call_id, with_for_update=True)
+                if call is not None:
+                    call.ivr_path = [*call.ivr_path, node]
+
+    async def close(self, call_id: int, *, ended_at: datetime, cause: int | None, cause_text: str | None,
+                    side: str) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Call).where(Call.id == call_id, Call.ended_at.is_(None))
+                .values(ended_at=ended_at, hangup_cause=cause, hangup_cause_text=cause_text, hangup_side=side))
+            return bool(result.rowcount)
+
+    async def open_calls(self) -> dict[str, int]:
+        async with self._sessions() as session:
+            rows = await session.execute(select(Call.channel_id, Call.id).where(Call.ended_at.is_(None)))
+            return {channel_id: call_id for channel_id, call_id in rows}

@@ -1,0 +1,54 @@
+"""One hub with the real bot (trained model, action server) and WeChat's stand-in, shared by the bot's tests
+of a database backend: starting Rasa takes most of a minute."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from channels.wechat.standin import StandInWeChat
+from router.net import free_port
+from tests.conftest import RunningHub, start_hub
+from tests.support.bot import HUB_SECRETS_IN_THE_ENVIRONMENT, MODEL, companions, wait_until_healthy
+from tests.support.wechat import running_standin, wechat_settings
+
+
+@pytest.fixture(scope="package")
+async def wechat_api() -> AsyncIterator[tuple[StandInWeChat, str]]:
+    async with running_standin() as running:
+        yield running
+
+
+@pytest.fixture(scope="package")
+async def bot_hub(make_settings, wechat_api) -> AsyncIterator[RunningHub]:
+    """A hub that starts the real bot beside itself (tracker store in the hub's database), with WeChat on."""
+    assert MODEL.exists(), "no trained bot: run scripts/bot-train.sh (make test does)"
+    settings = make_settings(bot_autostart=True, rasa_port=free_port(), actions_port=free_port(),
+                             bot_timeout_seconds=10.0, bot_model_path=MODEL, message_max_chars=5000,
+                             channels="webchat,wechat", **wechat_settings(wechat_api[1]))
+    with pytest.MonkeyPatch.context() as environment:
+        for name, value in HUB_SECRETS_IN_THE_ENVIRONMENT.items():
+            environment.setenv(name, value)
+        running = await start_hub(settings)
+    try:
+        bot = companions(running)
+        await wait_until_healthy(bot.rasa.health_url, bot.actions.health_url)
+        yield running
+    finally:
+        await running.runner.cleanup()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The dialogue set's task completion rate: dialogues that reached their expected outcome, per backend."""
+    outcomes: dict[str, list[bool]] = {}
+    for status in ("passed", "failed"):
+        for report in terminalreporter.stats.get(status, []):
+            nodeid = getattr(report, "nodeid", "")
+            if "test_dialogues.py::test_dialogue[" in nodeid and report.when == "call":
+                backend = "postgresql" if "postgresql" in nodeid else "sqlite"
+                outcomes.setdefault(backend, []).append(status == "passed")
+    for backend, results in sorted(outcomes.items()):
+        rate = 100 * sum(results) / len(results)
+        terminalreporter.write_line(f"dialogues ({backend}): {sum(results)} of {len(results)} conversations "
+                                    f"reached their expected outcome, task completion {rate:.1f} %")

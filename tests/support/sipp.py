@@ -1,0 +1,217 @@
+"""Real SIP callers for the voice tests: sipp as a UAC with a scenario generated from a list of steps.
+
+A call is INVITE → 200 → ACK, then the steps (pauses, RFC 2833 DTMF digits from sipp's own pcaps, a voice
+pcap), then the caller's BYE, or, with ``wait_for_hangup``, the server's BYE answered with 200. sipp's
+``play_pcap_audio`` cancels audio already playing, so a voice pcap belongs after the digits. Every call runs
+with ``-m 1`` and timeouts, so that a test never hangs on it.
+
+sipp replays a pcap's RTP headers as they are, and each of its DTMF pcaps was captured with its own sequence
+numbers, timestamps and SSRC: Asterisk takes a digit whose sequence numbers go back (``4`` after ``3``) for
+a late packet and drops it. So every call gets copies of its pcaps renumbered as one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from tests.support.asterisk import free_udp_range
+
+PCAPS = Path("/usr/share/sip-tester")
+DTMF_FILES = {**{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)}, "*": "dtmf_2833_star.pcap",
+              "#": "dtmf_2833_pound.pcap"}
+VOICE = PCAPS / "g711a.pcap"  # a few seconds of speech, G.711 A-law
+DTMF_MS = 300  # a digit pcap lasts about 250 ms; the next step waits this long after starting it
+NUMBER = re.compile(r"^\+?[0-9]{1,20}$")
+SSRC = 0x5A5A0001
+
+
+@dataclass(frozen=True)
+class Pause:
+    ms: int
+
+
+@dataclass(frozen=True)
+class Digit:
+    digit: str
+
+    def __post_init__(self) -> None:
+        if self.digit not in DTMF_FILES:
+            raise ValueError(f"no DTMF pcap for {self.digit!r}")
+
+
+@dataclass(frozen=True)
+class Voice:
+    ms: int = 3000  # how long to wait after starting it
+    pcap: Path = VOICE
+
+
+Step = Pause | Digit | Voice
+
+
+def digits(keys: str, gap_ms: int = 400) -> list[Step]:
+    """Key presses, one after another with ``gap_ms`` of silence between them."""
+    steps: list[Step] = []
+    for key in keys:
+        steps += [Digit(key), Pause(gap_ms)]
+    return steps
+
+
+@dataclass(frozen=True)
+class CallResult:
+    completed: bool  # every message of the scenario went as written
+    returncode: int
+    output: str
+
+
+_INVITE = """\
+    INVITE sip:{did}@[remote_ip]:[remote_port] SIP/2.0
+    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+    From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+    To: <sip:{did}@[remote_ip]:[remote_port]>
+    Call-ID: [call_id]
+    CSeq: 1 INVITE
+    Contact: sip:{caller}@[local_ip]:[local_port]
+    Max-Forwards: 70
+    Content-Type: application/sdp
+    Content-Length: [len]
+
+    v=0
+    o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+    s=-
+    c=IN IP[media_ip_type] [media_ip]
+    t=0 0
+    m=audio [media_port] RTP/AVP 8 0 101
+    a=rtpmap:8 PCMA/8000
+    a=rtpmap:0 PCMU/8000
+    a=rtpmap:101 telephone-event/8000
+    a=fmtp:101 0-15
+    a=sendrecv
+"""
+
+_IN_DIALOG = """\
+    {method} sip:{did}@[remote_ip]:[remote_port] SIP/2.0
+    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+    From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+    To: <sip:{did}@[remote_ip]:[remote_port]>[peer_tag_param]
+    Call-ID: [call_id]
+    CSeq: {cseq} {method}
+    Contact: sip:{caller}@[local_ip]:[local_port]
+    Max-Forwards: 70
+    Content-Length: 0
+"""
+
+_OK_TO_BYE = """\
+    SIP/2.0 200 OK
+    [last_Via:]
+    [last_From:]
+    [last_To:]
+    [last_Call-ID:]
+    [last_CSeq:]
+    Content-Length: 0
+"""
+
+
+class _Stream:
+    """Copies of pcaps whose RTP packets continue one stream: sequence numbers and timestamps only go up."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.seq, self.timestamp, self.count = directory, 1000, 16000, 0
+
+    def copy(self, source: Path) -> Path:
+        data = bytearray(source.read_bytes())
+        if struct.unpack("<I", data[:4])[0] != 0xA1B2C3D4 or struct.unpack("<I", data[20:24])[0] != 1:
+            raise ValueError(f"{source}: not a little-endian Ethernet pcap")
+        offset, first, last = 24, None, 0
+        while offset < len(data):
+            length = struct.unpack("<I", data[offset + 8:offset + 12])[0]
+            packet = offset + 16
+            rtp = packet + 14 + (data[packet + 14] & 0x0F) * 4 + 8  # past Ethernet, IPv4 and UDP
+            timestamp = struct.unpack(">I", data[rtp + 4:rtp + 8])[0]
+            first = timestamp if first is None else first
+            last = max(last, timestamp)
+            struct.pack_into(">HII", data, rtp + 2, self.seq & 0xFFFF,
+                             (self.timestamp + timestamp - first) & 0xFFFFFFFF, SSRC)
+            self.seq += 1
+            offset = packet + length
+        self.timestamp += (last - (first or 0)) + 8000
+        self.count += 1
+        target = self.directory / f"{self.count:03d}-{source.name}"
+        target.write_bytes(bytes(data))
+        return target
+
+
+def scenario(caller: str, did: str, steps: list[Step], *, wait_for_hangup: bool = False,
+             hangup_timeout_ms: int = 30000, stream: _Stream | None = None) -> str:
+    """The sipp XML scenario of one call from ``caller`` to ``did`` (its pcaps renumbered into ``stream``)."""
+    if not NUMBER.match(caller) or not NUMBER.match(did):
+        raise ValueError("caller and DID must be phone numbers")
+    parts = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="hub caller">',
+             f'<send retrans="500"><![CDATA[\n{_INVITE.format(did=did, caller=caller)}\n]]></send>',
+             '<recv response="100" optional="true"/>', '<recv response="180" optional="true"/>',
+             '<recv response="183" optional="true"/>', '<recv response="200" rrs="true"/>',
+             "<send><![CDATA[\n"
+             + _IN_DIALOG.format(method="ACK", cseq=1, did=did, caller=caller) + "\n]]></send>"]
+    if wait_for_hangup:
+        # The server may hang up as soon as it has what it waits for: a pause at the end would take its BYE
+        # for an unexpected message, so the last steps' pauses are left to the wait for the BYE.
+        while steps and isinstance(steps[-1], Pause):
+            steps = steps[:-1]
+    for index, step in enumerate(steps):
+        last = wait_for_hangup and index == len(steps) - 1
+        match step:
+            case Pause(ms):
+                parts.append(f'<pause milliseconds="{int(ms)}"/>')
+            case Digit(digit):
+                pcap = _pcap(PCAPS / DTMF_FILES[digit], stream)
+                parts.append(f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>')
+                if not last:
+                    parts.append(f'<pause milliseconds="{DTMF_MS}"/>')
+            case Voice(ms, pcap):
+                parts.append(f'<nop><action><exec play_pcap_audio="{_pcap(pcap, stream)}"/></action></nop>')
+                if not last:
+                    parts.append(f'<pause milliseconds="{int(ms)}"/>')
+    if wait_for_hangup:
+        parts += [f'<recv request="BYE" timeout="{hangup_timeout_ms}"/>',
+                  f"<send><![CDATA[\n{_OK_TO_BYE}\n]]></send>"]
+    else:
+        parts += ["<send retrans=\"500\"><![CDATA[\n"
+                  + _IN_DIALOG.format(method="BYE", cseq=2, did=did, caller=caller) + "\n]]></send>",
+                  '<recv response="200" crlf="true"/>']
+    parts.append("</scenario>")
+    return "\n".join(parts) + "\n"
+
+
+def _pcap(path: Path, stream: _Stream | None) -> str:
+    return escape(str(stream.copy(path) if stream is not None else path), {'"': "&quot;"})
+
+
+async def call(sip_port: int, caller: str, did: str, steps: list[Step], *, wait_for_hangup: bool = False,
+               timeout: float = 60.0) -> CallResult:
+    """Place one call to the SIP server on 127.0.0.1:``sip_port`` and wait for sipp to finish."""
+    with tempfile.TemporaryDirectory(prefix="sipp-") as work:
+        path = Path(work) / "call.xml"
+        path.write_text(scenario(caller, did, steps, wait_for_hangup=wait_for_hangup,
+                                 hangup_timeout_ms=int(timeout * 1000), stream=_Stream(Path(work))))
+        media = free_udp_range(4)
+        process = await asyncio.create_subprocess_exec(
+            "sipp", f"127.0.0.1:{sip_port}", "-sf", str(path), "-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1",
+            "-p", str(free_udp_range(1)), "-mp", str(media), "-timeout", f"{int(timeout)}s", "-timeout_error",
+            "-recv_timeout", "20000", "-nostdin", "-trace_err", "-error_file", str(Path(work) / "errors.log"),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=work)
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), timeout + 15)
+        except TimeoutError:
+            process.kill()
+            out, _ = await process.communicate()
+        errors = Path(work) / "errors.log"
+        text = out.decode(errors="replace")[-2000:]
+        if errors.exists():
+            text += "\n" + errors.read_text(errors="replace")[-3000:]
+        return CallResult(completed=process.returncode == 0, returncode=process.returncode or 0, output=text)
