@@ -83,8 +83,9 @@ def safe_name(name: str) -> str:
     return cleaned[:200] or "file"
 
 
-async def read_upload(request: web.Request, limit: int, *, images_only: bool = False) -> Upload:
-    """The ``file`` part of a multipart/form-data request, checked for size and kind (4xx otherwise)."""
+async def read_file_part(request: web.Request, limit: int) -> tuple[str, bytes]:
+    """The safe name and the bytes of the ``file`` part of a multipart/form-data request, at most ``limit``
+    bytes and not empty (4xx otherwise); what the bytes are is for the caller to check."""
     too_large = TooLarge(f"文件不能超过 {limit // (1024 * 1024)} MB")
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise too_large
@@ -105,13 +106,18 @@ async def read_upload(request: web.Request, limit: int, *, images_only: bool = F
         raise BadRequest("上传内容格式错误", code="malformed_multipart") from exc
     if not data:
         raise BadRequest("文件为空", code="empty_file")
-    name = safe_name(_decoded(part.filename or "file"))
-    kind = classify(bytes(data), name)
+    return safe_name(_decoded(part.filename or "file")), bytes(data)
+
+
+async def read_upload(request: web.Request, limit: int, *, images_only: bool = False) -> Upload:
+    """The ``file`` part of a multipart/form-data request, checked for size and kind (4xx otherwise)."""
+    name, data = await read_file_part(request, limit)
+    kind = classify(data, name)
     if images_only and (kind is None or kind.message_type != "image"):
         raise UnsupportedMediaType("仅支持图片(JPEG/PNG/GIF/WebP)")
     if kind is None:
         raise UnsupportedMediaType("仅支持图片(JPEG/PNG/GIF/WebP)、PDF、Word、Excel 和文本文件")
-    return Upload(name=name, data=bytes(data), kind=kind)
+    return Upload(name=name, data=data, kind=kind)
 
 
 def file_response(name: str, content_type: str, path: Path) -> web.FileResponse:
@@ -176,7 +182,7 @@ class FileStore:
         await _share_files_lock(session)  # the retention job does not remove bytes this row will need
         if quota is not None:
             await quota.check(session, owner, owner_id, len(data))
-        path = self._path(digest)
+        path = self.path_of(digest)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
@@ -194,7 +200,7 @@ class FileStore:
             stored = await session.get(StoredFile, file_id)
             if stored is not None:
                 with contextlib.suppress(FileNotFoundError):
-                    return _info(stored), await asyncio.to_thread(self._path(stored.sha256).read_bytes)
+                    return _info(stored), await asyncio.to_thread(self.path_of(stored.sha256).read_bytes)
         return None
 
     async def open(self, file_id: str) -> tuple[StoredFileInfo, Path] | None:
@@ -203,7 +209,7 @@ class FileStore:
             async with self._sessions() as session:
                 stored = await session.get(StoredFile, file_id)
             if stored is not None:
-                return _info(stored), self._path(stored.sha256)
+                return _info(stored), self.path_of(stored.sha256)
         return None
 
     async def owned_by(self, owner: str, owner_id: str) -> list[StoredFile]:
@@ -226,11 +232,12 @@ class FileStore:
             used = set(await session.scalars(select(StoredFile.sha256).where(StoredFile.sha256.in_(digests))))
             for digest in digests - used:
                 with contextlib.suppress(FileNotFoundError):
-                    self._path(digest).unlink()
+                    self.path_of(digest).unlink()
                     removed += 1
         return removed
 
-    def _path(self, digest: str) -> Path:
+    def path_of(self, digest: str) -> Path:
+        """Where the bytes of ``digest`` are kept."""
         return self._root / digest[:2] / digest
 
 

@@ -187,15 +187,18 @@ class IvrMenu:
     def default_language(self) -> Language:
         return self.languages[0]
 
-    def fixed_prompts(self) -> set[tuple[str, Language]]:
-        """Every prompt the menu says word for word, in each language: what can be rendered before the first
-        call (a prompt with ``{value}`` or ``{notices}`` is only known during a call)."""
-        found: set[tuple[str, Language]] = set()
-        for model in (self.prompts, *self.nodes.values()):
-            for value in model.model_dump().values():
+    def fixed_prompts(self) -> dict[tuple[str, Language], list[str]]:
+        """Every prompt the menu says word for word, in each language, with where it is said (``welcome``,
+        ``main.prompt``): what can be rendered before the first call or replaced by a recording (a prompt with
+        ``{value}`` or ``{notices}`` is only known during a call)."""
+        found: dict[tuple[str, Language], list[str]] = {}
+        models: list[tuple[str | None, BaseModel]] = [(None, self.prompts), *self.nodes.items()]
+        for name, model in models:
+            for field, value in model.model_dump().items():
                 if isinstance(value, dict) and value and set(value) <= set(self.languages):
-                    found |= {(text, language) for language, text in value.items()
-                              if isinstance(text, str) and "{" not in text}
+                    for language, text in value.items():
+                        if isinstance(text, str) and "{" not in text:
+                            found.setdefault((text, language), []).append(f"{name}.{field}" if name else field)
         return found
 
     def tree(self) -> dict[str, Any]:

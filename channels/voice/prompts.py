@@ -4,16 +4,21 @@ A prompt is kept under a sha256 of its voice and text, ``<prompt dir>/<hash>.wav
 once. The prompt directory is Asterisk's ``sounds/shuiwu`` (shared with the Asterisk host or container), so
 Asterisk plays it as ``sound:shuiwu/<hash>``. Rendering runs in a thread, off the event loop; concurrent
 requests for one prompt render it once.
+
+A prompt with a recording (channels/voice/recordings.py) plays the recording instead: its converted WAV is
+placed in the prompt directory as ``rec-<sha256 of the file>.wav`` the first time it is needed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 VOICES = {"zh": "cmn", "en": "en"}  # the hub's language → espeak-ng voice
@@ -50,6 +55,11 @@ class Prompts:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._rendering: dict[str, asyncio.Future[str]] = {}
+        self._recorded: dict[str, Path] = {}
+
+    def use_recordings(self, recordings: Mapping[str, Path]) -> None:
+        """From now on, play these recordings (prompt key → converted WAV) instead of their texts' TTS."""
+        self._recorded = dict(recordings)
 
     def path_of(self, key: str) -> Path:
         return self.directory / f"{key}.wav"
@@ -62,6 +72,10 @@ class Prompts:
         """The ``sound:`` URI of ``text`` spoken in ``language`` (``zh`` or ``en``), rendered if need be."""
         voice, text = _spoken(text, language)
         key = prompt_key(voice, text)
+        recording = self._recorded.get(key)
+        if recording is not None:
+            with contextlib.suppress(FileNotFoundError):  # gone from the file store: the text is spoken instead
+                return media_of(await self._placed(recording))
         if self.path_of(key).exists():
             return media_of(key)
         pending = self._rendering.get(key)
@@ -79,11 +93,29 @@ class Prompts:
                     pending.cancel()
         return media_of(await asyncio.shield(pending))
 
+    async def file_for(self, text: str, language: str = "zh") -> Path:
+        """The WAV a caller hears for ``text``: its recording or its TTS rendering."""
+        return self.path_of((await self.media(text, language)).rsplit("/", 1)[1])
+
+    async def _placed(self, recording: Path) -> str:
+        """The name in the prompt directory of a recording from the file store, copied there if need be."""
+        name = f"rec-{recording.name}"
+        if not self.path_of(name).exists():
+            await asyncio.to_thread(self._put, recording, self.path_of(name))
+        return name
+
+    def _put(self, source: Path, target: Path) -> None:
+        """Copy into place in one step: Asterisk never reads half a file."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        shutil.copyfile(source, partial)
+        os.chmod(partial, 0o644)
+        os.replace(partial, target)
+
     def _render(self, voice: str, text: str, target: Path) -> None:
         espeak, sox = shutil.which("espeak-ng"), shutil.which("sox")
         if espeak is None or sox is None:
             raise PromptError("espeak-ng and sox must be installed")
-        self.directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="prompt-") as work:
             spoken, converted = Path(work) / "spoken.wav", Path(work) / "prompt.wav"
             try:
@@ -94,8 +126,4 @@ class Prompts:
                                 str(converted)], check=True, capture_output=True, timeout=RENDER_TIMEOUT)
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
                 raise PromptError(f"rendering a prompt failed: {exc}") from exc
-            # Into place in one step: Asterisk never reads half a file.
-            partial = target.with_suffix(f".{os.getpid()}.part")
-            shutil.copyfile(converted, partial)
-            os.chmod(partial, 0o644)
-            os.replace(partial, target)
+            self._put(converted, target)

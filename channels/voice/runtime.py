@@ -1,7 +1,8 @@
 """The IVR on a live call: the walk decides (channels/voice/walk.py), the call carries it out
 (channels/voice/call.py), self-service answers lookups, and a voicemail becomes a work order.
 
-Each call reads the current menu, so a menu saved at /app/ivr applies from the next call on. The caller's
+Each call reads the current menu and the prompts' recordings, so a menu saved or a prompt recorded at /app/ivr
+applies from the next call on. The caller's
 facts (hours, blacklist, VIP, district, notices in force) are read when the call arrives. Every node the
 caller enters is kept in the call's path (key presses are kept by the adapter with the node they were pressed
 at), every lookup as a call event, and the walk's end as the call's outcome.
@@ -26,8 +27,9 @@ from channels.base import Attachment, InboundMessage, Journaled, RouterPort
 from channels.voice.adapter import VoiceAdapter
 from channels.voice.call import LiveCall
 from channels.voice.caller import LineHours, caller_context
-from channels.voice.menus import current_menu
+from channels.voice.menus import CurrentMenu, current_menu
 from channels.voice.prompts import PromptError, Prompts
+from channels.voice.recordings import recordings_in_force
 from channels.voice.selfservice import Caller, SelfService
 from channels.voice.walk import (
     CollectDigits,
@@ -47,6 +49,7 @@ from router.errors import HubError, Invalid
 from router.hub import Hub
 from router.logs import get_logger
 from router.models import CallEventKind, Role, utcnow
+from router.uploads import FileStore
 from workorders.models import WorkOrderCategory
 from workorders.service import NewOrder, WorkOrderService
 
@@ -65,9 +68,10 @@ class IvrRuntime:
 
     def __init__(self, router: RouterPort, sessions: async_sessionmaker[AsyncSession], hours: LineHours,
                  selfservice: SelfService, workorders: WorkOrderService, agents_available: AgentsAvailable,
-                 prompts: Prompts) -> None:
+                 prompts: Prompts, files: FileStore) -> None:
         self._router = router
         self._prompts = prompts
+        self._files = files
         self._warmed: set[int] = set()  # menu versions whose fixed prompts are rendered (or being rendered)
         self._warming: set[asyncio.Task[None]] = set()
         self._sessions = sessions
@@ -78,7 +82,7 @@ class IvrRuntime:
 
     async def warm(self) -> None:
         """Render the current menu's fixed prompts ahead of the calls that need them (at start, after a save)."""
-        current = await current_menu(self._sessions)
+        current = await self._current_menu()
         if current.version in self._warmed:
             return
         self._warmed.add(current.version)
@@ -98,8 +102,14 @@ class IvrRuntime:
             task.cancel()
         await asyncio.gather(*self._warming, return_exceptions=True)
 
-    async def __call__(self, call: LiveCall) -> None:
+    async def _current_menu(self) -> CurrentMenu:
+        """The menu to play, with the recordings of its prompts put in force."""
         current = await current_menu(self._sessions)
+        self._prompts.use_recordings(await recordings_in_force(self._sessions, self._files))
+        return current
+
+    async def __call__(self, call: LiveCall) -> None:
+        current = await self._current_menu()
         if current.version not in self._warmed:  # a menu saved since: the rest of its prompts, while this call runs
             self.start_warming()
         context = await caller_context(self._sessions, call.caller or "", utcnow(), self._hours,
@@ -231,6 +241,6 @@ def attach_ivr(router: Hub, billing: BillingBackend, workorders: WorkOrderServic
         return None
     runtime = IvrRuntime(router, router.sessions, LineHours(router.settings),
                          SelfService(router.sessions, billing, workorders), workorders, no_phone_agents,
-                         voice.prompts)
+                         voice.prompts, router.files)
     voice.script = runtime
     return runtime

@@ -43,7 +43,7 @@ class Call:
     principal: Principal | None
     body: Any = None
     query: Any = None
-    path: dict[str, Any] = field(default_factory=dict)  # ints for ``{x:\\d+}``, UUID strings otherwise
+    path: dict[str, Any] = field(default_factory=dict)  # ints for ``{x:\\d+}``, strings otherwise
 
     @property
     def user(self) -> Principal:
@@ -74,8 +74,9 @@ class Endpoint:
         return [name for name, _ in PATH_PARAM.findall(self.path)]
 
     @property
-    def uuid_params(self) -> frozenset[str]:
-        return frozenset(name for name, pattern in PATH_PARAM.findall(self.path) if pattern == UUID_PATTERN)
+    def text_params(self) -> dict[str, str]:
+        """The path parameters that are not ids (``\\d+``), with their patterns: passed on as strings."""
+        return {name: pattern for name, pattern in PATH_PARAM.findall(self.path) if pattern != r"\d+"}
 
 
 def validation_details(exc: ValidationError) -> dict[str, Any]:
@@ -94,6 +95,14 @@ async def read_json(request: web.Request, limit: int = JSON_BODY_MAX_BYTES) -> A
         raise UnsupportedMediaType("请求体必须是 application/json", code="unsupported_media_type")
     raw = await read_body(request, limit)
     return loads_strict(raw) if raw else None
+
+
+def _path_schema(pattern: str | None) -> dict[str, Any]:
+    """The schema of a path parameter: an id without a pattern, else a string of that pattern."""
+    if pattern is None:
+        return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+    schema = {"type": "string", "pattern": f"^{pattern}$"}
+    return {**schema, "format": "uuid"} if pattern == UUID_PATTERN else schema
 
 
 class Api:
@@ -138,7 +147,7 @@ class Api:
                     raise Forbidden("当前角色无权访问此接口", code="role_forbidden")
             call = Call(request=request, principal=principal)
             for name in endpoint.path_params:
-                if name in endpoint.uuid_params:
+                if name in endpoint.text_params:
                     call.path[name] = request.match_info[name]
                     continue
                 value = int(request.match_info[name])
@@ -183,8 +192,7 @@ class Api:
                         "name": name,
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string", "format": "uuid", "pattern": f"^{UUID_PATTERN}$"}
-                        if name in endpoint.uuid_params else {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                        "schema": _path_schema(endpoint.text_params.get(name)),
                     }
                     for name in endpoint.path_params
                 ],

@@ -8,7 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 # Every package's tables must be in the metadata that autogenerate compares with the database.
-import channels.voice.menus  # noqa: F401
+import channels.voice.menus
+import channels.voice.recordings  # noqa: F401
 import router.audit
 import router.nonces
 import router.throttle  # noqa: F401

@@ -7,6 +7,7 @@ covered by these tables the day it is added.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import uuid
@@ -63,8 +64,16 @@ def endpoint_id(endpoint: Endpoint) -> str:
 
 
 def concrete(path: str, row_id: int) -> str:
-    """The path with every parameter filled: integers by the id, UUIDs by one that names no file."""
-    return PATH_PARAM.sub(lambda m: str(uuid.UUID(int=row_id)) if m.group(2) == UUID_PATTERN else str(row_id), path)
+    """The path with every parameter filled: integers by the id, UUIDs by one that names no file, hexadecimal
+    keys (``[0-9a-f]{n}``) by the id written as one."""
+    def value(match: re.Match[str]) -> str:
+        pattern = match.group(2)
+        if pattern == UUID_PATTERN:
+            return str(uuid.UUID(int=row_id))
+        if hexadecimal := re.fullmatch(r"\[0-9a-f\]\{(\d+)\}", pattern):
+            return f"{row_id:0{hexadecimal.group(1)}x}"
+        return str(row_id)
+    return PATH_PARAM.sub(value, path)
 
 
 @pytest.fixture(scope="module")

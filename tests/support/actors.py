@@ -160,11 +160,12 @@ class Staff(SocketReader):
             assert status == expect, (status, body)
         return body
 
-    async def upload(self, path: str, name: str, data: bytes, expect: int | None = 201) -> Any:
-        """POST one file as the ``file`` part of a multipart form."""
+    async def upload(self, path: str, name: str, data: bytes, expect: int | None = 201, method: str = "POST") -> Any:
+        """Send one file as the ``file`` part of a multipart form."""
         form = aiohttp.FormData()
         form.add_field("file", data, filename=name)
-        async with self.http.post(f"{self.base_url}{path}", data=form, headers={"X-CSRF-Token": self.csrf}) as response:
+        async with self.http.request(method, f"{self.base_url}{path}", data=form,
+                                     headers={"X-CSRF-Token": self.csrf}) as response:
             body = await response.json() if response.content_type == "application/json" else None
             self.last_status = response.status
             if expect is not None:

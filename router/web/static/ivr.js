@@ -144,6 +144,72 @@
     ]);
   }
 
+  function voiceOf(prompt) {
+    const { recording } = prompt;
+    if (!recording) return '语音合成';
+    return `录音 ${(recording.duration_ms / 1000).toFixed(1)} 秒（${recording.uploaded_by}，${localTime(recording.uploaded_at)}）`;
+  }
+
+  function promptRow(prompt) {
+    const path = `/api/ivr/prompts/${prompt.key}`;
+    const player = el('audio', { controls: '', preload: 'none', 'data-testid': 'prompt-audio' });
+    player.hidden = true;
+    const listen = el('button', { class: 'btn btn-small btn-outline', type: 'button', 'data-testid': 'prompt-listen',
+      text: '试听' });
+    listen.addEventListener('click', () => {
+      player.src = `${path}/audio?t=${Date.now()}`; // what callers hear now, never a cached older voice
+      player.hidden = false;
+      player.play().catch(() => {}); // a browser may refuse to start sound by itself; the controls remain
+    });
+    const file = el('input', { type: 'file', accept: '.wav,audio/wav,audio/x-wav', hidden: '',
+      'data-testid': 'prompt-file', 'aria-label': '选择录音文件' });
+    const choose = el('button', { class: 'btn btn-small', type: 'button', 'data-testid': 'prompt-upload',
+      text: prompt.recording ? '更换录音' : '上传录音' });
+    choose.addEventListener('click', () => file.click());
+    file.addEventListener('change', async () => {
+      if (!file.files.length) return;
+      choose.disabled = true;
+      try {
+        const updated = await http.upload(`${path}/recording`, file.files[0], 'PUT');
+        toast.show('录音已启用，下一通来电起生效', 'ok');
+        row.replaceWith(promptRow(updated));
+      } catch (err) {
+        toast.report(err);
+        choose.disabled = false;
+        file.value = '';
+      }
+    });
+    const actions = [listen, choose, file];
+    if (prompt.recording) {
+      const synthesise = el('button', { class: 'btn btn-small btn-outline', type: 'button',
+        'data-testid': 'prompt-unrecord', text: '改回语音合成' });
+      synthesise.addEventListener('click', async () => {
+        synthesise.disabled = true;
+        try {
+          row.replaceWith(promptRow(await http.api('DELETE', `${path}/recording`)));
+          toast.show('已改回语音合成', 'ok');
+        } catch (err) {
+          toast.report(err);
+          synthesise.disabled = false;
+        }
+      });
+      actions.push(synthesise);
+    }
+    const row = el('tr', { 'data-testid': 'prompt-row', 'data-key': prompt.key, 'data-language': prompt.language }, [
+      el('td', { text: prompt.places.join('、') }),
+      el('td', { text: LANGUAGE_LABELS[prompt.language] || prompt.language }),
+      el('td', { class: 'ivr-prompt-text', lang: prompt.language, 'data-testid': 'prompt-text', text: prompt.text }),
+      el('td', { 'data-testid': 'prompt-voice', text: voiceOf(prompt) }),
+      el('td', {}, [el('div', { class: 'ivr-prompt-actions' }, actions), player]),
+    ]);
+    return row;
+  }
+
+  async function loadPrompts() {
+    const { items } = await http.api('GET', '/api/ivr/prompts');
+    dom.prompts.replaceChildren(...items.map(promptRow));
+  }
+
   async function loadVersions() {
     const { items } = await http.api('GET', '/api/ivr/menu/versions');
     dom.versions.replaceChildren(...items.map(versionRow));
@@ -164,7 +230,7 @@
       if (!result) return;
       showCurrent(result);
       toast.show(`语音菜单已保存（版本 ${result.version}）`, 'ok');
-      await loadVersions().catch((err) => toast.report(err));
+      await Promise.all([loadVersions(), loadPrompts()]).catch((err) => toast.report(err));
     });
     button('ivr-reset', async () => {
       dom.yaml.value = saved;
@@ -182,6 +248,7 @@
       status: document.querySelector('[data-testid=ivr-status]'),
       current: document.querySelector('[data-testid=ivr-current]'),
       versions: document.getElementById('version-rows'),
+      prompts: document.getElementById('prompt-rows'),
     });
     const me = await StaffKit.signIn(http, toast);
     if (!me) return;
@@ -190,10 +257,10 @@
       return;
     }
     wire();
-    document.getElementById('ivr').hidden = false;
     try {
       showCurrent(await http.api('GET', '/api/ivr/menu'));
-      await loadVersions();
+      document.getElementById('ivr').hidden = false; // with the menu in the editor: nothing typed is overwritten
+      await Promise.all([loadVersions(), loadPrompts()]);
     } catch (err) {
       toast.report(err);
     }

@@ -120,11 +120,11 @@ const StaffKit = (() => {
           body: JSON.stringify(body === undefined ? {} : body),
         });
       },
-      // POSTs one file as the `file` part of a multipart form.
-      upload(path, file) {
+      // Sends one file as the `file` part of a multipart form.
+      upload(path, file, method = 'POST') {
         const form = new FormData();
         form.append('file', file, file.name);
-        return send('POST', path, { headers: writeHeaders({}), body: form });
+        return send(method, path, { headers: writeHeaders({}), body: form });
       },
       // Reads the session (redirecting to sign-in without one) and remembers its CSRF token.
       async me() {

@@ -248,24 +248,6 @@ async def test_bad_input_a_hang_up_mid_number_and_numbers_too_long_are_handled_c
     assert not await world.events(call.id, "lookup")
 
 
-async def test_a_menu_saved_by_an_admin_is_what_the_next_call_hears(world: VoiceWorld) -> None:
-    admin = await world.hub.staff(Role.ADMIN, listen=False)
-    try:
-        before = await admin.call("GET", "/api/ivr/menu")
-        greeting = f"您好,这里是供水热线{secrets.randbelow(100)}号。"
-        await admin.call("PUT", "/api/ivr/menu", {"yaml": before["yaml"].replace(WELCOME, greeting)})
-        number, since = caller(), utcnow()
-        try:
-            result = await world.call(number, [sipp.Pause(2500)])
-        finally:
-            await admin.call("PUT", "/api/ivr/menu", {"yaml": before["yaml"]})
-    finally:
-        await admin.close()
-    assert result.completed, result.output
-    call = await world.ended_call(number, since)
-    assert (await heard(world, call))[0][0] == greeting
-
-
 async def test_the_outage_notice_of_the_moment_is_heard_before_the_menu_and_on_key_3(world: VoiceWorld) -> None:
     mark = f"{secrets.randbelow(90) + 10}"
     supervisor = await world.hub.staff(Role.SUPERVISOR, listen=False)
