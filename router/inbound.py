@@ -262,20 +262,26 @@ class Ingestor:
             await asyncio.wait([after])  # the same resident's earlier messages first
         for pending in items:  # in arrival order: the first may open the conversation the next one joins
             try:
-                pending.future.set_result(await self._store_carefully(pending.inbound))
-                self.stored["one_by_one"] += 1
+                result = await self._store_carefully(pending.inbound)
             except Exception as exc:
-                pending.future.set_exception(exc)
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+                continue
+            self.stored["one_by_one"] += 1
+            if not pending.future.done():  # its caller may have given up waiting; the message is stored all the same
+                pending.future.set_result(result)
 
     async def _open_together(self, openers: list[_Pending]) -> None:
         """Open the conversations of ``openers`` in one transaction; what that cannot do goes one by one."""
         try:
             leftover = await self._open_batch(openers)
-        except (IntegrityError, DBAPIError) as exc:
-            # Another process opened one of these conversations meanwhile: each finds its own way.
+        except Exception as exc:
+            # Another process opened one of these conversations meanwhile, or the database went away (a refused
+            # connect arrives as a bare OSError): each finds its own way, and every caller gets its answer, the
+            # error included, so that a message the database could not take is journaled, never left waiting.
             log.info("opening conversations together falls back to one by one", size=len(openers),
                      error=type(exc).__name__)
-            leftover = openers
+            leftover = [pending for pending in openers if not pending.future.done()]
         if leftover:
             await asyncio.gather(*(self._one_by_one([pending], after=None) for pending in leftover))
 

@@ -5,6 +5,7 @@ The outage is real: the hub's PostgreSQL server of its own (tests/support/pgclus
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -100,5 +101,32 @@ async def test_a_record_the_hub_cannot_read_does_not_hold_up_the_others(private_
     running = await start_hub(settings)
     try:
         await wait_for_stored(running, {"journal-a": ["journal-a-0000"]})
+    finally:
+        await running.runner.cleanup()
+
+
+async def test_first_messages_caught_by_an_outage_while_their_conversations_open_are_journaled_not_left_waiting(
+    private_pg: PrivateCluster, tmp_path: Path
+) -> None:
+    """The server stops just as new residents' conversations are being opened together (a refused connect is a
+    bare OSError, not a driver error): each message is journaled and stored once the database is back, none is
+    left waiting for an answer that never comes."""
+    running = await start_hub(outage_settings(private_pg, tmp_path / "var"))
+    ingestor = running.hub.ingestor
+    open_batch = ingestor._open_batch
+
+    async def the_database_goes_away_first(openers: list) -> list:
+        await asyncio.to_thread(private_pg.stop)
+        return await open_batch(openers)
+
+    newcomers = ("journal-new-a", "journal-new-b", "journal-new-c")
+    try:
+        ingestor._open_batch = the_database_goes_away_first
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(running.hub.ingest_or_journal(said(resident, 0)) for resident in newcomers)), 30)
+        assert all(isinstance(answer, Journaled) for answer in answers), answers
+        ingestor._open_batch = open_batch
+        private_pg.start()
+        await wait_for_stored(running, {resident: [f"{resident}-0000"] for resident in newcomers})
     finally:
         await running.runner.cleanup()
