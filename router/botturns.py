@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from router import conversations as convs
 from router.bot import CHOICE, BotBridge, BotReply, BotTurn, BotUnavailable, answer_for_bot, offered_buttons
+from router.db import log_pass_failure
 from router.errors import NotFound
 from router.logs import get_logger
 from router.models import (
@@ -277,8 +278,8 @@ class TurnKeeper:
         while True:
             try:
                 await self.sweep_once()
-            except Exception:
-                log.exception("bot turn sweep failed")
+            except Exception as exc:
+                log_pass_failure(log, "bot turn sweep failed", exc)
             await asyncio.sleep(self._settings.bot_turn_sweep_seconds)
 
     async def sweep_once(self) -> int:

@@ -107,3 +107,15 @@ def unreachable(exc: BaseException) -> bool:
             return True
         pending.extend([current.__cause__, getattr(current, "orig", None)])
     return False
+
+
+def log_pass_failure(logger: Any, event: str, exc: BaseException) -> None:
+    """Log a background pass (a sweep, a queue worker) that failed; call from its ``except`` block.
+
+    While the database is away every pass fails the same way, several times a second: one line each without
+    the traceback. Anything else is a fault and keeps its traceback.
+    """
+    if unreachable(exc):
+        logger.warning(f"{event}: database unreachable", error=type(exc).__name__)
+    else:
+        logger.exception(event)

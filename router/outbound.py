@@ -34,6 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.base import Attachment, ChannelAdapter, ChannelSendError, OutboundMessage
+from router.db import log_pass_failure
 from router.logs import get_logger
 from router.models import Author, Conversation, Delivery, Direction, Message, MessageType, StaffUser, utcnow
 from router.residents import with_survey_link
@@ -158,8 +159,8 @@ class OutboundWorker:
             self._wake.clear()
             try:
                 claimed = await self.drain_once()
-            except Exception:
-                log.exception("outbound worker pass failed")
+            except Exception as exc:
+                log_pass_failure(log, "outbound worker pass failed", exc)
                 claimed = 0
             if claimed >= self._batch_size or self._stopping:
                 continue

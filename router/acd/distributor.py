@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from router import conversations as convs
 from router.acd import presence
 from router.acd.decide import AgentSlot, Floor, Item, Plan, Policy, plan
-from router.db import take_turns
+from router.db import log_pass_failure, take_turns
 from router.logs import get_logger
 from router.models import (
     AgentPresence,
@@ -96,8 +96,8 @@ class Distributor:
                 next_sweep = time.monotonic() + interval
             try:
                 await self.run_pass(sweep=sweep)
-            except Exception:
-                log.exception("ACD pass failed; retrying on the next sweep")
+            except Exception as exc:
+                log_pass_failure(log, "ACD pass failed; retrying on the next sweep", exc)
 
     async def run_pass(self, *, sweep: bool = False) -> PassResult:
         """One pass (and, with ``sweep``, the timed work first); the result is published after commit."""
