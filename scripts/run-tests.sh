@@ -15,7 +15,9 @@ bash scripts/services.sh
 
 export PYTHONDONTWRITEBYTECODE=1
 status=0
-.venv/bin/python -m pytest "$@" || status=$?
+# Two workers (HUB_TEST_WORKERS=0 for one process); tests that share a slow fixture stay together
+# (tests/conftest.py groups them).
+.venv/bin/python -m pytest -n "${HUB_TEST_WORKERS:-2}" --dist loadgroup "$@" || status=$?
 
 if [[ $status -eq 5 ]]; then
   echo "run-tests: pytest collected no tests (exit 5) - failing" >&2

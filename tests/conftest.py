@@ -35,6 +35,36 @@ SECRET = "test-secret-key-0123456789abcdef"
 configure_logging("WARNING")
 
 
+# Tests under these folders share a fixture that is slow to start (the real bot, an Asterisk): under pytest-xdist
+# each folder runs in one worker, every other test module in one worker of its own choosing.
+SHARED_FIXTURE_FOLDERS = ("tests/bot/", "tests/channels/voice/")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the tests for ``--dist loadgroup`` (scripts/run-tests.sh): module- and package-scoped fixtures
+    start once, in the worker that runs their tests."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        group = next((folder for folder in SHARED_FIXTURE_FOLDERS if module.startswith(folder)), module)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The dialogue set's task completion rate (tests/bot/test_dialogues.py): dialogues that reached their
+    expected outcome, per backend."""
+    outcomes: dict[str, list[bool]] = {}
+    for status in ("passed", "failed"):
+        for report in terminalreporter.stats.get(status, []):
+            nodeid = getattr(report, "nodeid", "")
+            if "test_dialogues.py::test_dialogue[" in nodeid and report.when == "call":
+                backend = "postgresql" if "postgresql" in nodeid else "sqlite"
+                outcomes.setdefault(backend, []).append(status == "passed")
+    for backend, results in sorted(outcomes.items()):
+        rate = 100 * sum(results) / len(results)
+        terminalreporter.write_line(f"dialogues ({backend}): {sum(results)} of {len(results)} conversations "
+                                    f"reached their expected outcome, task completion {rate:.1f} %")
+
+
 @contextlib.contextmanager
 def new_database(backend: str, directory: Path) -> Iterator[str]:
     """An empty database: a SQLite file in ``directory``, or a PostgreSQL database dropped afterwards."""

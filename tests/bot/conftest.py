@@ -38,17 +38,3 @@ async def bot_hub(make_settings, wechat_api) -> AsyncIterator[RunningHub]:
     finally:
         await running.runner.cleanup()
 
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The dialogue set's task completion rate: dialogues that reached their expected outcome, per backend."""
-    outcomes: dict[str, list[bool]] = {}
-    for status in ("passed", "failed"):
-        for report in terminalreporter.stats.get(status, []):
-            nodeid = getattr(report, "nodeid", "")
-            if "test_dialogues.py::test_dialogue[" in nodeid and report.when == "call":
-                backend = "postgresql" if "postgresql" in nodeid else "sqlite"
-                outcomes.setdefault(backend, []).append(status == "passed")
-    for backend, results in sorted(outcomes.items()):
-        rate = 100 * sum(results) / len(results)
-        terminalreporter.write_line(f"dialogues ({backend}): {sum(results)} of {len(results)} conversations "
-                                    f"reached their expected outcome, task completion {rate:.1f} %")
