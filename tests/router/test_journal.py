@@ -48,6 +48,8 @@ async def test_messages_sent_while_the_database_is_down_are_stored_once_in_order
         await running.hub.ingest_or_journal(said("journal-a", 6))
         await wait_for_stored(running, {r: [f"{r}-{n:04d}" for n in range(7 if r == "journal-a" else 6)]
                                         for r in RESIDENTS})
+        # Stored is visible before the replayer moves past the batch: wait for it to finish.
+        await asyncio.wait_for(running.hub.journal.drained.wait(), 30)
         assert running.hub.journal.replayed >= 11
         assert not running.hub.journal.backlog
     finally:
