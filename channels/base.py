@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from router.callbacks import CallbackList
     from router.settings import Settings
 
 
@@ -147,8 +148,20 @@ class Journaled:
     channel_message_id: str
 
 
+@dataclass(frozen=True)
+class AgentPhone:
+    """An agent's SIP phone: its extension (the SIP user name) and the password digest Asterisk checks."""
+
+    extension: str
+    md5_cred: str
+
+
 class CallLog(Protocol):
-    """Where a voice channel keeps its call records (``call`` and ``call_event``, see router/calls.py)."""
+    """What a voice channel keeps and reads in the hub's database: call records (``call`` and ``call_event``)
+    and the agents' phones (router/calls.py)."""
+
+    async def agent_phones(self) -> list[AgentPhone]:
+        """The phones of active staff accounts that have an extension."""
 
     async def open(self, channel_id: str, caller: str | None, did: str | None, started_at: datetime) -> int:
         """A new call record (or the one already open for ``channel_id``); its id."""
@@ -174,6 +187,7 @@ class RouterPort(Protocol):
     settings: Settings
     secret_key: str
     calls: CallLog
+    callbacks: CallbackList  # residents who asked to be called back
 
     async def ingest(self, message: InboundMessage) -> IngestResult: ...
 

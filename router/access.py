@@ -32,6 +32,7 @@ from router.models import Conversation, ConversationState, Role, Team
 STAFF_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR, Role.AGENT})
 OVERSEER_ROLES = frozenset({Role.ADMIN, Role.SUPERVISOR})
 ADMIN_ROLES = frozenset({Role.ADMIN})
+PHONE_ROLES = frozenset({Role.AGENT, Role.SUPERVISOR})  # who may have a SIP phone: they take and listen to calls
 ALL_ROLES = frozenset(Role)
 WORK_ORDER_FILES = "workorder"  # the owner of an order's photos in the file store; the owner id is the order's id
 TEAM_STATES = (ConversationState.BOT, ConversationState.QUEUED, ConversationState.CLOSED)

@@ -11,6 +11,7 @@ from router.api import api
 from router.api import audit as _audit  # noqa: F401  (registers endpoints)
 from router.api import auth as _auth  # noqa: F401
 from router.api import bot as _bot  # noqa: F401
+from router.api import callbacks as _callbacks  # noqa: F401
 from router.api import calls as _calls  # noqa: F401
 from router.api import contacts as _contacts  # noqa: F401
 from router.api import conversations as _conversations  # noqa: F401

@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from router.models import Call, CallEvent, CallEventKind, utcnow
+from channels.base import AgentPhone
+from router.models import Call, CallEvent, CallEventKind, StaffUser, utcnow
 
 UPDATABLE = frozenset({"conversation_id", "answered_at", "recording_file_id", "outcome"})
 
@@ -20,6 +21,14 @@ UPDATABLE = frozenset({"conversation_id", "answered_at", "recording_file_id", "o
 class CallRecords:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+
+    async def agent_phones(self) -> list[AgentPhone]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(StaffUser.sip_extension, StaffUser.sip_md5_cred).where(
+                    StaffUser.active.is_(True), StaffUser.sip_extension.is_not(None),
+                    StaffUser.sip_md5_cred.is_not(None)))
+            return [AgentPhone(extension=extension, md5_cred=cred) for extension, cred in rows]
 
     async def open(self, channel_id: str, caller: str | None, did: str | None, started_at: datetime) -> int:
         try:

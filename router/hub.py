@@ -35,6 +35,7 @@ from router.acd.distributor import Distributor, PassResult
 from router.bot import BotBridge
 from router.bot_secrets import rasa_token
 from router.botturns import TurnKeeper
+from router.callbacks import CallbackList
 from router.calls import CallRecords
 from router.db import PROVISIONING_LOCK_KEY, create_engine, migrate, session_factory, take_turns
 from router.errors import Conflict, Forbidden
@@ -93,6 +94,7 @@ class Hub:
                              rasa_token(settings.rasa_token, self.secret_key)) if settings.rasa_url else None
         self.files = FileStore(self.sessions, settings.uploads_dir)
         self.calls = CallRecords(self.sessions)
+        self.callbacks = CallbackList(self.sessions)
         self.nonces = NonceMemory(self.sessions, settings.effective_database_url, settings.redis_url,
                                   settings.redis_prefix)
         self.retention = RetentionJob(self.sessions, self.files, settings.retention_days,

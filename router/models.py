@@ -190,6 +190,11 @@ class StaffUser(Base):
     # and stops working at password_expires_at.
     must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     password_expires_at: Mapped[datetime | None]
+    # The SIP phone (desk phone or softphone) the person takes calls on: its extension, which is also its SIP user
+    # name, and the digest Asterisk checks, MD5 of "extension:realm:password" (channels/voice/phones.py). The
+    # password itself is shown to the admin once and kept nowhere.
+    sip_extension: Mapped[str | None] = mapped_column(String(16), unique=True)
+    sip_md5_cred: Mapped[str | None] = mapped_column(String(32))
     teams: Mapped[list[Team]] = relationship(secondary=user_team, lazy="selectin", order_by=Team.id)
     skills: Mapped[list[Skill]] = relationship(secondary=user_skill, lazy="selectin")
 
@@ -468,3 +473,44 @@ class CallEvent(Base):
     node: Mapped[str | None] = mapped_column(String(64))
     key: Mapped[str | None] = mapped_column(String(1))
     detail: Mapped[dict[str, Any] | None]
+
+
+class CallbackState(enum.StrEnum):
+    OPEN = "open"  # waiting for an agent to call
+    TAKEN = "taken"  # an agent is calling
+    DONE = "done"  # the resident was reached
+    UNREACHABLE = "unreachable"  # no answer at the last attempt
+    CANCELLED = "cancelled"
+
+
+ACTIVE_CALLBACK_STATES = (CallbackState.OPEN.value, CallbackState.TAKEN.value)
+
+
+class CallbackRequest(Base):
+    """A resident to be called back: asked for from the web chat or WeChat (router/callbacks.py).
+
+    A contact has at most one active request (open or taken): asking again changes it (another number, another
+    time) rather than queueing a second call.
+    """
+
+    __tablename__ = "callback_request"
+    __table_args__ = (
+        Index("uq_callback_request_active_contact", "contact_id", unique=True,
+              sqlite_where=text("state IN ('open', 'taken')"), postgresql_where=text("state IN ('open', 'taken')")),
+        Index("ix_callback_request_state_created", "state", "created_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id", ondelete="CASCADE"))
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversation.id", ondelete="SET NULL"))
+    channel: Mapped[str] = mapped_column(String(20))  # where the resident asked
+    phone: Mapped[str] = mapped_column(String(20))  # E.164
+    preferred_after: Mapped[datetime | None]  # not before; None: as soon as possible
+    note: Mapped[str | None] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default=CallbackState.OPEN.value)  # CallbackState
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # calls made that no one answered
+    taken_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="SET NULL"))
+    taken_at: Mapped[datetime | None]
+    outcome_note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]

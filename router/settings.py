@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     voice_prompt_dir: Path | None = None  # default: var_dir/prompts
     voice_max_voicemail_seconds: int = Field(120, ge=5, le=600)
     voice_reconnect_max_seconds: float = Field(30.0, gt=0)  # back-off ceiling of the ARI WebSocket
+    # The digest realm of agents' phones (what the phone is challenged with); part of each stored digest, so a
+    # change makes every agent's phone password invalid until it is set again.
+    voice_sip_realm: str = Field("shuiwu", pattern=r"^[A-Za-z0-9.\-]{1,64}$")
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0

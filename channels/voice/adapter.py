@@ -9,9 +9,9 @@ side that ended it, and the recording is fetched over ARI into the hub's file st
 
 A phone call carries no text: ``send`` refuses for good, so that the outbound queue does not retry it.
 
-The ARI WebSocket reconnects with back-off; after each connection the calls still up in Asterisk are taken
-up again (the per-call object is rebuilt around the open call record) and call records whose channel is gone
-are closed.
+The ARI WebSocket reconnects with back-off; after each connection the agents' phones are pushed to Asterisk
+(channels/voice/phones.py), the calls still up in Asterisk are taken up again (the per-call object is rebuilt
+around the open call record) and call records whose channel is gone are closed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from channels.base import (
 )
 from channels.voice.ari import AriClient, AriError, Event
 from channels.voice.call import RECORDING_GRACE, CallEnded, LiveCall
+from channels.voice.phones import PHONES_TOPIC, PhoneBook
 from channels.voice.prompts import Prompts
+from router.db import unreachable
 from router.logs import get_logger, mask_phone
 from router.models import CallEventKind, CallSide, utcnow
 from router.phones import normalized_phone
@@ -66,6 +68,8 @@ class VoiceAdapter(ChannelAdapter):
         # What a call runs once answered (one coroutine per call, returning when the call is over for it): the
         # IVR (channels/voice/runtime.py), set when the application is put together.
         self.script: CallScript | None = None
+        self.phones = PhoneBook(self.ari, router.calls.agent_phones, settings.voice_sip_realm)
+        self._unsubscribe: Callable[[], None] | None = None
         self.calls: dict[str, LiveCall] = {}  # Asterisk channel id → live call
         self._destroyed: dict[str, asyncio.Future[tuple[int | None, str | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -88,9 +92,12 @@ class VoiceAdapter(ChannelAdapter):
 
     async def start(self) -> None:
         self.prompts.directory.mkdir(parents=True, exist_ok=True)
+        self._unsubscribe = self.router.subscribe(PHONES_TOPIC, self._on_phones_changed)
         await self.ari.start()
 
     async def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -263,8 +270,24 @@ class VoiceAdapter(ChannelAdapter):
 
     # -- after a (re)connection -------------------------------------------------------------------
 
+    async def _on_phones_changed(self, event: dict[str, Any]) -> None:
+        if self.connected:  # else the next connection pushes every phone
+            await self._sync_phones(self.phones.sync)
+
+    async def _sync_phones(self, sync: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await sync()
+        except AriError as exc:
+            log.warning("agent phones not synced with Asterisk; again at the next connection", error=exc.message)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            log.warning("agent phones not synced: database unreachable; again at the next connection")
+
     async def _resync(self, channels: list[dict[str, Any]]) -> None:
-        """Take up calls that are up in Asterisk but not known here; close records of calls that are gone."""
+        """Push the agents' phones (Asterisk may have restarted); take up calls that are up in Asterisk but not
+        known here; close records of calls that are gone."""
+        await self._sync_phones(self.phones.push_all)
         live = {c["id"]: c for c in channels if isinstance(c.get("id"), str)}
         for channel_id, call in list(self.calls.items()):
             if channel_id not in live and not call.ended.is_set():

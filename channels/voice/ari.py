@@ -188,12 +188,13 @@ class AriClient:
     # -- REST -------------------------------------------------------------------------------------
 
     async def request(self, method: str, path: str, params: dict[str, Any] | None = None, *,
-                      body: bool = False) -> Any:
-        """One REST call; the decoded JSON answer (or raw bytes with ``body``), None when there is none."""
+                      payload: Any = None, body: bool = False) -> Any:
+        """One REST call (``payload`` sent as JSON); the decoded JSON answer (or raw bytes with ``body``), None
+        when there is none."""
         assert self._session is not None, "start() first"
         query = {k: (_flag(v) if isinstance(v, bool) else str(v)) for k, v in (params or {}).items() if v is not None}
         try:
-            async with self._session.request(method, self.base_url + path, params=query) as response:
+            async with self._session.request(method, self.base_url + path, params=query, json=payload) as response:
                 if response.status >= 400:
                     text = await response.text()
                     try:

@@ -20,7 +20,7 @@ from uuid import UUID
 
 from aiohttp import WSMsgType, web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from channels.base import (
     Capability,
@@ -34,11 +34,12 @@ from channels.base import (
 )
 from router.bodies import loads_strict
 from router.bot import CHOICE, CHOICE_MAX_CHARS
+from router.callbacks import checked_ask
 from router.db import unreachable
 from router.errors import BadRequest, Invalid, Unauthorized
 from router.filelinks import WIDGET_LINK_SECONDS, signed_file_link
-from router.logs import get_logger
-from router.models import ConversationState
+from router.logs import get_logger, mask_phone
+from router.models import ConversationState, utcnow
 from router.uploads import read_upload
 from router.web import CHATKIT
 
@@ -62,6 +63,16 @@ class MessageFrame(BaseModel):
 
 class FileLinksBody(BaseModel):
     file_ids: list[UUID] = Field(min_length=1, max_length=MAX_FILE_LINKS)
+
+
+class CallbackBody(BaseModel):
+    """请给我回电 from the widget: a number, the earliest time (none: as soon as possible), a note."""
+
+    model_config = ConfigDict(extra="forbid")
+    client_id: str = Field(pattern=r"^[A-Za-z0-9\-]{8,64}$")  # the same for the widget's retries of one request
+    phone: str = Field(min_length=3, max_length=40)
+    preferred_after: AwareDatetime | None = None
+    note: str | None = Field(None, max_length=200)
 
 
 class AckFrame(BaseModel):
@@ -94,6 +105,7 @@ class WebChatAdapter(ChannelAdapter):
             web.get("/webchat/ws", self.visitor_socket),
             web.post("/webchat/upload", self.upload),
             web.post("/webchat/file-links", self.file_links),
+            web.post("/webchat/callback", self.ask_callback),
         ]
 
     async def start(self) -> None:
@@ -306,6 +318,29 @@ class WebChatAdapter(ChannelAdapter):
             if found is not None and (found[0].owner_channel, found[0].owner_external_id) == (self.name, visitor_id):
                 links[file_id] = signed_file_link(self.router.secret_key, file_id, WIDGET_LINK_SECONDS)
         return web.json_response({"links": links})
+
+    async def ask_callback(self, request: web.Request) -> web.Response:
+        """The visitor asks to be called back: an event in their conversation, and their request on the list."""
+        visitor_id = self.visitor_of(request.headers.get("X-Visitor-Token"))
+        if visitor_id is None:
+            raise Unauthorized("访客令牌无效", code="bad_token")
+        try:
+            body = CallbackBody.model_validate(loads_strict(await request.text()))
+        except ValidationError as exc:
+            fields = {".".join(str(p) for p in error["loc"]): error["msg"] for error in exc.errors()}
+            raise Invalid("回电信息不完整或格式不对", code="invalid", details={"fields": fields}) from exc
+        ask = checked_ask(body.phone, body.preferred_after, body.note, utcnow())
+        when = ("尽快" if ask.preferred_after is None
+                else ask.preferred_after.astimezone(self.router.settings.zone).strftime("%m月%d日 %H:%M 以后"))
+        result = await self.router.ingest(InboundMessage(
+            channel=self.name, external_id=visitor_id, channel_message_id=f"callback-{body.client_id}",
+            type="event", text=f"请给我回电:{mask_phone(ask.phone)},{when}" + (f"({ask.note})" if ask.note else ""),
+            payload={"callback": {"phone": mask_phone(ask.phone), "when": when}}))
+        stored = await self.router.callbacks.ask(self.name, visitor_id, result.conversation_id, ask)
+        log.info("callback asked for", channel=self.name, callback_id=stored.id)
+        return web.json_response({"callback": {"id": stored.id, "phone": mask_phone(ask.phone), "when": when,
+                                               "state": stored.state},
+                                  "message": result.message}, status=201)
 
     def _with_file_link(self, message: dict[str, Any]) -> dict[str, Any]:
         """A message as the visitor gets it: a stored file's address carries a short-lived link to that file."""

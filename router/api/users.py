@@ -7,15 +7,19 @@ process. Each change is written to the audit log in the same transaction.
 
 from __future__ import annotations
 
+import secrets
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channels.voice.phones import EXTENSION_PATTERN, PHONES_TOPIC, md5_cred
 from router import throttle
-from router.access import ADMIN_ROLES, STAFF_ROLES
+from router.access import ADMIN_ROLES, PHONE_ROLES, STAFF_ROLES
 from router.accounts import (
     ACCOUNT_TOPIC,
     add_api_token,
@@ -69,8 +73,25 @@ class PasswordResetBody(StrictBody):
     password: str = Field(min_length=1, max_length=256)
 
 
+class PhoneBody(StrictBody):
+    extension: str = Field(pattern=EXTENSION_PATTERN)
+
+    @field_validator("extension", mode="before")
+    @classmethod
+    def _as_typed(cls, value: object) -> object:
+        """Full-width digits and stray spaces, as a Chinese input method types them, are the same extension."""
+        return unicodedata.normalize("NFKC", value).replace(" ", "") if isinstance(value, str) else value
+
+
+class NewPhoneOut(BaseModel):
+    extension: str  # also the phone's SIP user name
+    password: str  # shown this once; the hub keeps only its digest
+    realm: str
+
+
 class AccountOut(UserOut):
     active: bool
+    sip_extension: str | None  # the SIP phone the person takes calls on
     created_at: datetime
     last_login_at: datetime | None
     must_change_password: bool
@@ -107,7 +128,8 @@ class ItemsOfTokens(BaseModel):
 def _account_out(user: StaffUser, state: throttle.LoginThrottle | None) -> AccountOut:
     now = utcnow()
     locked = state is not None and state.locked_until is not None and state.locked_until > now
-    return AccountOut(**user_out(user).model_dump(), active=user.active, created_at=user.created_at,
+    return AccountOut(**user_out(user).model_dump(), active=user.active, sip_extension=user.sip_extension,
+                      created_at=user.created_at,
                       last_login_at=user.last_login_at, must_change_password=user.must_change_password,
                       password_expires_at=user.password_expires_at,
                       failed_logins=state.failures if state is not None else 0,
@@ -177,7 +199,7 @@ async def change_user(call: Call) -> AccountOut:
             body.active is False or (body.role is not None and body.role != Role.ADMIN))
         if loses_admin and await _other_active_admins(session, user.id) == 0:
             raise Conflict("不能停用或降级唯一的管理员", code="last_admin")
-        access_changed = False
+        access_changed = phone_changed = False
         if body.active is not None and body.active != user.active:
             user.active = body.active
             access_changed = True
@@ -188,6 +210,11 @@ async def change_user(call: Call) -> AccountOut:
                   role=[user.role, body.role.value])(session)
             user.role = body.role
             access_changed = True
+            if body.role not in PHONE_ROLES and user.sip_extension is not None:
+                audit(call, "user.phone_remove", "user", user.id, username=user.username,
+                      extension=user.sip_extension)(session)
+                user.sip_extension = user.sip_md5_cred = None
+                phone_changed = True
         if body.teams is not None:
             teams = [await ensure_team(session, name) for name in dict.fromkeys(body.teams)]
             before = [team.name for team in user.teams]
@@ -208,6 +235,51 @@ async def change_user(call: Call) -> AccountOut:
         result = await _account(session, user)
     if access_changed:
         await _end_access(call, user.id, old_role)
+    if phone_changed or (access_changed and user.sip_extension is not None):
+        await hub.publish(PHONES_TOPIC, {})  # a disabled account's phone is taken out of Asterisk, or given back
+    return result
+
+
+@api.endpoint("PUT", "/api/users/{user_id:\\d+}/phone",
+              summary="Give an agent or supervisor a SIP phone extension with a new password (shown once)",
+              roles=ADMIN_ROLES, body=PhoneBody, response=NewPhoneOut, tag="admin", errors=(409,))
+async def set_phone(call: Call) -> NewPhoneOut:
+    """The password is new each time (a phone given to someone else, a password written down too openly): the
+    phone registered with the old one is refused from its next registration on."""
+    hub = call.request.app[HUB]
+    extension, realm = call.body.extension, hub.settings.voice_sip_realm
+    password = secrets.token_urlsafe(12)
+    try:
+        async with hub.sessions.begin() as session:
+            user = await _user(session, call.path["user_id"])
+            if user.role not in PHONE_ROLES:
+                raise Conflict("只有坐席和班长可以设置分机", code="no_phone_for_role")
+            holder = await session.scalar(select(StaffUser.username).where(
+                StaffUser.sip_extension == extension, StaffUser.id != user.id))
+            if holder is not None:
+                raise Conflict(f"分机 {extension} 已分配给 {holder}", code="extension_taken")
+            audit(call, "user.phone_set", "user", user.id, username=user.username,
+                  extension=[user.sip_extension, extension])(session)
+            user.sip_extension, user.sip_md5_cred = extension, md5_cred(extension, realm, password)
+    except IntegrityError:  # given to another account at the same moment
+        raise Conflict(f"分机 {extension} 已被占用", code="extension_taken") from None
+    await hub.publish(PHONES_TOPIC, {})
+    return NewPhoneOut(extension=extension, password=password, realm=realm)
+
+
+@api.endpoint("DELETE", "/api/users/{user_id:\\d+}/phone", summary="Take a staff account's SIP phone away",
+              roles=ADMIN_ROLES, response=AccountOut, tag="admin")
+async def remove_phone(call: Call) -> AccountOut:
+    hub = call.request.app[HUB]
+    async with hub.sessions.begin() as session:
+        user = await _user(session, call.path["user_id"])
+        removed = user.sip_extension
+        if removed is not None:
+            audit(call, "user.phone_remove", "user", user.id, username=user.username, extension=removed)(session)
+            user.sip_extension = user.sip_md5_cred = None
+        result = await _account(session, user)
+    if removed is not None:
+        await hub.publish(PHONES_TOPIC, {})
     return result
 
 

@@ -4,6 +4,7 @@ a token revoked, a password reset and replaced, and the audit log that shows all
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -11,7 +12,8 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from router.models import Role
+from channels.voice.phones import md5_cred
+from router.models import Role, StaffUser
 from router.provisioning import ensure_first_admin
 from tests.conftest import PASSWORD, RunningHub, start_hub
 from tests.support.pages import sign_in, sign_in_with_one_time_password, watch_errors
@@ -138,4 +140,56 @@ async def test_the_admin_pages_are_for_admins_only(browser: Browser, running_hub
     finally:
         await context.close()
         await supervisor.close()
+    assert errors == []
+
+
+async def test_an_admin_gives_an_agent_a_phone_and_takes_it_back(browser: Browser, running_hub) -> None:
+    admin = await running_hub.staff(Role.ADMIN, listen=False)
+    agent = await running_hub.staff(Role.AGENT, listen=False)
+    other = await running_hub.staff(Role.AGENT, listen=False)
+    editor = await running_hub.staff(Role.EDITOR, listen=False)
+    extension = str(secrets.randbelow(900_000) + 100_000)
+    typed = " ".join(chr(ord(d) + 0xFEE0) for d in extension)  # full-width digits with spaces, as an IME types them
+    context = await browser.new_context()
+    errors: list[str] = []
+    page = watch_errors(await context.new_page(), "admin", errors)
+    try:
+        await sign_in(page, running_hub.url, admin.user["username"], "/app/admin")
+        agent_row = row(page, "user", "username", agent.user["username"])
+        await expect(agent_row.locator("[data-testid=user-phone]")).to_have_text("—")
+        await expect(row(page, "user", "username", editor.user["username"]).locator("[data-testid=set-phone]")
+                     ).to_have_count(0)  # editors take no calls
+
+        await agent_row.locator("[data-testid=set-phone]").click()
+        await page.fill("#phone-form [name=extension]", typed)
+        await page.click("[data-testid=phone-submit]")
+        await expect(page.locator("[data-testid=new-phone-extension]")).to_have_text(extension)
+        password = (await page.locator("[data-testid=new-phone-password]").text_content() or "").strip()
+        assert len(password) >= 16
+        realm = running_hub.hub.settings.voice_sip_realm
+        await expect(page.locator("[data-testid=new-phone-realm]")).to_have_text(realm)
+        await expect(agent_row.locator("[data-testid=user-phone]")).to_have_text(extension)
+        async with running_hub.hub.sessions() as session:
+            stored = await session.get(StaffUser, agent.user["id"])
+        assert stored.sip_md5_cred == md5_cred(extension, realm, password)
+
+        # The same extension for a second agent is refused with the holder's name.
+        other_row = row(page, "user", "username", other.user["username"])
+        await other_row.locator("[data-testid=set-phone]").click()
+        await page.fill("#phone-form [name=extension]", extension)
+        await page.click("[data-testid=phone-submit]")
+        await expect(page.locator("[data-testid=toast]")).to_contain_text(agent.user["username"])
+        await expect(other_row.locator("[data-testid=user-phone]")).to_have_text("—")
+
+        await page.reload()  # the password is not shown again
+        await expect(page.locator("[data-testid=new-phone]")).to_be_hidden()
+        await agent_row.locator("[data-testid=remove-phone]").click()
+        await expect(agent_row.locator("[data-testid=user-phone]")).to_have_text("—")
+        await expect(page.locator("[data-testid=toast]")).to_contain_text(f"已收回 {agent.user['username']} 的分机")
+        entries = await admin.call("GET", f"/api/audit?action=user.phone&target_id={agent.user['id']}")
+        assert [e["action"] for e in entries["items"]] == ["user.phone_remove", "user.phone_set"]
+    finally:
+        await context.close()
+        for person in (admin, agent, other, editor):
+            await person.close()
     assert errors == []

@@ -36,6 +36,7 @@ VALID_BODIES = {
     "NewTokenBody": {"name": "t" + uuid.uuid4().hex[:8], "role": "agent"},
     "UserChangeBody": {"max_chats": 4},
     "PasswordResetBody": {"password": "weak"},
+    "PhoneBody": {"extension": "8001"},
     "PasswordChangeBody": {"current_password": "wrong-password", "new_password": "weak"},
     "ReplyBody": {"text": "您好"},
     "AssignBody": {"agent_id": 1},

@@ -198,20 +198,74 @@ async def call(sip_port: int, caller: str, did: str, steps: list[Step], *, wait_
         path = Path(work) / "call.xml"
         path.write_text(scenario(caller, did, steps, wait_for_hangup=wait_for_hangup,
                                  hangup_timeout_ms=int(timeout * 1000), stream=_Stream(Path(work))))
-        media = free_udp_range(4)
-        process = await asyncio.create_subprocess_exec(
-            "sipp", f"127.0.0.1:{sip_port}", "-sf", str(path), "-m", "1", "-i", "127.0.0.1", "-mi", "127.0.0.1",
-            "-p", str(free_udp_range(1)), "-mp", str(media), "-timeout", f"{int(timeout)}s", "-timeout_error",
-            "-recv_timeout", "20000", "-nostdin", "-trace_err", "-error_file", str(Path(work) / "errors.log"),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            cwd=work)
-        try:
-            out, _ = await asyncio.wait_for(process.communicate(), timeout + 15)
-        except TimeoutError:
-            process.kill()
-            out, _ = await process.communicate()
+        returncode, out = await _sipp(sip_port, path, timeout, "-mi", "127.0.0.1", "-mp", str(free_udp_range(4)),
+                                      "-recv_timeout", "20000", "-trace_err", "-error_file",
+                                      str(Path(work) / "errors.log"))
         errors = Path(work) / "errors.log"
-        text = out.decode(errors="replace")[-2000:]
+        text = out[-2000:]
         if errors.exists():
             text += "\n" + errors.read_text(errors="replace")[-3000:]
-        return CallResult(completed=process.returncode == 0, returncode=process.returncode or 0, output=text)
+        return CallResult(completed=returncode == 0, returncode=returncode, output=text)
+
+
+async def _sipp(sip_port: int, scenario_path: Path, timeout: float, *options: str) -> tuple[int, str]:
+    """Run one sipp scenario (``-m 1``) against 127.0.0.1:``sip_port`` in the scenario's folder; its exit code
+    and output, killed if it outlives ``timeout`` by 15 s."""
+    process = await asyncio.create_subprocess_exec(
+        "sipp", f"127.0.0.1:{sip_port}", "-sf", str(scenario_path), "-m", "1", "-i", "127.0.0.1",
+        "-p", str(free_udp_range(1)), "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", *options,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=scenario_path.parent)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout + 15)
+    except TimeoutError:
+        process.kill()
+        out, _ = await process.communicate()
+    return process.returncode or 0, out.decode(errors="replace")
+
+
+_REGISTER = """\
+    REGISTER sip:[remote_ip]:[remote_port] SIP/2.0
+    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+    From: <sip:{user}@[remote_ip]:[remote_port]>;tag=[pid]SIPpTag00[call_number]
+    To: <sip:{user}@[remote_ip]:[remote_port]>
+    Call-ID: [call_id]
+    CSeq: {cseq} REGISTER
+    Contact: <sip:{user}@[local_ip]:[local_port]>
+    {authorization}Max-Forwards: 70
+    Expires: {expires}
+    Content-Length: 0
+"""
+STATUS_LINE = re.compile(r"^SIP/2\.0 (\d{3}) ", re.MULTILINE)
+
+
+def register_scenario(user: str, password: str, expires: int) -> str:
+    """REGISTER as phone ``user``; answer the digest challenge with ``password``; end on the final response."""
+    if not NUMBER.match(user) or not password.isprintable() or " " in password:
+        raise ValueError("a phone's user is its extension and its password has no spaces")
+    challenged = _REGISTER.format(user=user, cseq=2, expires=expires, authorization=(
+        f"[authentication username={user} password={password}]\n    "))
+    return "\n".join([
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="hub agent phone">',
+        f'<send retrans="500"><![CDATA[\n{_REGISTER.format(user=user, cseq=1, expires=expires, authorization="")}'
+        "\n]]></send>",
+        '<recv response="401" auth="true" optional="true" next="challenged"/>',
+        '<recv response="403" optional="true" next="done"/>', '<recv response="404" next="done"/>',
+        '<label id="challenged"/>',
+        f'<send retrans="500"><![CDATA[\n{challenged}\n]]></send>',
+        '<recv response="200" optional="true" next="done"/>', '<recv response="401" optional="true" next="done"/>',
+        '<recv response="403" optional="true" next="done"/>', '<recv response="404" next="done"/>',
+        '<label id="done"/>', "</scenario>", ""])
+
+
+async def register(sip_port: int, user: str, password: str, *, expires: int = 300, timeout: float = 15.0) -> int:
+    """Register SIP phone ``user`` with the server on 127.0.0.1:``sip_port`` as a desk phone does; the status
+    of the server's final answer (200 registered; 401, 403 or 404 refused)."""
+    with tempfile.TemporaryDirectory(prefix="sipp-reg-") as work:
+        path, messages = Path(work) / "register.xml", Path(work) / "messages.log"
+        path.write_text(register_scenario(user, password, expires))
+        _, out = await _sipp(sip_port, path, timeout, "-trace_msg", "-message_file", str(messages))
+        statuses = STATUS_LINE.findall(messages.read_text(errors="replace")) if messages.exists() else []
+        if not statuses:
+            raise AssertionError(f"no answer to REGISTER from {sip_port}: {out[-1500:]}")
+        return int(statuses[-1])

@@ -88,6 +88,7 @@
 
   const ICON_CHAT = 'M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z';
   const ICON_CLOSE = 'M6.4 5 5 6.4 10.6 12 5 17.6 6.4 19l5.6-5.6 5.6 5.6 1.4-1.4-5.6-5.6L19 6.4 17.6 5 12 10.6z';
+  const ICON_PHONE = 'M6.6 10.8a15.1 15.1 0 0 0 6.6 6.6l2.2-2.2a1 1 0 0 1 1-.25 11.4 11.4 0 0 0 3.6.57 1 1 0 0 1 1 1V20a1 1 0 0 1-1 1A17 17 0 0 1 3 4a1 1 0 0 1 1-1h3.5a1 1 0 0 1 1 1c0 1.25.2 2.45.57 3.57a1 1 0 0 1-.25 1z';
   const ICON_ATTACH = 'M16.5 6.5v10a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10.5a1.5 1.5 0 0 1-3 0V6.5H9v9a3 3 0 0 0 6 0V5a4.5 4.5 0 0 0-9 0v11.5a6 6 0 0 0 12 0v-10z';
 
   function newClientId() {
@@ -276,6 +277,17 @@
     .choice.chosen, .choice.chosen:disabled { background: #0a6ebd; color: #fff; opacity: 1; }
     .choice:disabled { border-color: #cfd9e3; color: #7a8795; }
     .typing { padding: 4px 18px; font-size: 12px; color: #7a8795; background: #f7f9fb; }
+    .callback {
+      display: flex; flex-direction: column; gap: 8px; padding: 12px 14px;
+      border-top: 1px solid #e3eaf1; background: #fff;
+    }
+    .callback-title { font-weight: 600; }
+    .callback label { display: flex; flex-direction: column; gap: 3px; font-size: 12px; color: #5b6b7c; }
+    .callback input, .callback select {
+      padding: 7px 10px; border: 1px solid #cfd9e3; border-radius: 8px; font: inherit; color: #1f2d3d;
+    }
+    .callback-actions { display: flex; gap: 8px; justify-content: flex-end; }
+    .callback-actions .cancel { height: 36px; padding: 0 14px; border: 1px solid #cfd9e3; border-radius: 8px; background: #fff; }
     .composer {
       display: flex; align-items: flex-end; gap: 6px;
       padding: 10px; border-top: 1px solid #e3eaf1; background: #fff;
@@ -331,9 +343,12 @@
     }, [icon(ICON_CHAT), el('span', { text: '在线客服' }), ui.badge]);
 
     ui.closeButton = el('button', { type: 'button', class: 'icon-btn', 'aria-label': '关闭', title: '关闭' }, [icon(ICON_CLOSE)]);
+    ui.callbackButton = el('button', {
+      type: 'button', class: 'icon-btn', 'data-testid': 'webchat-callback-open', 'aria-label': '请给我回电', title: '请给我回电',
+    }, [icon(ICON_PHONE)]);
     const head = el('header', { class: 'head' }, [
       el('div', { class: 'head-title', id: 'swc-title', text: '在线客服 · 24小时为您服务' }),
-      ui.closeButton,
+      el('div', {}, [ui.callbackButton, ui.closeButton]),
     ]);
 
     ui.status = el('div', {
@@ -366,6 +381,8 @@
     ui.send = el('button', { type: 'submit', class: 'send', 'data-testid': 'webchat-send', text: '发送' });
     ui.form = el('form', { class: 'composer' }, [ui.attach, ui.file, ui.input, ui.send]);
 
+    ui.callback = buildCallbackForm();
+
     ui.panel = el('section', {
       class: 'panel',
       id: 'swc-panel',
@@ -373,7 +390,7 @@
       role: 'dialog',
       'aria-labelledby': 'swc-title',
       hidden: true,
-    }, [head, ui.status, ui.body, typingLine, ui.form]);
+    }, [head, ui.status, ui.body, typingLine, ui.callback, ui.form]);
 
     const root = el('div', { class: 'root' }, [ui.launcher, ui.panel]);
     shadow.append(style, root);
@@ -399,11 +416,94 @@
       autosize();
       if (ready && ui.input.value.trim()) ui.typing.notify();
     });
+    ui.callbackButton.addEventListener('click', () => toggleCallbackForm(ui.callback.hidden));
     ui.attach.addEventListener('click', () => ui.file.click());
     ui.file.addEventListener('change', () => {
       const file = ui.file.files && ui.file.files[0];
       if (file) uploadFile(file);
     });
+  }
+
+  // ------------------------------------------------------------- call me back
+
+  function buildCallbackForm() {
+    const form = el('form', { class: 'callback', 'data-testid': 'webchat-callback', hidden: true, novalidate: true }, [
+      el('div', { class: 'callback-title', text: '请给我回电' }),
+      el('label', {}, ['手机号或固定电话（含区号）', el('input', {
+        name: 'phone', type: 'tel', inputmode: 'tel', autocomplete: 'tel', maxlength: '40', 'data-testid': 'webchat-callback-phone',
+      })]),
+      el('label', {}, ['希望回电时间', el('select', { name: 'when', 'data-testid': 'webchat-callback-when' }, [
+        el('option', { value: 'asap', text: '尽快' }),
+        el('option', { value: 'later', text: '指定时间' }),
+      ])]),
+      el('label', { hidden: true }, ['从此时间以后', el('input', {
+        name: 'at', type: 'datetime-local', 'data-testid': 'webchat-callback-at',
+      })]),
+      el('label', {}, ['备注（选填）', el('input', { name: 'note', maxlength: '200', 'data-testid': 'webchat-callback-note' })]),
+      el('div', { class: 'callback-actions' }, [
+        el('button', { type: 'button', class: 'cancel', 'data-testid': 'webchat-callback-cancel', text: '取消' }),
+        el('button', { type: 'submit', class: 'send', 'data-testid': 'webchat-callback-submit', text: '提交' }),
+      ]),
+    ]);
+    const atLabel = form.elements.at.parentElement;
+    form.elements.when.addEventListener('change', () => {
+      atLabel.hidden = form.elements.when.value !== 'later';
+    });
+    form.querySelector('.cancel').addEventListener('click', () => toggleCallbackForm(false));
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      submitCallback(form);
+    });
+    return form;
+  }
+
+  function toggleCallbackForm(show) {
+    ui.callback.hidden = !show;
+    ui.form.hidden = show;
+    if (show) ui.callback.elements.phone.focus();
+    else ui.input.focus();
+  }
+
+  let callbackClientId = null; // the same for the retries of one request, new after it is stored
+
+  async function submitCallback(form) {
+    const fields = form.elements;
+    const phone = fields.phone.value.trim();
+    if (!phone) {
+      showNotice('请填写回电号码');
+      fields.phone.focus();
+      return;
+    }
+    const body = { client_id: callbackClientId || (callbackClientId = newClientId()), phone };
+    if (fields.when.value === 'later') {
+      const at = fields.at.value ? new Date(fields.at.value) : null;
+      if (!at || Number.isNaN(at.getTime())) {
+        showNotice('请选择希望回电的时间');
+        return;
+      }
+      body.preferred_after = at.toISOString();
+    }
+    if (fields.note.value.trim()) body.note = fields.note.value.trim();
+    const submit = form.querySelector('[type=submit]');
+    submit.disabled = true;
+    try {
+      const answer = await postAsVisitor('/webchat/callback', (token) => ({
+        method: 'POST',
+        headers: { 'X-Visitor-Token': token, 'Content-Type': 'application/json', Accept: 'application/json' },
+        body: JSON.stringify(body),
+      }));
+      callbackClientId = null;
+      if (answer.message) handleMessage(answer.message);
+      appendNode(systemNode(`已登记回电：${answer.callback.phone}，${answer.callback.when}。客服将按时给您回电。`,
+        { 'data-testid': 'webchat-callback-done' }), true);
+      form.reset();
+      form.elements.at.parentElement.hidden = true;
+      toggleCallbackForm(false);
+    } catch (err) {
+      showNotice(err.message || '提交失败，请稍后重试');
+    } finally {
+      submit.disabled = false;
+    }
   }
 
   function autosize() {
@@ -732,14 +832,29 @@
 
   // --------------------------------------------------------------- upload
 
-  async function postUpload(file, token) {
-    const form = new FormData();
-    form.append('file', file, file.name);
-    return hubFetch('/webchat/upload', {
-      method: 'POST',
-      headers: { 'X-Visitor-Token': token, Accept: 'application/json' },
-      body: form,
-    });
+  // A request in the visitor's name: a token the hub refuses starts a fresh visitor session and the request is
+  // made once more. Resolves to the JSON answer; rejects with a message for the resident.
+  async function postAsVisitor(path, init) {
+    socket.start();
+    let token = await getToken();
+    let response = await hubFetch(path, init(token));
+    if (response.status === 401) {
+      tokenStore.drop(token);
+      token = await getToken();
+      socket.restart();
+      response = await hubFetch(path, init(token));
+    }
+    const body = await readJson(response);
+    if (!response.ok) throw new Error(errorMessage(body, response.status, HTTP_ERRORS));
+    return body;
+  }
+
+  function uploadInit(file) {
+    return (token) => {
+      const form = new FormData();
+      form.append('file', file, file.name);
+      return { method: 'POST', headers: { 'X-Visitor-Token': token, Accept: 'application/json' }, body: form };
+    };
   }
 
   async function uploadFile(file) {
@@ -748,21 +863,10 @@
       showNotice('文件超过 10 MB，无法发送');
       return;
     }
-    socket.start();
     ui.attach.disabled = true;
     showNotice(`正在上传 ${file.name}…`, false);
     try {
-      let token = await getToken();
-      let response = await postUpload(file, token);
-      if (response.status === 401) {
-        // The visitor token was rejected: start a fresh visitor session and retry once.
-        tokenStore.drop(token);
-        token = await getToken();
-        socket.restart();
-        response = await postUpload(file, token);
-      }
-      const body = await readJson(response);
-      if (!response.ok) throw new Error(errorMessage(body, response.status, HTTP_ERRORS));
+      const body = await postAsVisitor('/webchat/upload', uploadInit(file));
       if (body && body.message) handleMessage(body.message);
       setStatus(ui.status.dataset.state);
     } catch (err) {

@@ -1,6 +1,7 @@
 /*
  * Shuiwu Hub — admins' account page (/app/admin): staff accounts (create, disable and enable, one-time
- * password, sign out everywhere, lift a sign-in lock) and service tokens (create, shown once; revoke).
+ * password, sign out everywhere, lift a sign-in lock, a SIP phone extension for agents and supervisors with its
+ * password shown once) and service tokens (create, shown once; revoke).
  * Uses `ChatKit` and `StaffKit` (chatkit.js, staff.js), which the page loads first.
  */
 (() => {
@@ -11,6 +12,8 @@
   const http = StaffKit.client({ loginUrl: LOGIN_URL });
   let toast = null;
   let resetUser = null; // the account whose one-time password is being set
+  let phoneUser = null; // the account whose phone extension is being set
+  const PHONE_ROLES = ['agent', 'supervisor'];
   const dom = {};
 
   function localTime(iso) {
@@ -56,6 +59,13 @@
         toast.show(`${user.username} 已在所有设备下线`, 'ok');
         await loadUsers();
       }),
+      PHONE_ROLES.includes(user.role) ? actionButton(user.sip_extension ? '换分机/密码' : '设置分机', 'set-phone',
+        async () => askPhone(user)) : null,
+      user.sip_extension ? actionButton('收回分机', 'remove-phone', async () => {
+        await http.api('DELETE', `/api/users/${user.id}/phone`);
+        toast.show(`已收回 ${user.username} 的分机 ${user.sip_extension}`, 'ok');
+        await loadUsers();
+      }, true) : null,
       user.locked_until ? actionButton('解锁', 'unlock-user', async () => {
         await http.api('POST', `/api/users/${user.id}/unlock`);
         toast.show(`${user.username} 已解锁`, 'ok');
@@ -67,6 +77,7 @@
       el('td', { text: user.display_name }),
       el('td', { text: StaffKit.ROLE_LABELS[user.role] || user.role }),
       el('td', { text: user.teams.map((team) => team.name).join('、') || '—' }),
+      el('td', { 'data-testid': 'user-phone', text: user.sip_extension || '—' }),
       el('td', { 'data-testid': 'user-state', text: state.text }),
       el('td', { text: localTime(user.last_login_at) }),
       actions,
@@ -85,6 +96,15 @@
     dom.resetForm.hidden = false;
     dom.resetForm.elements.password.value = '';
     dom.resetForm.elements.password.focus();
+  }
+
+  function askPhone(user) {
+    phoneUser = user;
+    dom.phoneTarget.textContent = `为 ${user.username}（${user.display_name}）设置话机分机：`;
+    dom.phoneForm.hidden = false;
+    dom.phoneBox.hidden = true;
+    dom.phoneForm.elements.extension.value = user.sip_extension || '';
+    dom.phoneForm.elements.extension.focus();
   }
 
   async function loadUsers() {
@@ -149,6 +169,19 @@
     document.querySelector('[data-testid=reset-cancel]').addEventListener('click', () => {
       dom.resetForm.hidden = true;
     });
+    onSubmit(dom.phoneForm, async (fields) => {
+      const phone = await http.api('PUT', `/api/users/${phoneUser.id}/phone`, { extension: fields.extension.value });
+      dom.phoneExtension.textContent = phone.extension;
+      dom.phoneSipUser.textContent = phone.extension;
+      dom.phoneRealm.textContent = phone.realm;
+      dom.phonePassword.textContent = phone.password;
+      dom.phoneBox.hidden = false;
+      dom.phoneForm.hidden = true;
+      await loadUsers();
+    });
+    document.querySelector('[data-testid=phone-cancel]').addEventListener('click', () => {
+      dom.phoneForm.hidden = true;
+    });
     onSubmit(dom.newToken, async (fields) => {
       const created = await http.api('POST', '/api/tokens', { name: fields.name.value.trim(), role: fields.role.value });
       dom.tokenValue.textContent = created.token;
@@ -166,6 +199,13 @@
       newUser: document.getElementById('new-user'),
       resetForm: document.getElementById('reset-form'),
       resetTarget: document.querySelector('[data-testid=reset-target]'),
+      phoneForm: document.getElementById('phone-form'),
+      phoneTarget: document.querySelector('[data-testid=phone-target]'),
+      phoneBox: document.querySelector('[data-testid=new-phone]'),
+      phoneExtension: document.querySelector('[data-testid=new-phone-extension]'),
+      phoneSipUser: document.querySelector('[data-testid=new-phone-user]'),
+      phoneRealm: document.querySelector('[data-testid=new-phone-realm]'),
+      phonePassword: document.querySelector('[data-testid=new-phone-password]'),
       newToken: document.getElementById('new-token'),
       tokenBox: document.querySelector('[data-testid=new-token]'),
       tokenValue: document.querySelector('[data-testid=new-token-value]'),

@@ -2,7 +2,8 @@
  * Shuiwu Hub — call records (/app/calls): calls found by the caller's number (all of it or its last digits), a
  * time range or a work order, newest first a page at a time (GET /api/calls); one call's IVR path, keys and
  * events with its recording in an <audio> player (GET /api/calls/{id}). Supervisors and admins also get the
- * key-press statistics per menu node (GET /api/ivr/stats) as a table and an ECharts bar chart.
+ * key-press statistics per menu node (GET /api/ivr/stats) as a table and an ECharts bar chart. The callback list
+ * above them is callbacks.js.
  * Agents see the calls of the conversations they may see; the server decides.
  * Uses `ChatKit` and `StaffKit` (chatkit.js, staff.js), which the page loads first.
  */
@@ -197,6 +198,7 @@
       empty: dom.empty,
     });
     document.getElementById('calls').hidden = false;
+    CallbackDesk.start({ http, toast, me });
     if (StaffKit.isOverseer(me.role)) {
       dom.stats.hidden = false;
       dom.statsFilters.addEventListener('submit', (event) => {
