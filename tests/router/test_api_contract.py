@@ -37,6 +37,7 @@ VALID_BODIES = {
     "UserChangeBody": {"max_chats": 4},
     "PasswordResetBody": {"password": "weak"},
     "PhoneBody": {"extension": "8001"},
+    "FinishBody": {"outcome": "cancelled"},
     "PasswordChangeBody": {"current_password": "wrong-password", "new_password": "weak"},
     "ReplyBody": {"text": "您好"},
     "AssignBody": {"agent_id": 1},

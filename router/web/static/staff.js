@@ -259,8 +259,11 @@ const StaffKit = (() => {
   // submitting the filter form reloads it, the "more" button appends the next page. Returns the first load.
   function pagedList({ http, toast, path, query, row, filters, rows, more, empty }) {
     let nextBefore = null;
+    let latest = 0; // a search started after this one makes its answer stale (answers may come in any order)
     async function load(append) {
+      const ticket = ++latest;
       const page = await http.api('GET', `${path}?${query(append ? nextBefore : null)}`);
+      if (ticket !== latest) return;
       const items = page.items.map(row);
       if (append) rows.append(...items);
       else rows.replaceChildren(...items);
