@@ -40,6 +40,7 @@ async def test_the_voice_channel_goes_down_with_asterisk_and_comes_back(
         cut_off = asyncio.create_task(world.call(number, [sipp.Pause(6000)], timeout=10))
         await until(lambda: bool(world.adapter.calls))
         [live] = world.adapter.calls.values()
+        await until(lambda: live.conversation_id is not None)  # set up: answered, bridged and recording
         try:
             asterisk.stop(kill=True)
             await until(lambda: not world.adapter.connected)
