@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from router.acd.calls import AgentOnPhone, Standing
     from router.callbacks import CallbackList
     from router.settings import Settings
 
@@ -181,6 +182,28 @@ class CallLog(Protocol):
         """Asterisk channel id → call id of every call record not ended yet."""
 
 
+class CallDesk(Protocol):
+    """What a voice channel asks of the people's side for a caller who wants a person (router/acd/calls.py)."""
+
+    async def agents_on_duty(self, team: str | None = None) -> bool:
+        """Whether somebody with a phone is signed in (in ``team`` when given)."""
+
+    async def enqueue(self, conversation_id: int, *, team: str | None) -> None:
+        """Queue the call's conversation for ``team``; the ACD assigns it like a chat."""
+
+    async def standing(self, conversation_id: int) -> Standing:
+        """The calls ahead of this one and the expected wait."""
+
+    async def assigned_agent(self, conversation_id: int) -> AgentOnPhone | None:
+        """The agent (and phone) the ACD gave the call to, or None while it waits."""
+
+    async def ring_missed(self, conversation_id: int, agent_id: int, cause: str) -> None:
+        """The agent's phone did not take the call: back to the queue in its place, the agent set away."""
+
+    async def abandon(self, conversation_id: int, *, phone: str | None) -> None:
+        """The caller hung up while waiting: close the conversation, put the number on the callback list."""
+
+
 class RouterPort(Protocol):
     """What the router offers an adapter."""
 
@@ -188,6 +211,7 @@ class RouterPort(Protocol):
     secret_key: str
     calls: CallLog
     callbacks: CallbackList  # residents who asked to be called back
+    call_desk: CallDesk  # callers who asked for a person
 
     async def ingest(self, message: InboundMessage) -> IngestResult: ...
 

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from channels.base import AgentPhone
 from router.models import Call, CallEvent, CallEventKind, StaffUser, utcnow
 
-UPDATABLE = frozenset({"conversation_id", "answered_at", "recording_file_id", "outcome"})
+UPDATABLE = frozenset({"conversation_id", "answered_at", "recording_file_id", "outcome", "queued_at", "agent_id",
+                       "connected_at", "survey_score"})
 
 
 class CallRecords:

@@ -50,6 +50,7 @@ TRANSITIONS: dict[tuple[ConversationState, str], Rule] = {
     (S.ASSIGNED, "assign"): Rule(S.ASSIGNED, "assigned_at"),
     (S.ASSIGNED, "transfer_team"): Rule(S.QUEUED, "queued_at"),
     (S.ASSIGNED, "wait_resident"): Rule(S.WAITING_RESIDENT, None),
+    (S.ASSIGNED, "ring_no_answer"): Rule(S.QUEUED, None),  # a call the agent's phone did not take waits on
     (S.WAITING_RESIDENT, "resident_replied"): Rule(S.ASSIGNED, None),
     (S.WAITING_RESIDENT, "assign"): Rule(S.ASSIGNED, "assigned_at"),
     (S.BOT, "close"): Rule(S.CLOSED, "closed_at"),
@@ -69,6 +70,7 @@ EVENT_TEXT = {
     "reopen_bot": "居民再次来信,会话重新打开",
     "reopen_queue": "居民再次来信,会话重新打开并进入排队",
     "wait_resident": "等待居民回复",
+    "ring_no_answer": "{agent} 未接听来电,重新排队",
     "resident_replied": "居民已回复",
 }
 

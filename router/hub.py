@@ -31,6 +31,7 @@ from router import conversations as convs
 from router.access import Principal, can_handle, can_view
 from router.accounts import ensure_team
 from router.acd import presence
+from router.acd.calls import CallQueue
 from router.acd.distributor import Distributor, PassResult
 from router.bot import BotBridge
 from router.bot_secrets import rasa_token
@@ -95,6 +96,8 @@ class Hub:
         self.files = FileStore(self.sessions, settings.uploads_dir)
         self.calls = CallRecords(self.sessions)
         self.callbacks = CallbackList(self.sessions)
+        self.call_desk = CallQueue(self.sessions, self.callbacks, self._publish_changed,
+                                   lambda event: self.bus.publish(presence.TOPIC, event))
         self.nonces = NonceMemory(self.sessions, settings.effective_database_url, settings.redis_url,
                                   settings.redis_prefix)
         self.retention = RetentionJob(self.sessions, self.files, settings.retention_days,
@@ -198,6 +201,9 @@ class Hub:
                 self.distributor.wake()
         elif event["type"] == "presence" and event["presence"]["state"] == PresenceState.READY:
             self.distributor.wake()
+
+    async def _publish_changed(self, conversation: Conversation, messages: list[Message]) -> None:
+        await self._publish_all(conversation, messages, state_changed=True)
 
     async def _publish_pass(self, result: PassResult) -> None:
         moved = result.overflowed + result.assigned

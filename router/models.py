@@ -19,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -444,6 +445,10 @@ class Call(Base):
     recording_file_id: Mapped[str | None] = mapped_column(ForeignKey("stored_file.id", ondelete="SET NULL"))
     ivr_path: Mapped[list[Any]] = mapped_column(JSON, default=list)
     outcome: Mapped[str | None] = mapped_column(String(32))
+    queued_at: Mapped[datetime | None]  # the caller asked for a person and joined the queue
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="SET NULL"), index=True)
+    connected_at: Mapped[datetime | None]  # the agent answered: the caller was put through
+    survey_score: Mapped[int | None] = mapped_column(SmallInteger)  # 1-5, keyed by the caller after the agent
 
 
 class CallEventKind(enum.StrEnum):
@@ -459,6 +464,14 @@ class CallEventKind(enum.StrEnum):
     TO_AGENT = "to_agent"  # the caller asked for a person and may be put through
     TIMEOUT = "timeout"  # nothing pressed in time at the node
     INVALID = "invalid"  # a key or number the node does not take
+    QUEUED = "queued"  # the call waits in a team's queue for an agent
+    ANNOUNCE = "announce"  # the caller was told their place in the queue and the expected wait
+    RING = "ring"  # the ACD chose an agent: their phone rings
+    MISSED = "missed"  # the agent's phone rang out, was busy or is not registered
+    CONNECT = "connect"  # the agent answered: caller and agent talk (recorded)
+    AGENT_HANGUP = "agent_hangup"  # the agent hung up; the caller stays for the survey
+    SURVEY = "survey"  # the caller's score (or none given)
+    ABANDON = "abandon"  # the caller hung up while waiting for an agent
 
 
 class CallEvent(Base):

@@ -110,6 +110,7 @@ class Settings(BaseSettings):
     # The digest realm of agents' phones (what the phone is challenged with); part of each stored digest, so a
     # change makes every agent's phone password invalid until it is set again.
     voice_sip_realm: str = Field("shuiwu", pattern=r"^[A-Za-z0-9.\-]{1,64}$")
+    voice_ring_seconds: int = Field(20, ge=5, le=120)  # an agent's phone rings this long before the next is tried
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
-from sqlalchemy import ColumnElement, and_, false, select, true
+from sqlalchemy import ColumnElement, and_, false, select, true, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -329,6 +329,16 @@ class WorkOrderService:
         return f"GD{day}-{number:04d}"
 
     # -- create -------------------------------------------------------------------------------
+
+    async def rate_from_call(self, conversation_id: int, since: datetime, score: int) -> int:
+        """A caller's survey score (1-5) on the orders filed during their call that have none yet; how many."""
+        async with self.sessions.begin() as session:
+            result = await session.execute(
+                update(WorkOrder)
+                .where(WorkOrder.conversation_id == conversation_id, WorkOrder.created_at >= since,
+                       WorkOrder.satisfaction.is_(None))
+                .values(satisfaction=score, updated_at=utcnow()))
+            return result.rowcount
 
     async def create(self, principal: Principal, body: NewOrder, *,
                      attach_file_ids: Sequence[str] = ()) -> WorkOrderDetail:

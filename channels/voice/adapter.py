@@ -35,6 +35,7 @@ from channels.base import (
     OutboundMessage,
     RouterPort,
 )
+from channels.voice.agents import AGENT_LEG, CONVERSATION_TOPIC, PutThrough
 from channels.voice.ari import AriClient, AriError, Event
 from channels.voice.call import RECORDING_GRACE, CallEnded, LiveCall
 from channels.voice.phones import PHONES_TOPIC, PhoneBook
@@ -69,7 +70,8 @@ class VoiceAdapter(ChannelAdapter):
         # IVR (channels/voice/runtime.py), set when the application is put together.
         self.script: CallScript | None = None
         self.phones = PhoneBook(self.ari, router.calls.agent_phones, settings.voice_sip_realm)
-        self._unsubscribe: Callable[[], None] | None = None
+        self.agents = PutThrough(self.ari, router.call_desk, self.prompts, settings.voice_ring_seconds)
+        self._unsubscribe: list[Callable[[], None]] = []
         self.calls: dict[str, LiveCall] = {}  # Asterisk channel id → live call
         self._destroyed: dict[str, asyncio.Future[tuple[int | None, str | None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -92,12 +94,14 @@ class VoiceAdapter(ChannelAdapter):
 
     async def start(self) -> None:
         self.prompts.directory.mkdir(parents=True, exist_ok=True)
-        self._unsubscribe = self.router.subscribe(PHONES_TOPIC, self._on_phones_changed)
+        self._unsubscribe = [self.router.subscribe(PHONES_TOPIC, self._on_phones_changed),
+                             self.router.subscribe(CONVERSATION_TOPIC, self.agents.on_conversation)]
         await self.ari.start()
 
     async def stop(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -115,9 +119,15 @@ class VoiceAdapter(ChannelAdapter):
 
     async def _on_start(self, event: Event) -> None:
         channel = _channel(event)
-        if channel is None or channel["id"] in self.calls:
+        if channel is None or channel["id"] in self.calls or self.agents.leg_answered(channel["id"]):
             return
         channel_id = channel["id"]
+        args = event.get("args")
+        if isinstance(args, list) and args[:1] == [AGENT_LEG]:
+            # An agent's phone answered a call this process no longer puts through (it restarted meanwhile).
+            with contextlib.suppress(AriError):
+                await self.ari.hangup(channel_id)
+            return
         caller = _caller((channel.get("caller") or {}).get("number"))
         did = _number((channel.get("dialplan") or {}).get("exten"))
         call_id = await self.router.calls.open(channel_id, caller, did, _time(channel.get("creationtime")))
@@ -211,6 +221,8 @@ class VoiceAdapter(ChannelAdapter):
 
     async def _on_end(self, event: Event) -> None:
         channel = _channel(event)
+        if channel is not None and self.agents.leg_gone(channel["id"], None):
+            return
         call = self.calls.get(channel["id"]) if channel is not None else None
         if call is None:
             return
@@ -220,9 +232,9 @@ class VoiceAdapter(ChannelAdapter):
 
     async def _on_destroyed(self, event: Event) -> None:
         channel = _channel(event)
-        if channel is None:
-            return
         cause = event.get("cause")
+        if channel is None or self.agents.leg_gone(channel["id"], cause if isinstance(cause, int) else None):
+            return
         waiter = self._destroyed.setdefault(channel["id"], asyncio.get_running_loop().create_future())
         if not waiter.done():
             waiter.set_result((cause if isinstance(cause, int) else None, _text(event.get("cause_txt"))))

@@ -100,6 +100,12 @@ class LiveCall:
         except AriError as exc:
             self._check_live()
             raise CallEnded(f"prompt not played: {exc}") from exc
+        except asyncio.CancelledError:
+            # Cut short by the script (music stopped: the caller is put through): the bridge falls silent too.
+            with contextlib.suppress(AriError):
+                await self._ari.stop_playback(playback_id)
+            await self._log_prompt(prompt, media, started, "stopped", is_media)
+            raise
         finally:
             for waiter in waits[1:]:
                 waiter.cancel()
@@ -153,7 +159,7 @@ class LiveCall:
         self._check_live()
         limit = min(max_seconds or self._max_voicemail, self._max_voicemail)
         await self.play(BEEP, interruptible=False)
-        self._keys.clear()  # keys pressed before the beep do not end the message
+        self.discard_keys()  # keys pressed before the beep do not end the message
         self._voicemails += 1
         name = f"voicemail-{self.channel_id}-{self._voicemails}"
         started = utcnow()
@@ -205,7 +211,15 @@ class LiveCall:
     async def set_outcome(self, outcome: str) -> None:
         await self._calls.update(self.call_id, outcome=outcome[:32])
 
+    async def record(self, **fields: Any) -> None:
+        """Keep facts of the call on its record (``queued_at``, ``agent_id``, ``connected_at``, ``survey_score``)."""
+        await self._calls.update(self.call_id, **fields)
+
     # -- what the adapter calls -----------------------------------------------------------------
+
+    def discard_keys(self) -> None:
+        """Forget the keys pressed so far: the next question's answer is pressed after it."""
+        self._keys.clear()
 
     async def key_pressed(self, digit: str, at: datetime) -> None:
         self._keys.append(digit)

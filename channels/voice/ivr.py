@@ -26,6 +26,16 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from channels.voice.speech import LANGUAGES, Language
 
+BUILT_IN_PROMPTS: dict[str, dict[str, str]] = {
+    "queue_position": {
+        "zh": "您前面还有{ahead}位来电,预计等待{minutes}分钟,请不要挂机。",
+        "en": "There are {ahead} callers ahead of you. The expected wait is {minutes} minutes. Please hold."},
+    "survey": {
+        "zh": "请您对本次服务进行评价:非常满意请按5,满意请按4,一般请按3,不满意请按2,非常不满意请按1。",
+        "en": "Please rate our service: press 5 for very satisfied, down to 1 for very dissatisfied."},
+    "survey_thanks": {"zh": "感谢您的评价,再见。", "en": "Thank you for your rating. Goodbye."},
+}
+
 DEFAULT_MENU = Path(__file__).resolve().parent / "ivr.yml"
 MAX_PROMPT_CHARS = 300  # about a minute of speech; longer prompts lose the caller
 MAX_YAML_CHARS = 60_000
@@ -135,6 +145,16 @@ class CommonPrompts(_Strict):
     invalid: Prompt  # a key the menu does not know
     no_input: Prompt  # nothing pressed in time
     goodbye: Prompt
+    # While a caller waits for an agent ({ahead} calls ahead, {minutes} expected), the survey after the agent
+    # hangs up, and its thanks; absent, :data:`BUILT_IN_PROMPTS` are said.
+    queue_position: Prompt | None = None
+    survey: Prompt | None = None
+    survey_thanks: Prompt | None = None
+
+    def text(self, name: str, language: Language) -> str:
+        """The prompt ``name`` in ``language``: the menu's own, else the built-in one."""
+        prompt = getattr(self, name)
+        return prompt[language] if prompt is not None else BUILT_IN_PROMPTS[name][language]
 
 
 class _MenuFile(_Strict):
@@ -347,6 +367,9 @@ def _graph_problems(menu: _MenuFile, nodes: dict[str, AnyNode], failed: set[str]
             problems.append(Problem(None, f"prompts.{field} 须有且只有这些语言:{'、'.join(menu.languages)}"))
     if any("{notices}" not in text for text in menu.prompts.hot_topics.values()):
         problems.append(Problem(None, "prompts.hot_topics 须含 {notices}"))
+    for text in (menu.prompts.queue_position or {}).values():
+        if set(re.findall(r"{([^{}]*)}", text)) - {"ahead", "minutes"} or text.count("{") != text.count("}"):
+            problems.append(Problem(None, "prompts.queue_position 只能用 {ahead}(前面的来电数)和 {minutes}(预计分钟)"))
     for name, node in nodes.items():
         for field, prompt in _prompts_of(node):
             if set(prompt) != languages:

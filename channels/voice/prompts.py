@@ -25,6 +25,11 @@ VOICES = {"zh": "cmn", "en": "en"}  # the hub's language → espeak-ng voice
 SOUND_PREFIX = "shuiwu"  # the prompt directory's name under Asterisk's sounds directory
 RENDER_TIMEOUT = 30.0
 MAX_TEXT = 2000
+HOLD_MUSIC = "hold-music-1"  # the name of the music callers hear while they wait (bump when the tune changes)
+# The tune: a pentatonic melody (宫商角徵羽), note (Hz) and length (s), played twice: about 20 seconds.
+_TUNE = [(523.25, .5), (587.33, .5), (659.25, 1.0), (783.99, .5), (659.25, .5), (587.33, 1.0), (523.25, .5),
+         (587.33, .5), (659.25, .5), (783.99, .5), (880.0, 1.5), (783.99, .5), (659.25, .5), (587.33, .5),
+         (523.25, 1.5)] * 2
 
 
 class PromptError(Exception):
@@ -93,6 +98,12 @@ class Prompts:
                     pending.cancel()
         return media_of(await asyncio.shield(pending))
 
+    async def hold_music(self) -> str:
+        """The ``sound:`` URI of the music callers hear while they wait for an agent, rendered once."""
+        if not self.path_of(HOLD_MUSIC).exists():
+            await asyncio.to_thread(self._render_music, self.path_of(HOLD_MUSIC))
+        return media_of(HOLD_MUSIC)
+
     async def file_for(self, text: str, language: str = "zh") -> Path:
         """The WAV a caller hears for ``text``: its recording or its TTS rendering."""
         return self.path_of((await self.media(text, language)).rsplit("/", 1)[1])
@@ -112,18 +123,35 @@ class Prompts:
         os.chmod(partial, 0o644)
         os.replace(partial, target)
 
+    def _render_music(self, target: Path) -> None:
+        sox = shutil.which("sox")
+        if sox is None:
+            raise PromptError("sox must be installed")
+        with tempfile.TemporaryDirectory(prefix="music-") as work:
+            notes: dict[tuple[float, float], Path] = {}
+            for pitch, length in _TUNE:
+                if (pitch, length) not in notes:
+                    notes[pitch, length] = note = Path(work) / f"{pitch}-{length}.wav"
+                    self._run([sox, "-n", "-r", "8000", "-c", "1", "-b", "16", str(note), "synth", str(length),
+                               "pluck", str(pitch), "fade", "0", str(length), str(min(.3, length / 2)), "vol", "0.4"])
+            music = Path(work) / "music.wav"
+            self._run([sox, *(str(notes[note]) for note in _TUNE), str(music)])
+            self._put(music, target)
+
+    @staticmethod
+    def _run(command: list[str]) -> None:
+        try:
+            subprocess.run(command, check=True, capture_output=True, timeout=RENDER_TIMEOUT)  # noqa: S603
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            raise PromptError(f"rendering a prompt failed: {exc}") from exc
+
     def _render(self, voice: str, text: str, target: Path) -> None:
         espeak, sox = shutil.which("espeak-ng"), shutil.which("sox")
         if espeak is None or sox is None:
             raise PromptError("espeak-ng and sox must be installed")
         with tempfile.TemporaryDirectory(prefix="prompt-") as work:
             spoken, converted = Path(work) / "spoken.wav", Path(work) / "prompt.wav"
-            try:
-                # The text goes as one argument after "--", never through a shell.
-                subprocess.run([espeak, "-v", voice, "-w", str(spoken), "--", text], check=True,  # noqa: S603
-                               capture_output=True, timeout=RENDER_TIMEOUT)
-                subprocess.run([sox, str(spoken), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer",  # noqa: S603
-                                str(converted)], check=True, capture_output=True, timeout=RENDER_TIMEOUT)
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-                raise PromptError(f"rendering a prompt failed: {exc}") from exc
+            # The text goes as one argument after "--", never through a shell.
+            self._run([espeak, "-v", voice, "-w", str(spoken), "--", text])
+            self._run([sox, str(spoken), "-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", str(converted)])
             self._put(converted, target)

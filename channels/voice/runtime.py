@@ -16,7 +16,8 @@ Required choices of the category that a recording cannot answer are set to 其�
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.base import Attachment, InboundMessage, Journaled, RouterPort
 from channels.voice.adapter import VoiceAdapter
+from channels.voice.agents import PutThrough, QueueTexts
 from channels.voice.call import LiveCall
 from channels.voice.caller import LineHours, caller_context
 from channels.voice.menus import CurrentMenu, current_menu
@@ -60,7 +62,8 @@ IVR_PRINCIPAL = Principal(role=Role.SUPERVISOR, username="voice-ivr", display_na
 UNKNOWN_CHOICE = "其他"
 FALLBACK_CATEGORY = "consultation"
 
-AgentsAvailable = Callable[[], bool]
+AgentsAvailable = Callable[[], Awaitable[bool]]
+SURVEY_SECONDS = 8.0  # how long the caller has to key a score after the survey question
 
 
 class IvrRuntime:
@@ -68,7 +71,7 @@ class IvrRuntime:
 
     def __init__(self, router: RouterPort, sessions: async_sessionmaker[AsyncSession], hours: LineHours,
                  selfservice: SelfService, workorders: WorkOrderService, agents_available: AgentsAvailable,
-                 prompts: Prompts, files: FileStore) -> None:
+                 put_through: PutThrough, prompts: Prompts, files: FileStore) -> None:
         self._router = router
         self._prompts = prompts
         self._files = files
@@ -79,6 +82,7 @@ class IvrRuntime:
         self._selfservice = selfservice
         self._workorders = workorders
         self._agents_available = agents_available
+        self._put_through = put_through
 
     async def warm(self) -> None:
         """Render the current menu's fixed prompts ahead of the calls that need them (at start, after a save)."""
@@ -113,7 +117,7 @@ class IvrRuntime:
         if current.version not in self._warmed:  # a menu saved since: the rest of its prompts, while this call runs
             self.start_warming()
         context = await caller_context(self._sessions, call.caller or "", utcnow(), self._hours,
-                                       agents_available=self._agents_available())
+                                       agents_available=await self._agents_available())
         walk = IvrWalk(current.menu, context)
         await call.note(CallEventKind.MENU, {"version": current.version})
         steps = walk.resume() if call.resumed else walk.start()
@@ -159,11 +163,40 @@ class IvrRuntime:
                     await self._voicemail(call, walk, category, max_seconds)
                 case ToAgent(skill=skill, vip=vip):
                     await call.note(CallEventKind.TO_AGENT, {"skill": skill, "vip": vip})
+                    await self._to_agent(call, walk, skill)
                     return []
                 case Hangup():
                     await call.hangup("normal")
                     return []
         return []
+
+    async def _to_agent(self, call: LiveCall, walk: IvrWalk, team: str) -> None:
+        """Put the caller through to an agent; when the agent hangs up first, the survey; then goodbye."""
+        prompts, language = walk.menu.prompts, walk.language
+        connected = await self._put_through(call, team=team,
+                                            texts=QueueTexts(prompts.text("queue_position", language), language))
+        if connected is not None:
+            await self._survey(call, walk, connected)
+        else:  # nobody could be assigned the call (the database is away)
+            await call.play(prompts.goodbye[language], interruptible=False, language=language)
+        await call.hangup("normal")
+
+    async def _survey(self, call: LiveCall, walk: IvrWalk, connected: datetime) -> None:
+        """The caller scores the service 1-5 on the keypad; the score goes on the call and on the orders filed
+        while they talked."""
+        prompts, language = walk.menu.prompts, walk.language
+        call.discard_keys()  # keys pressed while talking are not a score
+        await call.play(prompts.text("survey", language), language=language)
+        key = await call.collect_key(SURVEY_SECONDS)
+        score = int(key) if key is not None and key in "12345" else None
+        await call.note(CallEventKind.SURVEY, {"score": score})
+        if score is None:
+            await call.play(prompts.goodbye[language], interruptible=False, language=language)
+            return
+        await call.record(survey_score=score)
+        if call.conversation_id is not None:
+            await self._workorders.rate_from_call(call.conversation_id, connected, score)
+        await call.play(prompts.text("survey_thanks", language), interruptible=False, language=language)
 
     async def _look_up(self, call: LiveCall, lookup: Lookup, walk: IvrWalk) -> LookupOutcome:
         """The self-service answer; nothing found while the database or the billing system is away (the walk
@@ -228,19 +261,13 @@ class IvrRuntime:
         return values
 
 
-def no_phone_agents() -> bool:
-    """Whether an agent can take a call now: calls are not yet put through to agents' phones, so a request for a
-    person goes to the menu's ``after_hours`` node (a voicemail) and the menu offers 留言 instead of 人工."""
-    return False
-
-
 def attach_ivr(router: Hub, billing: BillingBackend, workorders: WorkOrderService) -> IvrRuntime | None:
     """Make the IVR the call script of the voice channel, when it is enabled; the runtime, to warm at start."""
     voice = router.adapters.get("voice")
     if not isinstance(voice, VoiceAdapter):
         return None
     runtime = IvrRuntime(router, router.sessions, LineHours(router.settings),
-                         SelfService(router.sessions, billing, workorders), workorders, no_phone_agents,
-                         voice.prompts, router.files)
+                         SelfService(router.sessions, billing, workorders), workorders,
+                         router.call_desk.agents_on_duty, voice.agents, voice.prompts, router.files)
     voice.script = runtime
     return runtime

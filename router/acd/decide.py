@@ -2,8 +2,9 @@
 to measure; :mod:`router.acd.distributor` loads the floor from the database and writes the plan back.
 
 An agent is a candidate for a waiting item when they are ready, have room (``load < capacity``), belong to
-the item's team (an item without a team is everyone's) and have its skill, if it needs one. Among the
-candidates the team's policy decides:
+the item's team (an item without a team is everyone's) and have its skill, if it needs one. A phone call
+needs an agent with a phone and nothing else open, and fills their whole capacity. Among the candidates the
+team's policy decides:
 
 * region binding: when agents of the item's district are signed in, only they are considered (the item
   waits for them rather than going to another district); when none is, any agent of the team will do, so a
@@ -39,6 +40,7 @@ class AgentSlot:
     skill_ids: frozenset[int] = frozenset()
     region_id: int | None = None
     last_assigned_at: float = 0.0  # seconds since the epoch; 0 when never assigned
+    phone: bool = False  # has a phone (an extension) to take calls on
 
     @property
     def free(self) -> bool:
@@ -63,6 +65,7 @@ class Item:
     skill_id: int | None = None
     region_id: int | None = None
     last_agent_id: int | None = None  # who served this resident last
+    call: bool = False  # a phone call: needs an agent with a phone and nothing else open
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +97,10 @@ class Floor:
     def anyone_free(self, team_id: int | None) -> bool:
         return self._free.get(team_id, 0) > 0
 
-    def take(self, agent: AgentSlot) -> None:
-        """Count one more chat for ``agent``; a team loses a free agent when this one fills up."""
-        agent.load += 1
+    def take(self, agent: AgentSlot, *, whole: bool = False) -> None:
+        """Count one more chat for ``agent`` (``whole``: a call, which fills them up); a team loses a free agent
+        when this one fills up."""
+        agent.load = agent.capacity if whole else agent.load + 1
         agent.last_assigned_at = self.now
         if not agent.free:
             for team in (EVERYONE, *agent.team_ids):
@@ -111,6 +115,8 @@ def candidates(item: Item, policy: Policy, floor: Floor) -> list[AgentSlot]:
         local = [a for a in members if a.region_id == item.region_id]
         if local:
             members = local
+    if item.call:
+        return [a for a in members if a.free and a.phone and a.load == 0]
     return [a for a in members if a.free]
 
 
@@ -150,7 +156,7 @@ def plan(items: Iterable[Item], policies: dict[int | None, Policy], floor: Floor
         agent = choose(item, policy, floor)
         if agent is None:
             continue
-        floor.take(agent)
+        floor.take(agent, whole=item.call)
         if policy.strategy == RoutingStrategy.ROUND_ROBIN:
             cursors[item.team_id] = agent.id
         assignments.append(Assignment(item.conversation_id, agent.id))

@@ -152,6 +152,7 @@ async def load_floor(session: AsyncSession, now: float) -> tuple[Floor, dict[int
             skill_ids=frozenset(s.id for s in user.skills),
             region_id=user.region_id,
             last_assigned_at=p.last_assigned_at.timestamp() if (p := presences[user.id]).last_assigned_at else 0.0,
+            phone=user.sip_extension is not None,
         )
         for user in users.values()
     ]
@@ -183,7 +184,7 @@ async def _assign_round(session: AsyncSession) -> list[tuple[Conversation, Messa
                                                 and c.team_id in teams and teams[c.team_id].prefer_last_agent])
     items = [
         Item(c.id, c.team_id, c.skill_id, c.region_id or c.contact.region_id,
-             c.last_agent_id or previous.get(c.contact_id))
+             c.last_agent_id or previous.get(c.contact_id), call=c.channel == VOICE_CHANNEL)
         for c in waiting
     ]
     decided: Plan = plan(items, policies, floor)

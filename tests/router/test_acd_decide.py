@@ -80,3 +80,16 @@ def test_an_item_nobody_can_take_does_not_hold_back_the_ones_behind_it() -> None
     floor = Floor([agent(1)], now=1.0)
     decided = plan([Item(1, TEAM, skill_id=9), Item(2, TEAM)], {}, floor)
     assert [a.conversation_id for a in decided.assignments] == [2]
+
+
+def test_a_call_goes_to_an_agent_with_a_phone_and_nothing_open_and_fills_them_up() -> None:
+    chatting = AgentSlot(1, 5, 1, True, frozenset({TEAM}), phone=True)
+    phoneless = AgentSlot(2, 5, 0, True, frozenset({TEAM}))
+    free = AgentSlot(3, 5, 0, True, frozenset({TEAM}), phone=True)
+    floor = Floor([chatting, phoneless, free], now=1.0)
+    calls, chats = items(2, call=True), [Item(2000, TEAM), Item(2001, TEAM)]
+    decided = plan([*calls, *chats], {TEAM: Policy()}, floor)
+    # One call for the only free agent with a phone; the other call waits; the chats go to the others, and
+    # none to the agent on the call.
+    assert [(a.conversation_id, a.agent_id) for a in decided.assignments] == [(1000, 3), (2000, 2), (2001, 1)]
+    assert free.load == free.capacity

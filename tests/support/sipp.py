@@ -269,3 +269,114 @@ async def register(sip_port: int, user: str, password: str, *, expires: int = 30
         if not statuses:
             raise AssertionError(f"no answer to REGISTER from {sip_port}: {out[-1500:]}")
         return int(statuses[-1])
+
+
+_AGENT_REPLY = """\
+    SIP/2.0 {status}
+    [last_Via:]
+    [last_From:]
+    [last_To:];tag=[pid]SIPpTag01[call_number]
+    [last_Call-ID:]
+    {cseq}
+    Contact: <sip:{user}@[local_ip]:[local_port]>
+    {body}"""
+_AGENT_SDP = """Content-Type: application/sdp
+    Content-Length: [len]
+
+    v=0
+    o=agent 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+    s=-
+    c=IN IP[media_ip_type] [media_ip]
+    t=0 0
+    m=audio [media_port] RTP/AVP 8 0 101
+    a=rtpmap:8 PCMA/8000
+    a=rtpmap:0 PCMU/8000
+    a=rtpmap:101 telephone-event/8000
+    a=fmtp:101 0-15
+    a=sendrecv
+"""
+_AGENT_BYE = """\
+    BYE [next_url] SIP/2.0
+    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+    From: [$local_to];tag=[pid]SIPpTag01[call_number]
+    To: [$remote_from]
+    Call-ID: [call_id]
+    CSeq: 2 BYE
+    Contact: <sip:{user}@[local_ip]:[local_port]>
+    Max-Forwards: 70
+    Content-Length: 0
+"""
+
+
+def agent_scenario(user: str, *, answer: bool, ring_ms: int, talk_ms: int | None) -> str:
+    """What a desk phone does with each call Asterisk puts to it (sipp's out-of-call scenario): ring for
+    ``ring_ms``, then answer and hang up after ``talk_ms`` (None: wait for the other side's BYE), or, not
+    answering, ring until Asterisk gives up (CANCEL). Asterisk's OPTIONS (qualify) are answered too."""
+    def reply(status: str, cseq: str = "[last_CSeq:]", body: str = "Content-Length: 0\n") -> str:
+        return f"<send><![CDATA[\n{_AGENT_REPLY.format(status=status, user=user, cseq=cseq, body=body)}\n]]></send>"
+    parts = ['<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="hub agent desk phone">',
+             '<recv request="OPTIONS" optional="true" next="options"/>',
+             '<recv request="INVITE" rrs="true">' + (
+                 # Kept for the phone's own BYE (sipp refuses a variable that is set but never used).
+                 '<action><ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_from"/>'
+                 '<ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_to"/></action>'
+                 if answer and talk_ms is not None else "") + '</recv>',
+             reply("180 Ringing")]
+    if answer:
+        parts += [f'<pause milliseconds="{int(ring_ms)}"/>',
+                  reply("200 OK", body=_AGENT_SDP).replace("<send>", '<send retrans="500">'),
+                  '<recv request="ACK"/>']
+        if talk_ms is None:
+            parts += ['<recv request="BYE"/>', reply("200 OK")]
+        else:
+            parts += [f'<pause milliseconds="{int(talk_ms)}"/>',
+                      f'<send retrans="500"><![CDATA[\n{_AGENT_BYE.format(user=user)}\n]]></send>',
+                      '<recv response="200" crlf="true"/>']
+    else:
+        parts += ['<recv request="CANCEL"/>', reply("200 OK"),
+                  reply("487 Request Terminated", cseq="CSeq: [cseq] INVITE"), '<recv request="ACK"/>']
+    parts += ['<nop next="end"/>', '<label id="options"/>', reply("200 OK"), '<label id="end"/>', "</scenario>", ""]
+    return "\n".join(parts)
+
+
+class DeskPhone:
+    """An agent's desk phone played by sipp: registers as ``user`` and takes each call Asterisk puts to it as
+    :func:`agent_scenario` says, until the test leaves the ``async with``."""
+
+    def __init__(self, sip_port: int, user: str, password: str, *, answer: bool = True, ring_ms: int = 1000,
+                 talk_ms: int | None = None) -> None:
+        self.sip_port, self.user, self.password = sip_port, user, password
+        self._scenario = agent_scenario(user, answer=answer, ring_ms=ring_ms, talk_ms=talk_ms)
+        self._work = tempfile.TemporaryDirectory(prefix="sipp-phone-")
+        self.messages = Path(self._work.name) / "messages.log"
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> DeskPhone:
+        work = Path(self._work.name)
+        (work / "phone.xml").write_text(self._scenario)
+        # Registered, the phone stays up (a long pause) to take calls: each INVITE is an out-of-call message.
+        (work / "register.xml").write_text(register_scenario(self.user, self.password, 300).replace(
+            '<label id="done"/>', '<label id="done"/>\n<pause milliseconds="600000"/>'))
+        self._process = await asyncio.create_subprocess_exec(
+            "sipp", f"127.0.0.1:{self.sip_port}", "-sf", str(work / "register.xml"), "-oocsf",
+            str(work / "phone.xml"), "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_range(1)), "-mi", "127.0.0.1",
+            "-mp", str(free_udp_range(4)), "-rtp_echo", "-nostdin", "-trace_msg", "-message_file", str(self.messages),
+            stdin=asyncio.subprocess.DEVNULL, stdout=(work / "out.log").open("wb"), stderr=asyncio.subprocess.STDOUT,
+            cwd=work)
+        deadline = asyncio.get_running_loop().time() + 15
+        while "CSeq: 2 REGISTER" not in self.log() or STATUS_LINE.findall(self.log())[-1:] != ["200"]:
+            if self._process.returncode is not None or asyncio.get_running_loop().time() > deadline:
+                output = (work / "out.log").read_text(errors="replace")[-1500:]
+                raise AssertionError(f"phone {self.user} did not register: {self.log()[-1500:]}\n{output}")
+            await asyncio.sleep(0.1)
+        return self
+
+    def log(self) -> str:
+        """The SIP messages the phone sent and received so far."""
+        return self.messages.read_text(errors="replace") if self.messages.exists() else ""
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.kill()
+            await self._process.wait()
+        self._work.cleanup()

@@ -1,0 +1,212 @@
+"""A caller put through to an agent: queued through the ACD, music and their place while they wait, the chosen
+agent's phone rung, both talking in the call's recorded bridge.
+
+The call's conversation is queued like a chat (router/acd/calls.py); the distributor assigns it to a ready
+agent with a phone and nothing else open. The hub hears of the assignment on the conversation topic (and looks
+every few seconds besides, so a lost event delays nobody for long), then originates a channel to the agent's
+phone (``PJSIP/<extension>``) into this application. Answered, that channel enters the call's mixing bridge,
+which has been recorded since the call was answered, so the recording holds the whole call. Not answered within
+``HUB_VOICE_RING_SECONDS`` (or busy, or not registered), the call waits again in its place, the agent is set
+away, and the ACD picks the next agent. Meanwhile the caller hears their place in the queue and the expected
+wait, then music, over and over.
+
+A caller who hangs up before an agent answers is counted as abandoned (with the wait) and put on the callback
+list. When the caller hangs up while talking, the agent's phone is hung up; when the agent hangs up first, the
+caller stays on the line for the survey (channels/voice/runtime.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from channels.base import CallDesk
+from channels.voice.ari import AriClient, AriError
+from channels.voice.call import CallEnded, LiveCall
+from channels.voice.prompts import Prompts
+from router.acd.calls import AgentOnPhone
+from router.logs import get_logger
+from router.models import CallEventKind, utcnow
+
+log = get_logger(__name__)
+
+CONVERSATION_TOPIC = "conversation"  # the hub's conversation events: an assignment puts a caller through
+AGENT_LEG = "agent"  # the first application argument of a channel rung to an agent's phone
+LOOK_AGAIN_SECONDS = 3.0  # how often a waiting call asks whether it was assigned, besides the events
+RING_SLACK_SECONDS = 5.0  # past the ring time, how long to wait for Asterisk to report the unanswered leg
+# Q.850 causes of an agent's phone not taking a call, as the reason kept with the missed ring.
+MISSED_CAUSES = {17: "busy", 18: "no_response", 19: "no_answer", 20: "unregistered", 21: "rejected"}
+
+
+@dataclass
+class AgentLeg:
+    """The channel rung to an agent's phone: answered (it entered the application) or gone (with the cause)."""
+
+    channel_id: str
+    agent: AgentOnPhone
+    answered: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    gone: asyncio.Future[int | None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass(frozen=True)
+class QueueTexts:
+    """What the caller hears while waiting, in their language: ``position`` has ``{ahead}`` and ``{minutes}``."""
+
+    position: str
+    language: str
+
+
+class PutThrough:
+    """Puts callers through to agents; one per voice adapter. The adapter passes it the events of agents' legs."""
+
+    def __init__(self, ari: AriClient, desk: CallDesk, prompts: Prompts, ring_seconds: int) -> None:
+        self._ari, self._desk, self._prompts, self._ring_seconds = ari, desk, prompts, ring_seconds
+        self._legs: dict[str, AgentLeg] = {}
+        self._assigned: dict[int, asyncio.Event] = {}  # conversation id of a waiting call → "look again"
+
+    # -- events the adapter passes on ------------------------------------------------------------------
+
+    async def on_conversation(self, event: dict[str, Any]) -> None:
+        """A conversation changed: a waiting call whose conversation was assigned looks at once."""
+        conversation = event.get("conversation") if event.get("type") == "conversation" else None
+        if isinstance(conversation, dict) and conversation.get("state") == "assigned":
+            waiting = self._assigned.get(conversation.get("id"))  # type: ignore[arg-type]
+            if waiting is not None:
+                waiting.set()
+
+    def leg_answered(self, channel_id: str) -> bool:
+        """The agent's phone answered (the leg entered the application); False when it is not an agent's leg."""
+        leg = self._legs.get(channel_id)
+        if leg is None:
+            return False
+        if not leg.answered.done():
+            leg.answered.set_result(None)
+        return True
+
+    def leg_gone(self, channel_id: str, cause: int | None) -> bool:
+        """The agent's leg left the application or was destroyed; False when it is not an agent's leg."""
+        leg = self._legs.get(channel_id)
+        if leg is None:
+            return False
+        if not leg.gone.done():
+            leg.gone.set_result(cause)
+        return True
+
+    # -- a caller who asked for a person ------------------------------------------------------------------
+
+    async def __call__(self, call: LiveCall, *, team: str | None, texts: QueueTexts) -> datetime | None:
+        """Queue the call and put it through. When the agent hung up first and the caller is still there (the
+        survey follows): when they were put through; None when nobody could be assigned the call (the database
+        is away). Raises :class:`CallEnded` when the caller hung up, waiting or talking."""
+        conversation_id = call.conversation_id
+        if conversation_id is None:
+            return None
+        look = self._assigned.setdefault(conversation_id, asyncio.Event())
+        queued = utcnow()
+        await self._desk.enqueue(conversation_id, team=team)
+        await call.record(queued_at=queued)
+        await call.note(CallEventKind.QUEUED, {"team": team})
+        hold = asyncio.create_task(self._hold(call, conversation_id, texts))
+        leg: AgentLeg | None = None
+        try:
+            while leg is None:
+                agent = await self._next_agent(call, conversation_id, look)
+                leg = await self._ring(call, conversation_id, agent)
+            hold.cancel()
+            await asyncio.gather(hold, return_exceptions=True)
+            return await self._talk(call, leg)
+        except CallEnded:
+            if leg is None or not leg.answered.done():
+                waited = round((utcnow() - queued).total_seconds(), 1)
+                await call.note(CallEventKind.ABANDON, {"waited_seconds": waited})
+                await call.set_outcome("abandoned")
+                await self._desk.abandon(conversation_id, phone=call.phone)
+                log.info("caller hung up waiting for an agent", call_id=call.call_id, waited_seconds=waited)
+            raise
+        finally:
+            hold.cancel()
+            await asyncio.gather(hold, return_exceptions=True)
+            self._assigned.pop(conversation_id, None)
+            if leg is not None:
+                await self._hang_up_leg(leg)
+
+    async def _hold(self, call: LiveCall, conversation_id: int, texts: QueueTexts) -> None:
+        """The caller's place and expected wait, then music; again and again until cancelled."""
+        music = await self._prompts.hold_music()
+        while True:
+            try:
+                standing = await self._desk.standing(conversation_id)
+            except Exception as exc:  # the database is away: music alone until it is back
+                log.warning("queue position not known", call_id=call.call_id, error=str(exc))
+            else:
+                await call.note(CallEventKind.ANNOUNCE, {"ahead": standing.ahead, "minutes": standing.minutes})
+                await call.play(texts.position.format(ahead=standing.ahead, minutes=standing.minutes),
+                                interruptible=False, language=texts.language)
+            await call.play(music, interruptible=False)
+
+    async def _next_agent(self, call: LiveCall, conversation_id: int, look: asyncio.Event) -> AgentOnPhone:
+        while True:
+            if call.ended.is_set():
+                raise CallEnded(call.channel_id)
+            look.clear()
+            agent = await self._desk.assigned_agent(conversation_id)
+            if agent is not None:
+                return agent
+            ended = asyncio.ensure_future(call.ended.wait())
+            told = asyncio.ensure_future(look.wait())
+            await asyncio.wait([ended, told], timeout=LOOK_AGAIN_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            told.cancel()
+
+    async def _ring(self, call: LiveCall, conversation_id: int, agent: AgentOnPhone) -> AgentLeg | None:
+        """Ring the agent's phone; the answered leg, or None (the call back in the queue) when it was not."""
+        leg = AgentLeg(channel_id=f"agent-{uuid.uuid4()}", agent=agent)
+        self._legs[leg.channel_id] = leg
+        await call.note(CallEventKind.RING, {"agent_id": agent.agent_id, "extension": agent.extension})
+        cause: str
+        try:
+            await self._ari.originate(f"PJSIP/{agent.extension}", leg.channel_id,
+                                      app_args=f"{AGENT_LEG},{call.channel_id}", ring_seconds=self._ring_seconds,
+                                      caller_id=call.caller)
+            ended = asyncio.ensure_future(call.ended.wait())
+            await asyncio.wait([leg.answered, leg.gone, ended], timeout=self._ring_seconds + RING_SLACK_SECONDS,
+                               return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            if leg.answered.done() and not leg.gone.done():
+                return leg
+            if call.ended.is_set():
+                raise CallEnded(call.channel_id)
+            code = leg.gone.result() if leg.gone.done() else None
+            cause = MISSED_CAUSES.get(code or 0, "no_answer" if code is None else f"cause_{code}")
+        except AriError as exc:  # Asterisk refused to place it (the endpoint is gone)
+            cause = "unavailable"
+            log.warning("agent's phone not rung", call_id=call.call_id, extension=agent.extension, error=exc.message)
+        await self._hang_up_leg(leg)
+        await call.note(CallEventKind.MISSED, {"agent_id": agent.agent_id, "cause": cause})
+        await self._desk.ring_missed(conversation_id, agent.agent_id, cause)
+        return None
+
+    async def _talk(self, call: LiveCall, leg: AgentLeg) -> datetime:
+        await self._ari.add_to_bridge(call.bridge_id, leg.channel_id)
+        connected = utcnow()
+        await call.record(agent_id=leg.agent.agent_id, connected_at=connected)
+        await call.set_outcome("agent")
+        await call.note(CallEventKind.CONNECT, {"agent_id": leg.agent.agent_id})
+        log.info("caller put through to an agent", call_id=call.call_id, agent_id=leg.agent.agent_id)
+        ended = asyncio.ensure_future(call.ended.wait())
+        await asyncio.wait([leg.gone, ended], return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        if call.ended.is_set():
+            raise CallEnded(call.channel_id)
+        await call.note(CallEventKind.AGENT_HANGUP, {"agent_id": leg.agent.agent_id})
+        return connected
+
+    async def _hang_up_leg(self, leg: AgentLeg) -> None:
+        self._legs.pop(leg.channel_id, None)
+        if not leg.gone.done():
+            with contextlib.suppress(AriError):  # gone already
+                await self._ari.hangup(leg.channel_id)

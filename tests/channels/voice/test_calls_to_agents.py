@@ -1,0 +1,141 @@
+"""Callers put through to agents on registered desk phones (sipp), through the same ACD as chats.
+
+A caller presses 0, hears their place in the queue and music; the ACD gives the call to a ready agent with a
+phone; that phone rings. An agent who does not answer is set away (未接来电) and the next agent's phone rings;
+the caller talks to the agent who answers, in the recorded bridge; the agent hangs up and the caller keys a
+score. A caller who gives up waiting is counted as abandoned and put on the callback list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from channels.voice.ivr import BUILT_IN_PROMPTS
+from channels.voice.prompts import HOLD_MUSIC
+from router.acd.calls import MISSED_REASON
+from router.models import AgentPresence, CallbackRequest, Conversation, Role, utcnow
+from router.settings import Settings
+from tests.channels.voice.conftest import VoiceWorld
+from tests.channels.voice.test_agent_phones import extension
+from tests.channels.voice.test_calls import caller, wav_seconds
+from tests.conftest import start_hub
+from tests.support import sipp
+from tests.support.actors import Staff
+from tests.support.asterisk import Asterisk
+
+SETTLE = sipp.Pause(1500)  # from answer until the IVR has the caller at the main menu
+RING_SECONDS = 5
+
+
+@pytest.fixture
+async def desk(asterisk: Asterisk, own_voice_settings: Settings) -> AsyncIterator[VoiceWorld]:
+    """A hub of its own, its line open around the clock, whose agents' phones ring for ``RING_SECONDS``."""
+    running = await start_hub(own_voice_settings.model_copy(update={"voice_ring_seconds": RING_SECONDS,
+                                                                    "voice_hours": "24x7"}))
+    world = VoiceWorld(running, asterisk)
+    try:
+        await asyncio.wait_for(world.adapter.ari.connected.wait(), 10)
+        yield world
+    finally:
+        await running.runner.cleanup()
+
+
+async def agent_with_phone(world: VoiceWorld, admin: Staff) -> tuple[Staff, str, str]:
+    """A new agent with an extension of their own; the agent, the extension and its password."""
+    agent = await world.hub.staff(Role.AGENT)
+    number = extension()
+    given = await admin.call("PUT", f"/api/users/{agent.user['id']}/phone", {"extension": number})
+    return agent, number, given["password"]
+
+
+async def test_a_caller_waits_with_music_rings_an_agent_who_misses_then_talks_to_the_next_and_scores(
+        desk: VoiceWorld) -> None:
+    admin = await desk.hub.staff(Role.ADMIN, listen=False)
+    missing, missing_ext, missing_password = await agent_with_phone(desk, admin)
+    answering, answering_ext, answering_password = await agent_with_phone(desk, admin)
+    port = desk.asterisk.sip_port
+    number, since = caller(), utcnow()
+    async with sipp.DeskPhone(port, missing_ext, missing_password, answer=False) as unanswered, \
+            sipp.DeskPhone(port, answering_ext, answering_password, ring_ms=1000, talk_ms=4000) as taken:
+        # Both ready; the one who misses has the lower id, so least-busy picks them first.
+        await missing.becomes("ready")
+        await answering.becomes("ready")
+        # 0 for a person, then wait: about 6 s to the first ring, 5 s ringing out, 1 s to the second agent's
+        # answer, 4 s talking (the caller speaks, the agent's phone echoes); the survey question (with 8 s to
+        # answer after it) follows, and the caller keys 4.
+        steps = [SETTLE, *sipp.digits("0"), sipp.Pause(10000), sipp.Voice(3000), sipp.Pause(8800),
+                 *sipp.digits("4")]
+        result = await desk.call(number, steps, wait_for_hangup=True, timeout=90)
+        assert result.completed, result.output
+        assert "CANCEL" in unanswered.log() and "BYE" in taken.log()
+
+    call = await desk.ended_call(number, since)
+    assert (call.outcome, call.agent_id, call.survey_score, call.hangup_side) == (
+        "agent", answering.user["id"], 4, "hub")
+    assert call.answered_at < call.queued_at < call.connected_at < call.ended_at
+    kinds = [(e.kind, (e.detail or {}).get("agent_id")) for e in await desk.events(call.id)
+             if e.kind in {"queued", "ring", "missed", "connect", "agent_hangup"}]
+    assert kinds == [("queued", None), ("ring", missing.user["id"]), ("missed", missing.user["id"]),
+                     ("ring", answering.user["id"]), ("connect", answering.user["id"]),
+                     ("agent_hangup", answering.user["id"])]
+    [missed] = await desk.events(call.id, "missed")
+    assert missed.detail["cause"] == "no_answer"
+    [survey] = await desk.events(call.id, "survey")
+    assert survey.detail == {"score": 4}
+
+    # The caller heard their place (nobody ahead) while the first phone rang.
+    prompts = [e.detail for e in await desk.events(call.id, "prompt")]
+    position = BUILT_IN_PROMPTS["queue_position"]["zh"].format(ahead=0, minutes=2)  # 180 s a call, two agents
+    assert position in [p.get("text") for p in prompts]
+    assert BUILT_IN_PROMPTS["survey"]["zh"] in [p.get("text") for p in prompts]
+
+    # The agent who did not answer is away, with the reason; the call's conversation is the other agent's.
+    async with desk.hub.hub.sessions() as session:
+        away = await session.get(AgentPresence, missing.user["id"])
+        conversation = await session.get(Conversation, call.conversation_id)
+    assert (away.state, away.reason) == ("away", MISSED_REASON)
+    assert (conversation.state, conversation.assignee_id) == ("assigned", answering.user["id"])
+    assigned = await answering.gets_assigned(call.conversation_id)
+    assert assigned["channel"] == "voice"
+
+    # The whole call is recorded, both sides in one file. Asterisk writes the bridge's audio as it flows, so the
+    # silences (sipp sends RTP only while it plays a pcap) are left out: a little shorter than the call.
+    assert call.recording_file_id is not None
+    length = wav_seconds(await desk.recording(call.recording_file_id))
+    assert 0 < (call.ended_at - call.answered_at).total_seconds() - length < 5
+    for staff in (admin, missing, answering):
+        await staff.close()
+
+
+async def test_a_caller_who_gives_up_waiting_is_counted_abandoned_and_put_on_the_callback_list(
+        desk: VoiceWorld) -> None:
+    admin = await desk.hub.staff(Role.ADMIN, listen=False)
+    busy, _, _ = await agent_with_phone(desk, admin)
+    await busy.becomes("away", "开会")  # signed in with a phone, so the line takes calls, but nobody is ready
+    number, since = caller(), utcnow()
+    result = await desk.call(number, [SETTLE, *sipp.digits("0"), sipp.Pause(14000)])
+    assert result.completed, result.output
+
+    call = await desk.ended_call(number, since)
+    assert (call.outcome, call.agent_id, call.connected_at, call.hangup_side) == ("abandoned", None, None, "caller")
+    [abandon] = await desk.events(call.id, "abandon")
+    assert 8 < abandon.detail["waited_seconds"] < 15
+    [announce, *_] = await desk.events(call.id, "announce")
+    assert announce.detail == {"ahead": 0, "minutes": 3}  # 180 s a call, one agent
+    # Their place, then music, until they hung up.
+    waiting = [(p.detail.get("text"), p.detail["media"], p.detail["outcome"])
+               for p in await desk.events(call.id, "prompt")]
+    position = BUILT_IN_PROMPTS["queue_position"]["zh"].format(ahead=0, minutes=3)
+    assert waiting[-2:] == [(position, waiting[-2][1], "done"), (None, f"sound:shuiwu/{HOLD_MUSIC}", "hangup")]
+    async with desk.hub.hub.sessions() as session:
+        conversation = await session.get(Conversation, call.conversation_id)
+        [request] = await session.scalars(select(CallbackRequest).where(
+            CallbackRequest.conversation_id == call.conversation_id))
+    assert conversation.state == "closed"
+    assert (request.phone, request.state, request.channel) == (call.caller, "open", "voice")
+    for staff in (admin, busy):
+        await staff.close()
