@@ -68,6 +68,9 @@ class CallOut(BaseModel):
     hangup_side: str | None
     ivr_path: list[Any]
     has_recording: bool
+    agent_id: int | None  # the agent who answered it
+    wait_seconds: int | None  # in the queue, until an agent answered or the caller gave up
+    survey_score: int | None  # 1-5, keyed by the caller after the agent hung up
 
 
 class CallsPage(BaseModel):
@@ -140,11 +143,14 @@ def _call_out(row: CallRow) -> CallOut:
     duration = None
     if row.ended_at is not None:
         duration = int((row.ended_at - (row.answered_at or row.started_at)).total_seconds())
+    waited_until = row.connected_at or row.ended_at
+    wait = int((waited_until - row.queued_at).total_seconds()) if row.queued_at and waited_until else None
     return CallOut(id=row.id, caller=mask_phone(row.caller) if row.caller else None, did=row.did,
                    conversation_id=row.conversation_id, started_at=row.started_at, answered_at=row.answered_at,
                    ended_at=row.ended_at, duration_seconds=duration, outcome=row.outcome,
                    hangup_cause_text=row.hangup_cause_text, hangup_side=row.hangup_side, ivr_path=row.ivr_path or [],
-                   has_recording=row.recording_file_id is not None)
+                   has_recording=row.recording_file_id is not None, agent_id=row.agent_id, wait_seconds=wait,
+                   survey_score=row.survey_score)
 
 
 async def _visible_call(session: AsyncSession, principal: Principal, call_id: int) -> CallRow:

@@ -14,14 +14,15 @@
   const PAGE = 20;
   const CALL_ROLES = new Set(['agent', 'supervisor', 'admin']);
   const OUTCOME_LABELS = {
-    self_service: '自助服务', voicemail: '留言', agent: '转人工', abandoned: '放弃', hangup: '挂机', rejected: '拒接',
+    self_service: '自助服务', voicemail: '留言', agent: '人工接听', abandoned: '排队放弃', hangup: '挂机', rejected: '拒接',
     none: '未完成',
   };
   const SIDE_LABELS = { caller: '来电方', hub: '系统', agent: '坐席' };
   const EVENT_LABELS = {
     answer: '接听', node: '进入节点', key: '按键', prompt: '放音', lookup: '自助查询', voicemail: '留言',
     work_order: '生成工单', to_agent: '转人工', menu: '菜单版本', hangup: '挂机', timeout: '未按键',
-    invalid: '按键无效',
+    invalid: '按键无效', queued: '进入排队', announce: '播报排队位置', ring: '坐席振铃', missed: '坐席未接',
+    connect: '接通坐席', agent_hangup: '坐席挂机', survey: '满意度评价', abandon: '排队时挂机',
   };
   const http = StaffKit.client({ loginUrl: '/app/login?next=/app/calls' });
   const charts = typeof echarts === 'undefined' ? null : echarts; // null when the library was not installed
@@ -106,7 +107,10 @@
     }
     for (const row of dom.rows.children) row.classList.toggle('selected', row.dataset.callId === String(callId));
     dom.detailTitle.textContent = `${call.caller || '未显示号码'} · ${localTime(call.started_at)} · ${outcomeLabel(call.outcome)}`;
-    dom.path.textContent = `菜单路径：${call.ivr_path.length ? call.ivr_path.join(' → ') : '（未进入菜单）'}`;
+    const facts = [`菜单路径：${call.ivr_path.length ? call.ivr_path.join(' → ') : '（未进入菜单）'}`];
+    if (call.wait_seconds !== null) facts.push(`排队 ${duration(call.wait_seconds)}`);
+    if (call.survey_score !== null) facts.push(`满意度 ${call.survey_score} 分`);
+    dom.path.textContent = facts.join(' · ');
     dom.orders.hidden = call.work_orders.length === 0;
     dom.orders.textContent = `生成工单：${call.work_orders.join('、')}`;
     dom.audio.hidden = !call.recording_url;
