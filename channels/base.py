@@ -197,6 +197,12 @@ class CallDesk(Protocol):
     async def assigned_agent(self, conversation_id: int) -> AgentOnPhone | None:
         """The agent (and phone) the ACD gave the call to, or None while it waits."""
 
+    async def agent_phone(self, agent_id: int) -> AgentOnPhone | None:
+        """An active staff member's phone (None: no such account, or no phone)."""
+
+    async def hand_over(self, conversation_id: int, agent_id: int) -> None:
+        """The call was transferred: its conversation goes to ``agent_id``."""
+
     async def ring_missed(self, conversation_id: int, agent_id: int, cause: str) -> None:
         """The agent's phone did not take the call: back to the queue in its place, the agent set away."""
 

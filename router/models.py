@@ -469,7 +469,12 @@ class CallEventKind(enum.StrEnum):
     RING = "ring"  # the ACD chose an agent: their phone rings
     MISSED = "missed"  # the agent's phone rang out, was busy or is not registered
     CONNECT = "connect"  # the agent answered: caller and agent talk (recorded)
-    AGENT_HANGUP = "agent_hangup"  # the agent hung up; the caller stays for the survey
+    AGENT_HANGUP = "agent_hangup"  # an agent left the call (the last one: the caller stays for the survey)
+    HOLD = "hold"  # the agents stepped aside; the caller hears music
+    RESUME = "resume"  # back from hold
+    CONSULT = "consult"  # another agent answered, aside with the agents while the caller is on hold
+    TRANSFER = "transfer"  # the consulted agent has the caller now; the others left
+    CONFERENCE = "conference"  # caller and every agent together
     SURVEY = "survey"  # the caller's score (or none given)
     ABANDON = "abandon"  # the caller hung up while waiting for an agent
 

@@ -115,6 +115,18 @@ class VoiceAdapter(ChannelAdapter):
     def healthy(self) -> bool:
         return self.connected
 
+    # -- agents on a call (the hub API) ---------------------------------------------------------------
+
+    def agents_on_call(self, call_id: int) -> list[int]:
+        """The agents talking on (or consulted about) a call put through in this process; [] otherwise."""
+        return self.agents.on_call(call_id)
+
+    async def control_call(self, call_id: int, action: str, actor_id: int | None,
+                           consult_agent_id: int | None = None) -> dict[str, Any]:
+        """An agent's hold, resume, consult, transfer, conference, cancel or hang-up (channels/voice/agents.py)."""
+        consult = await self.router.call_desk.agent_phone(consult_agent_id) if consult_agent_id else None
+        return await self.agents.control(call_id, action, actor_id, consult)
+
     # -- a call begins ----------------------------------------------------------------------------
 
     async def _on_start(self, event: Event) -> None:
@@ -235,6 +247,8 @@ class VoiceAdapter(ChannelAdapter):
         cause = event.get("cause")
         if channel is None or self.agents.leg_gone(channel["id"], cause if isinstance(cause, int) else None):
             return
+        if channel["id"] not in self.calls and channel["id"] not in self._destroyed:
+            return  # not a call of this process (an agent's leg the hub hung up itself)
         waiter = self._destroyed.setdefault(channel["id"], asyncio.get_running_loop().create_future())
         if not waiter.done():
             waiter.set_result((cause if isinstance(cause, int) else None, _text(event.get("cause_txt"))))

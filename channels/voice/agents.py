@@ -60,6 +60,39 @@ class QueueTexts:
     language: str
 
 
+class CallNotHere(Exception):
+    """The call is not talking to agents in this hub process."""
+
+
+class CallControlRefused(Exception):
+    """An agent's request the call's state does not allow; ``message`` is for the agent."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+@dataclass
+class Talk:
+    """A caller put through: the agents on the call, the one consulted aside, and the music while on hold."""
+
+    call: LiveCall
+    legs: dict[int, AgentLeg]  # agent id → their leg, talking with the caller (or aside while on hold)
+    consulted: AgentLeg | None = None  # an agent asked aside while the caller is on hold
+    music: asyncio.Task[None] | None = None  # while the caller is on hold
+    aside_made: bool = False  # the bridge the agents step aside into exists
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def aside_bridge(self) -> str:
+        return f"aside-{self.call.channel_id}"
+
+    def state(self) -> dict[str, Any]:
+        return {"call_id": self.call.call_id, "agents": list(self.legs), "held": self.music is not None,
+                "consulted": self.consulted.agent.agent_id if self.consulted else None}
+
+
 class PutThrough:
     """Puts callers through to agents; one per voice adapter. The adapter passes it the events of agents' legs."""
 
@@ -67,6 +100,7 @@ class PutThrough:
         self._ari, self._desk, self._prompts, self._ring_seconds = ari, desk, prompts, ring_seconds
         self._legs: dict[str, AgentLeg] = {}
         self._assigned: dict[int, asyncio.Event] = {}  # conversation id of a waiting call → "look again"
+        self._talks: dict[int, Talk] = {}  # call id → the call put through
 
     # -- events the adapter passes on ------------------------------------------------------------------
 
@@ -163,7 +197,16 @@ class PutThrough:
             told.cancel()
 
     async def _ring(self, call: LiveCall, conversation_id: int, agent: AgentOnPhone) -> AgentLeg | None:
-        """Ring the agent's phone; the answered leg, or None (the call back in the queue) when it was not."""
+        """Ring the agent the ACD chose; the answered leg, or None (the call back in the queue) when it was not."""
+        leg, cause = await self._dial(call, agent)
+        if leg is not None:
+            return leg
+        await call.note(CallEventKind.MISSED, {"agent_id": agent.agent_id, "cause": cause})
+        await self._desk.ring_missed(conversation_id, agent.agent_id, cause)
+        return None
+
+    async def _dial(self, call: LiveCall, agent: AgentOnPhone) -> tuple[AgentLeg | None, str]:
+        """Ring an agent's phone for the call; the answered leg, or None and why it was not answered."""
         leg = AgentLeg(channel_id=f"agent-{uuid.uuid4()}", agent=agent)
         self._legs[leg.channel_id] = leg
         await call.note(CallEventKind.RING, {"agent_id": agent.agent_id, "extension": agent.extension})
@@ -177,8 +220,9 @@ class PutThrough:
                                return_when=asyncio.FIRST_COMPLETED)
             ended.cancel()
             if leg.answered.done() and not leg.gone.done():
-                return leg
+                return leg, "answered"
             if call.ended.is_set():
+                await self._hang_up_leg(leg)
                 raise CallEnded(call.channel_id)
             code = leg.gone.result() if leg.gone.done() else None
             cause = MISSED_CAUSES.get(code or 0, "no_answer" if code is None else f"cause_{code}")
@@ -186,27 +230,189 @@ class PutThrough:
             cause = "unavailable"
             log.warning("agent's phone not rung", call_id=call.call_id, extension=agent.extension, error=exc.message)
         await self._hang_up_leg(leg)
-        await call.note(CallEventKind.MISSED, {"agent_id": agent.agent_id, "cause": cause})
-        await self._desk.ring_missed(conversation_id, agent.agent_id, cause)
-        return None
+        return None, cause
 
     async def _talk(self, call: LiveCall, leg: AgentLeg) -> datetime:
+        """Caller and agent talk until the caller hangs up (raises :class:`CallEnded`) or the last agent on the call
+        does (returns when the caller was put through); meanwhile agents hold, consult, transfer and conference
+        through :meth:`control`."""
         await self._ari.add_to_bridge(call.bridge_id, leg.channel_id)
         connected = utcnow()
         await call.record(agent_id=leg.agent.agent_id, connected_at=connected)
         await call.set_outcome("agent")
         await call.note(CallEventKind.CONNECT, {"agent_id": leg.agent.agent_id})
         log.info("caller put through to an agent", call_id=call.call_id, agent_id=leg.agent.agent_id)
-        ended = asyncio.ensure_future(call.ended.wait())
-        await asyncio.wait([leg.gone, ended], return_when=asyncio.FIRST_COMPLETED)
-        ended.cancel()
-        if call.ended.is_set():
-            raise CallEnded(call.channel_id)
-        await call.note(CallEventKind.AGENT_HANGUP, {"agent_id": leg.agent.agent_id})
-        return connected
+        talk = Talk(call, {leg.agent.agent_id: leg})
+        self._talks[call.call_id] = talk
+        try:
+            while True:
+                for agent_id, on_call in list(talk.legs.items()):
+                    if on_call.gone.done():
+                        del talk.legs[agent_id]
+                        await call.note(CallEventKind.AGENT_HANGUP, {"agent_id": agent_id})
+                if talk.consulted is not None and talk.consulted.gone.done():
+                    await call.note(CallEventKind.AGENT_HANGUP, {"agent_id": talk.consulted.agent.agent_id})
+                    talk.consulted = None
+                if call.ended.is_set():
+                    raise CallEnded(call.channel_id)
+                if not talk.legs:
+                    if talk.consulted is None:
+                        return connected
+                    async with talk.lock:  # the agent who consulted hung up: the caller goes to the consulted
+                        await self._transfer(talk)
+                    continue
+                talk.changed.clear()
+                waits = [asyncio.ensure_future(call.ended.wait()), asyncio.ensure_future(talk.changed.wait())]
+                gone = [on_call.gone for on_call in [*talk.legs.values(), *filter(None, [talk.consulted])]]
+                await asyncio.wait([*waits, *gone], return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits:
+                    waiter.cancel()
+        finally:
+            self._talks.pop(call.call_id, None)
+            await self._stop_music(talk)
+            for on_call in [*talk.legs.values(), *filter(None, [talk.consulted])]:
+                await self._hang_up_leg(on_call)
+            with contextlib.suppress(AriError):
+                await self._ari.destroy_bridge(talk.aside_bridge)
+
+    # -- what agents do on a call (the hub API) -----------------------------------------------------------
+
+    def on_call(self, call_id: int) -> list[int]:
+        """The agents on a live call (talking, or consulted), or [] when the call is not put through here."""
+        talk = self._talks.get(call_id)
+        if talk is None:
+            return []
+        return [*talk.legs, *([talk.consulted.agent.agent_id] if talk.consulted else [])]
+
+    async def control(self, call_id: int, action: str, actor_id: int | None,
+                      consult: AgentOnPhone | None = None) -> dict[str, Any]:
+        """Carry out ``action`` on call ``call_id`` for agent ``actor_id`` (None: a supervisor) and return the
+        call's state. ``hold`` and ``resume`` the caller; ``consult`` another agent (the caller on hold) and
+        then ``transfer`` the caller to them, ``conference`` all three, or ``cancel`` the consultation;
+        ``hangup`` the actor's leg. Raises :class:`CallNotHere` or :class:`CallControlRefused`."""
+        talk = self._talks.get(call_id)
+        if talk is None:
+            raise CallNotHere(call_id)
+        async with talk.lock:
+            try:
+                await self._carry_out(talk, action, actor_id, consult)
+            except AriError as exc:  # the caller or an agent hung up meanwhile, or Asterisk went away
+                log.warning("call control failed", call_id=call_id, action=action, error=exc.message)
+                raise CallControlRefused("电话系统未能完成操作,请重试", "voice_failed") from exc
+            talk.changed.set()
+            return talk.state()
+
+    async def _carry_out(self, talk: Talk, action: str, actor_id: int | None, consult: AgentOnPhone | None) -> None:
+        if action == "hold":
+            await self._hold_caller(talk)
+        elif action == "resume":
+            await self._end_consultation(talk)
+            await self._resume(talk)
+        elif action == "consult":
+            await self._consult(talk, consult, actor_id)
+        elif action in ("transfer", "conference"):
+            if talk.consulted is None:
+                raise CallControlRefused("请先征询一位坐席", "not_consulting")
+            if action == "transfer":
+                await self._transfer(talk)
+            else:
+                await self._conference(talk)
+        elif action == "cancel":
+            await self._end_consultation(talk)
+        elif action == "hangup":
+            for agent_id in [actor_id] if actor_id is not None else list(talk.legs):
+                if agent_id in talk.legs:
+                    await self._hang_up_leg(talk.legs.pop(agent_id))
+                    await talk.call.note(CallEventKind.AGENT_HANGUP, {"agent_id": agent_id})
+        else:
+            raise CallControlRefused(f"未知操作 {action}", "unknown_action")
+
+    async def _consult(self, talk: Talk, agent: AgentOnPhone | None, actor_id: int | None) -> None:
+        """The caller on hold, another agent's phone rings; answered, they talk aside with the agents."""
+        call = talk.call
+        if agent is None or agent.agent_id in self.on_call(call.call_id):
+            raise CallControlRefused("请选择不在本通话中、已设置分机的坐席", "bad_consult")
+        if talk.consulted is not None:
+            raise CallControlRefused("正在征询另一位坐席", "consulting")
+        await self._hold_caller(talk)
+        leg, cause = await self._dial(call, agent)
+        if leg is None:
+            await call.note(CallEventKind.MISSED, {"agent_id": agent.agent_id, "cause": cause})
+            raise CallControlRefused(f"{agent.name} 未接听({cause})", "consult_not_answered")
+        await self._ari.add_to_bridge(talk.aside_bridge, leg.channel_id)
+        talk.consulted = leg
+        await call.note(CallEventKind.CONSULT, {"agent_id": agent.agent_id, "by": actor_id})
+
+    async def _hold_caller(self, talk: Talk) -> None:
+        """The agents step aside (into a bridge of their own) and the caller hears music."""
+        if talk.music is not None:
+            return
+        if not talk.aside_made:
+            await self._ari.create_bridge(talk.aside_bridge, "mixing")
+            talk.aside_made = True
+        for leg in talk.legs.values():
+            await self._ari.remove_from_bridge(talk.call.bridge_id, leg.channel_id)
+            await self._ari.add_to_bridge(talk.aside_bridge, leg.channel_id)
+        talk.music = asyncio.create_task(self._music(talk.call))
+        await talk.call.note(CallEventKind.HOLD)
+
+    async def _resume(self, talk: Talk) -> None:
+        """The agents aside come back to the caller; the music stops."""
+        if talk.music is None:
+            return
+        await self._stop_music(talk)
+        for leg in talk.legs.values():
+            await self._ari.remove_from_bridge(talk.aside_bridge, leg.channel_id)
+            await self._ari.add_to_bridge(talk.call.bridge_id, leg.channel_id)
+        await talk.call.note(CallEventKind.RESUME)
+
+    async def _transfer(self, talk: Talk) -> None:
+        """The agents who consulted leave; the consulted agent has the caller (and the conversation)."""
+        consulted = talk.consulted
+        assert consulted is not None
+        for leg in list(talk.legs.values()):
+            await self._hang_up_leg(leg)
+        talk.legs = {consulted.agent.agent_id: consulted}
+        talk.consulted = None
+        await self._resume(talk)
+        await self._handed_to(talk, consulted.agent, CallEventKind.TRANSFER)
+
+    async def _conference(self, talk: Talk) -> None:
+        """Caller, agents and the consulted agent all together."""
+        consulted = talk.consulted
+        assert consulted is not None
+        talk.legs[consulted.agent.agent_id] = consulted
+        talk.consulted = None
+        await self._resume(talk)
+        await talk.call.note(CallEventKind.CONFERENCE, {"agents": list(talk.legs)})
+
+    async def _end_consultation(self, talk: Talk) -> None:
+        if talk.consulted is not None:
+            await self._hang_up_leg(talk.consulted)
+            talk.consulted = None
+
+    async def _handed_to(self, talk: Talk, agent: AgentOnPhone, kind: CallEventKind) -> None:
+        call = talk.call
+        await call.record(agent_id=agent.agent_id)
+        await call.note(kind, {"agent_id": agent.agent_id})
+        if call.conversation_id is not None:
+            await self._desk.hand_over(call.conversation_id, agent.agent_id)
+
+    async def _music(self, call: LiveCall) -> None:
+        music = await self._prompts.hold_music()
+        while True:
+            await call.play(music, interruptible=False)
+
+    async def _stop_music(self, talk: Talk) -> None:
+        if talk.music is not None:
+            talk.music.cancel()
+            await asyncio.gather(talk.music, return_exceptions=True)
+            talk.music = None
 
     async def _hang_up_leg(self, leg: AgentLeg) -> None:
         self._legs.pop(leg.channel_id, None)
         if not leg.gone.done():
             with contextlib.suppress(AriError):  # gone already
                 await self._ari.hangup(leg.channel_id)
+            if not leg.gone.done():
+                leg.gone.set_result(None)

@@ -238,6 +238,9 @@ class AriClient:
     async def add_to_bridge(self, bridge_id: str, channel_id: str) -> None:
         await self.request("POST", f"/bridges/{quote(bridge_id)}/addChannel", {"channel": channel_id})
 
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        await self.request("POST", f"/bridges/{quote(bridge_id)}/removeChannel", {"channel": channel_id})
+
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{quote(bridge_id)}")
 

@@ -150,6 +150,27 @@ class CallQueue:
             return None
         return AgentOnPhone(agent_id=row.id, name=row.display_name, extension=row.sip_extension)
 
+    async def agent_phone(self, agent_id: int) -> AgentOnPhone | None:
+        """An active staff member's phone, for an agent to consult (None: no such account or no phone)."""
+        async with self._sessions() as session:
+            agent = await session.get(StaffUser, agent_id)
+        if agent is None or not agent.active or agent.sip_extension is None:
+            return None
+        return AgentOnPhone(agent_id=agent.id, name=agent.display_name, extension=agent.sip_extension)
+
+    async def hand_over(self, conversation_id: int, agent_id: int) -> None:
+        """The call was transferred to ``agent_id``: so is its conversation."""
+        async with self._sessions.begin() as session:
+            conversation = await convs.load_for_update(session, conversation_id)
+            agent = await session.get(StaffUser, agent_id)
+            if agent is None or conversation.assignee_id == agent_id or conversation.state not in (
+                    ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT, ConversationState.QUEUED):
+                return
+            event = convs.assign_to(session, conversation, agent, actor="transfer")
+            await session.flush()
+            await session.refresh(conversation, ["assignee", "team"])
+        await self._publish(conversation, [event])
+
     async def ring_missed(self, conversation_id: int, agent_id: int, cause: str) -> None:
         """The agent's phone did not take the call: it waits again in its place, and the agent is set away so
         that the ACD tries somebody else."""

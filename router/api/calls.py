@@ -12,20 +12,23 @@ the outcomes of the calls whose walk ended at that node.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import ColumnElement, Select, and_, distinct, exists, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from channels.voice.adapter import VoiceAdapter
+from channels.voice.agents import CallControlRefused, CallNotHere
 from router.access import OVERSEER_ROLES, STAFF_ROLES, Principal, conversation_clause
 from router.api import api
 from router.api.spec import HUB, MAX_ID, Call
-from router.errors import NotFound
+from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.logs import mask_phone, masked
 from router.models import Call as CallRow
 from router.models import CallEvent, CallEventKind, Conversation
+from router.schemas import StrictBody
 from router.uploads import file_response
 
 PAGE_MAX = 100
@@ -271,3 +274,41 @@ async def ivr_stats(call: Call) -> IvrStats:
         for name, outcome, count in ended:
             node(name).ended[outcome or NO_OUTCOME] = count
     return IvrStats(calls=total or 0, nodes=sorted(nodes.values(), key=lambda n: (-n.calls, n.node)))
+
+
+class CallControlBody(StrictBody):
+    action: Literal["hold", "resume", "consult", "transfer", "conference", "cancel", "hangup"]
+    agent_id: int | None = Field(None, ge=1, description="the agent to consult (with ``consult``)")
+
+
+class CallControlOut(BaseModel):
+    call_id: int
+    agents: list[int]  # on the call with the caller (aside with each other while the caller is on hold)
+    held: bool  # the caller hears music
+    consulted: int | None  # the agent asked aside, before a transfer or conference
+
+
+@api.endpoint("POST", r"/api/calls/{call_id:\d+}/control",
+              summary="Hold, resume, consult another agent, transfer, conference or hang up a call put through",
+              roles=STAFF_ROLES, body=CallControlBody, response=CallControlOut, tag="calls",
+              errors=(403, 404, 409))
+async def control_call(call: Call) -> CallControlOut:
+    body: CallControlBody = call.body
+    voice = call.request.app[HUB].adapters.get("voice")
+    on_call = voice.agents_on_call(call.path["call_id"]) if isinstance(voice, VoiceAdapter) else []
+    if not on_call:
+        raise NotFound("该通话未接通坐席", code="call_not_live")
+    actor = call.user.user_id if call.user.user_id in on_call else None
+    if actor is None and call.user.role not in OVERSEER_ROLES:
+        raise Forbidden("只有通话中的坐席或班长可以操作这通电话", code="not_on_call")
+    if body.action == "consult" and body.agent_id is None:
+        raise Invalid("征询须指定坐席", code="agent_required", details={"fields": {"agent_id": "required"}})
+    assert isinstance(voice, VoiceAdapter)
+    try:
+        state = await voice.control_call(call.path["call_id"], body.action, actor, body.agent_id)
+    except CallNotHere as exc:
+        raise NotFound("该通话未接通坐席", code="call_not_live") from exc
+    except CallControlRefused as exc:
+        raise Conflict(exc.message, code=exc.code) from exc
+    return CallControlOut(**state)
+

@@ -38,6 +38,7 @@ VALID_BODIES = {
     "PasswordResetBody": {"password": "weak"},
     "PhoneBody": {"extension": "8001"},
     "FinishBody": {"outcome": "cancelled"},
+    "CallControlBody": {"action": "hold"},
     "PasswordChangeBody": {"current_password": "wrong-password", "new_password": "weak"},
     "ReplyBody": {"text": "您好"},
     "AssignBody": {"agent_id": 1},

@@ -139,3 +139,88 @@ async def test_a_caller_who_gives_up_waiting_is_counted_abandoned_and_put_on_the
     assert (request.phone, request.state, request.channel) == (call.caller, "open", "voice")
     for staff in (admin, busy):
         await staff.close()
+
+
+async def live_call_of(world: VoiceWorld, agent_id: int, within: float = 30.0) -> int:
+    """The id of the call put through to ``agent_id``, once it is."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        for live in list(world.adapter.calls.values()):
+            if agent_id in world.adapter.agents_on_call(live.call_id):
+                return live.call_id
+        assert asyncio.get_running_loop().time() < deadline, "the call was not put through"
+        await asyncio.sleep(0.1)
+
+
+async def test_hold_an_attended_transfer_a_conference_and_the_last_agent_hanging_up_before_the_survey(
+        desk: VoiceWorld) -> None:
+    admin = await desk.hub.staff(Role.ADMIN, listen=False)
+    first, first_ext, first_password = await agent_with_phone(desk, admin)
+    second, second_ext, second_password = await agent_with_phone(desk, admin)
+    third, third_ext, third_password = await agent_with_phone(desk, admin)
+    stranger = await desk.hub.staff(Role.AGENT, listen=False)
+    port = desk.asterisk.sip_port
+    number, since = caller(), utcnow()
+    async with sipp.DeskPhone(port, first_ext, first_password, ring_ms=500) as first_phone, \
+            sipp.DeskPhone(port, second_ext, second_password, ring_ms=500) as second_phone, \
+            sipp.DeskPhone(port, third_ext, third_password, ring_ms=500) as third_phone:
+        await first.becomes("ready")  # the others are signed in, not ready: only the first gets the call
+        started = asyncio.get_running_loop().time()
+        # 0, then the caller stays on the line; 4 for the survey about 40 s into the call.
+        caller_task = asyncio.create_task(desk.call(number, [SETTLE, *sipp.digits("0"), sipp.Pause(37800),
+                                                             *sipp.digits("4")], wait_for_hangup=True, timeout=90))
+        call_id = await live_call_of(desk, first.user["id"])
+        control = f"/api/calls/{call_id}/control"
+
+        # An agent not on the call may not touch it.
+        status, refused = await stranger.attempt("POST", control, {"action": "hold"})
+        assert (status, refused["error"]["code"]) == (403, "not_on_call")
+
+        held = await first.call("POST", control, {"action": "hold"})
+        assert (held["agents"], held["held"]) == ([first.user["id"]], True)
+        await asyncio.sleep(1.5)  # the caller hears music
+        resumed = await first.call("POST", control, {"action": "resume"})
+        assert resumed["held"] is False
+
+        # Attended transfer: the second agent answers aside, then has the caller; the first leaves.
+        status, refused = await first.attempt("POST", control, {"action": "transfer"})
+        assert (status, refused["error"]["code"]) == (409, "not_consulting")
+        consulting = await first.call("POST", control, {"action": "consult", "agent_id": second.user["id"]})
+        assert (consulting["held"], consulting["consulted"]) == (True, second.user["id"])
+        transferred = await first.call("POST", control, {"action": "transfer"})
+        assert (transferred["agents"], transferred["held"], transferred["consulted"]) == (
+            [second.user["id"]], False, None)
+        status, refused = await first.attempt("POST", control, {"action": "hold"})
+        assert (status, refused["error"]["code"]) == (403, "not_on_call")
+
+        # The second agent brings in a third: all three talk; then the second hangs up.
+        await second.call("POST", control, {"action": "consult", "agent_id": third.user["id"]})
+        together = await second.call("POST", control, {"action": "conference"})
+        assert (sorted(together["agents"]), together["held"]) == (sorted([second.user["id"], third.user["id"]]),
+                                                                   False)
+        left = await second.call("POST", control, {"action": "hangup"})
+        assert left["agents"] == [third.user["id"]]
+
+        # The third agent hangs up last, about 33 s in: the caller hears the survey and keys 4.
+        await asyncio.sleep(max(0.0, started + 33 - asyncio.get_running_loop().time()))
+        await third.call("POST", control, {"action": "hangup"})
+        result = await caller_task
+        assert result.completed, result.output
+        for phone in (first_phone, second_phone, third_phone):
+            assert "BYE" in phone.log()
+
+    call = await desk.ended_call(number, since)
+    assert (call.agent_id, call.survey_score, call.outcome) == (second.user["id"], 4, "agent")
+    steps = [(e.kind, (e.detail or {}).get("agent_id")) for e in await desk.events(call.id)
+             if e.kind in {"connect", "hold", "resume", "consult", "transfer", "conference", "agent_hangup"}]
+    one, two, three = first.user["id"], second.user["id"], third.user["id"]
+    assert steps == [("connect", one), ("hold", None), ("resume", None), ("hold", None), ("consult", two),
+                     ("resume", None), ("transfer", two), ("hold", None), ("consult", three), ("resume", None),
+                     ("conference", None), ("agent_hangup", two), ("agent_hangup", three)]
+    [survey] = await desk.events(call.id, "survey")
+    assert survey.detail == {"score": 4}
+    async with desk.hub.hub.sessions() as session:
+        conversation = await session.get(Conversation, call.conversation_id)
+    assert conversation.assignee_id == two  # the conversation went with the transfer
+    for staff in (admin, first, second, third, stranger):
+        await staff.close()
