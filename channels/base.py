@@ -155,6 +155,7 @@ class AgentPhone:
 
     extension: str
     md5_cred: str
+    webrtc: bool = False  # the softphone in the agent's inbox: SIP over WebSocket, DTLS-SRTP media
 
 
 class CallLog(Protocol):

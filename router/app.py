@@ -56,7 +56,8 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
         client_max_size=settings.upload_max_bytes + 256 * 1024,
     )
     app[HUB] = hub
-    app.on_response_prepare.append(security_headers(settings.is_https))
+    softphones = (settings.effective_sip_ws_url,) if "voice" in settings.channels.split(",") else ()
+    app.on_response_prepare.append(security_headers(settings.is_https, softphones))
     clock = SlaClock(settings.effective_database_url, hub.sessions, hub.publish)
     app[WORKORDERS] = WorkOrderService(hub.sessions, settings, GazetteerGeocoder(settings.gazetteer_path), hub.publish,
                                         hub.worker.wake, clock, hub.files, hub.secret_key)

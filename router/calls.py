@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from channels.base import AgentPhone
-from router.models import Call, CallEvent, CallEventKind, StaffUser, utcnow
+from router.models import Call, CallEvent, CallEventKind, PhoneKind, StaffUser, utcnow
 
 UPDATABLE = frozenset({"conversation_id", "answered_at", "recording_file_id", "outcome", "queued_at", "agent_id",
                        "connected_at", "survey_score"})
@@ -26,10 +26,11 @@ class CallRecords:
     async def agent_phones(self) -> list[AgentPhone]:
         async with self._sessions() as session:
             rows = await session.execute(
-                select(StaffUser.sip_extension, StaffUser.sip_md5_cred).where(
+                select(StaffUser.sip_extension, StaffUser.sip_md5_cred, StaffUser.sip_kind).where(
                     StaffUser.active.is_(True), StaffUser.sip_extension.is_not(None),
                     StaffUser.sip_md5_cred.is_not(None)))
-            return [AgentPhone(extension=extension, md5_cred=cred) for extension, cred in rows]
+            return [AgentPhone(extension=extension, md5_cred=cred, webrtc=kind == PhoneKind.BROWSER)
+                    for extension, cred, kind in rows]
 
     async def open(self, channel_id: str, caller: str | None, did: str | None, started_at: datetime) -> int:
         try:

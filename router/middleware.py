@@ -117,28 +117,35 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-PAGE_HEADERS = {
-    # The hub's pages load only their own scripts, talk only to this origin and are framed by no other site.
-    # (The web chat widget runs in the embedding site's page, not in a frame: these do not reach it.)
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-}
+def page_headers(connect_also: tuple[str, ...] = ()) -> dict[str, str]:
+    """The hub's pages load only their own scripts, talk only to this origin (and ``connect_also``: the SIP
+    WebSocket of agents' softphones) and are framed by no other site. (The web chat widget runs in the embedding
+    site's page, not in a frame: these do not reach it.)"""
+    connect = " ".join(("'self'", *connect_also))
+    return {
+        "Content-Security-Policy": (
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+            f"connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'"
+        ),
+        "X-Frame-Options": "DENY",
+    }
 RESPONSE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"}
 HSTS = "max-age=31536000"  # a year; subdomains are the operator's to decide (they may not all have TLS)
 
 
-def security_headers(https: bool) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+def security_headers(https: bool, connect_also: tuple[str, ...] = ()) -> Callable[
+        [web.Request, web.StreamResponse], Awaitable[None]]:
     """An ``on_response_prepare`` hook: every response, whatever made it, leaves with the security headers.
 
     Pages are told apart by their content type, which a file response knows only once it is being sent;
     headers a handler chose itself (a stored file's ``sandbox`` policy) are kept.
     """
 
+    pages = page_headers(connect_also)
+
     async def add_headers(_request: web.Request, response: web.StreamResponse) -> None:
-        headers = {**RESPONSE_HEADERS, **(PAGE_HEADERS if response.content_type == "text/html" else {})}
+        headers = {**RESPONSE_HEADERS, **(pages if response.content_type == "text/html" else {})}
         if https:
             headers["Strict-Transport-Security"] = HSTS
         for name, value in headers.items():

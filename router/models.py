@@ -133,6 +133,13 @@ class RoutingStrategy(enum.StrEnum):
     ROUND_ROBIN = "round_robin"
 
 
+class PhoneKind(enum.StrEnum):
+    """What an agent's extension is: a SIP desk phone (UDP), or the softphone in their inbox (WebRTC)."""
+
+    DESK = "desk"
+    BROWSER = "browser"
+
+
 class PresenceState(enum.StrEnum):
     SIGNED_OUT = "signed_out"
     READY = "ready"
@@ -195,6 +202,7 @@ class StaffUser(Base):
     # name, and the digest Asterisk checks, MD5 of "extension:realm:password" (channels/voice/phones.py). The
     # password itself is shown to the admin once and kept nowhere.
     sip_extension: Mapped[str | None] = mapped_column(String(16), unique=True)
+    sip_kind: Mapped[str | None] = mapped_column(String(8))  # PhoneKind: a desk phone or the inbox's softphone
     sip_md5_cred: Mapped[str | None] = mapped_column(String(32))
     teams: Mapped[list[Team]] = relationship(secondary=user_team, lazy="selectin", order_by=Team.id)
     skills: Mapped[list[Skill]] = relationship(secondary=user_skill, lazy="selectin")

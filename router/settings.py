@@ -8,7 +8,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     # The digest realm of agents' phones (what the phone is challenged with); part of each stored digest, so a
     # change makes every agent's phone password invalid until it is set again.
     voice_sip_realm: str = Field("shuiwu", pattern=r"^[A-Za-z0-9.\-]{1,64}$")
+    # Where agents' inbox softphones reach Asterisk's SIP WebSocket (empty: the ARI address's /ws, ws or wss)
+    voice_sip_ws_url: str = Field("", pattern=r"^(wss?://[^\s]+)?$")
     voice_ring_seconds: int = Field(20, ge=5, le=120)  # an agent's phone rings this long before the next is tried
 
     outbound_max_attempts: int = 8
@@ -237,6 +239,14 @@ class Settings(BaseSettings):
     @property
     def effective_prompt_dir(self) -> Path:
         return self.voice_prompt_dir or self.var_dir / "prompts"
+
+    @property
+    def effective_sip_ws_url(self) -> str:
+        """The SIP WebSocket of agents' softphones: set, or Asterisk's HTTP server (the ARI's) at ``/ws``."""
+        if self.voice_sip_ws_url:
+            return self.voice_sip_ws_url
+        parts = urlsplit(self.voice_ari_url)
+        return urlunsplit(("wss" if parts.scheme == "https" else "ws", parts.netloc, "/ws", "", ""))
 
     @property
     def uploads_dir(self) -> Path:

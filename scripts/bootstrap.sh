@@ -154,7 +154,7 @@ fi
 NPM_KEY="$(sha256sum package-lock.json | cut -c1-12)"
 NPM_DIR="$CACHE/npm-$NPM_KEY"
 NPM_LOG="$CACHE/npm-$NPM_KEY.log"
-ECHARTS=router/web/static/vendor/echarts.min.js  # served at /app/static/vendor/ (the wallboard's charts)
+VENDOR=router/web/static/vendor  # served at /app/static/vendor/ (the wallboard's charts, the softphone's SIP stack)
 
 if [[ ! -f "$NPM_DIR/.shuiwu-installed" ]]; then
   command -v npm >/dev/null 2>&1 || apt_install nodejs npm
@@ -168,12 +168,20 @@ if [[ ! -f "$NPM_DIR/.shuiwu-installed" ]]; then
   touch "$NPM_DIR/.shuiwu-installed"
   did+=("installed npm packages in $((SECONDS - started))s")
 fi
-if ! cmp -s "$NPM_DIR/node_modules/echarts/dist/echarts.min.js" "$ECHARTS"; then
-  mkdir -p "$(dirname "$ECHARTS")"
-  cp "$NPM_DIR/node_modules/echarts/dist/echarts.min.js" "$ECHARTS.tmp.$$"
-  mv -f "$ECHARTS.tmp.$$" "$ECHARTS"
-  did+=("copied echarts.min.js")
-fi
+# vendor <what> <from, under node_modules> <to, under $VENDOR>: a file or a folder, replaced in one step.
+vendor() {
+  local source="$NPM_DIR/node_modules/$2" target="$VENDOR/$3"
+  if ! diff -rq "$source" "$target" >/dev/null 2>&1; then
+    mkdir -p "$VENDOR"
+    rm -rf "$target.tmp.$$"
+    cp -r "$source" "$target.tmp.$$"
+    rm -rf "$target"
+    mv "$target.tmp.$$" "$target"
+    did+=("copied $1")
+  fi
+}
+vendor echarts echarts/dist/echarts.min.js echarts.min.js
+vendor SIP.js sip.js/lib sip.js  # ES modules with relative imports: loaded as they are, nothing to build
 
 if [[ ${#did[@]} -eq 0 ]]; then
   echo "bootstrap ($MODE): up to date, ./.venv -> $VENV"

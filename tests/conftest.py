@@ -236,7 +236,9 @@ def var_dir(tmp_path: Path) -> Path:
 
 CHROMIUM = os.environ.get("HUB_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  # The inbox's softphone: a fake microphone (a tone), and no permission prompt to answer.
+                  "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 
 @pytest.fixture(scope="session")

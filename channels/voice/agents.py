@@ -36,6 +36,7 @@ log = get_logger(__name__)
 
 CONVERSATION_TOPIC = "conversation"  # the hub's conversation events: an assignment puts a caller through
 AGENT_LEG = "agent"  # the first application argument of a channel rung to an agent's phone
+CONVERSATION_HEADER, CALL_HEADER = "X-Hub-Conversation", "X-Hub-Call"  # on the INVITE to an agent's phone
 LOOK_AGAIN_SECONDS = 3.0  # how often a waiting call asks whether it was assigned, besides the events
 RING_SLACK_SECONDS = 5.0  # past the ring time, how long to wait for Asterisk to report the unanswered leg
 # Q.850 causes of an agent's phone not taking a call, as the reason kept with the missed ring.
@@ -214,7 +215,10 @@ class PutThrough:
         try:
             await self._ari.originate(f"PJSIP/{agent.extension}", leg.channel_id,
                                       app_args=f"{AGENT_LEG},{call.channel_id}", ring_seconds=self._ring_seconds,
-                                      caller_id=call.caller)
+                                      caller_id=call.caller, variables={
+                                          # The inbox's softphone opens the caller's conversation (screen pop).
+                                          f"PJSIP_HEADER(add,{CONVERSATION_HEADER})": str(call.conversation_id or ""),
+                                          f"PJSIP_HEADER(add,{CALL_HEADER})": str(call.call_id)})
             ended = asyncio.ensure_future(call.ended.wait())
             await asyncio.wait([leg.answered, leg.gone, ended], timeout=self._ring_seconds + RING_SLACK_SECONDS,
                                return_when=asyncio.FIRST_COMPLETED)

@@ -219,12 +219,12 @@ class AriClient:
                            {"eventSource": f"channel:{channel_id}"})
 
     async def originate(self, endpoint: str, channel_id: str, *, app_args: str, ring_seconds: int,
-                        caller_id: str | None = None) -> dict[str, Any]:
+                        caller_id: str | None = None, variables: dict[str, str] | None = None) -> dict[str, Any]:
         """Call ``endpoint`` (``PJSIP/1001``) as channel ``channel_id``; answered, it enters this application with
         ``app_args``; unanswered after ``ring_seconds`` it is hung up (its ``ChannelDestroyed`` tells why)."""
         return await self.request("POST", "/channels", {
             "endpoint": endpoint, "app": self.app, "appArgs": app_args, "channelId": channel_id,
-            "timeout": ring_seconds, "callerId": caller_id})
+            "timeout": ring_seconds, "callerId": caller_id}, payload={"variables": variables or {}})
 
     async def answer(self, channel_id: str) -> None:
         await self.request("POST", f"/channels/{quote(channel_id)}/answer")

@@ -36,16 +36,19 @@ def md5_cred(extension: str, realm: str, password: str) -> str:
 
 
 def sip_objects(phone: AgentPhone, realm: str) -> list[tuple[str, dict[str, str]]]:
-    """The auth, aor and endpoint of one phone, in the order Asterisk needs them created."""
+    """The auth, aor and endpoint of one phone, in the order Asterisk needs them created. A softphone in the
+    inbox speaks SIP over Asterisk's WebSocket (``/ws`` of its HTTP server) and WebRTC media: ICE, DTLS-SRTP
+    with a certificate Asterisk makes itself, RTCP multiplexed (``webrtc = yes``)."""
     name = phone.extension
+    media = ({"transport": "transport-ws", "webrtc": "yes", "dtls_auto_generate_cert": "yes"} if phone.webrtc
+             else {"transport": "transport-udp", "direct_media": "no", "rtp_symmetric": "yes", "force_rport": "yes"})
     return [
         ("auth", {"auth_type": "md5", "username": name, "realm": realm, "md5_cred": phone.md5_cred}),
         # One registration at a time: a phone that registers again (rebooted, moved) replaces the old contact.
         ("aor", {"max_contacts": "1", "remove_existing": "yes", "qualify_frequency": "30"}),
         ("endpoint", {
-            "transport": "transport-udp", "context": AGENT_CONTEXT, "disallow": "all", "allow": "ulaw,alaw",
-            "auth": name, "aors": name, "dtmf_mode": "rfc4733", "direct_media": "no", "rtp_symmetric": "yes",
-            "force_rport": "yes", "rewrite_contact": "yes", "callerid": f"坐席 {name} <{name}>",
+            **media, "context": AGENT_CONTEXT, "disallow": "all", "allow": "ulaw,alaw", "auth": name, "aors": name,
+            "dtmf_mode": "rfc4733", "rewrite_contact": "yes", "callerid": f"坐席 {name} <{name}>",
         }),
     ]
 
@@ -56,7 +59,7 @@ class PhoneBook:
     def __init__(self, ari: AriClient, load: Callable[[], Awaitable[list[AgentPhone]]], realm: str) -> None:
         """``load`` reads the phones the hub's accounts have now (active accounts with an extension)."""
         self._ari, self._load, self._realm = ari, load, realm
-        self._pushed: dict[str, str] = {}  # extension → md5_cred, as Asterisk has it
+        self._pushed: dict[str, AgentPhone] = {}  # extension → the phone as Asterisk has it
         self._lock = asyncio.Lock()
 
     async def push_all(self) -> None:
@@ -77,9 +80,12 @@ class PhoneBook:
             del self._pushed[extension]
             log.info("agent phone removed from Asterisk", extension=extension)
         for extension, phone in sorted(wanted.items()):
-            if self._pushed.get(extension) != phone.md5_cred:
+            before = self._pushed.get(extension)
+            if before != phone:
+                if before is not None and before.webrtc != phone.webrtc:
+                    await self._delete(extension)  # a desk phone's settings must not linger on a softphone
                 await self._push(phone)
-                self._pushed[extension] = phone.md5_cred
+                self._pushed[extension] = phone
                 log.info("agent phone pushed to Asterisk", extension=extension)
 
     async def _push(self, phone: AgentPhone) -> None:

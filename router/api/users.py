@@ -34,7 +34,7 @@ from router.api import api
 from router.api.auditing import audit
 from router.api.spec import HUB, MAX_ID, Call
 from router.errors import Conflict, Invalid, NotFound
-from router.models import ApiToken, PresenceState, Role, StaffUser, utcnow
+from router.models import ApiToken, PhoneKind, PresenceState, Role, StaffUser, utcnow
 from router.passwords import check_policy
 from router.schemas import StrictBody, UserOut, user_out
 from workorders.models import Department
@@ -75,6 +75,7 @@ class PasswordResetBody(StrictBody):
 
 class PhoneBody(StrictBody):
     extension: str = Field(pattern=EXTENSION_PATTERN)
+    kind: PhoneKind = PhoneKind.DESK  # a SIP desk phone, or the softphone in the inbox
 
     @field_validator("extension", mode="before")
     @classmethod
@@ -87,11 +88,13 @@ class NewPhoneOut(BaseModel):
     extension: str  # also the phone's SIP user name
     password: str  # shown this once; the hub keeps only its digest
     realm: str
+    kind: PhoneKind
 
 
 class AccountOut(UserOut):
     active: bool
     sip_extension: str | None  # the SIP phone the person takes calls on
+    sip_kind: PhoneKind | None
     created_at: datetime
     last_login_at: datetime | None
     must_change_password: bool
@@ -129,6 +132,7 @@ def _account_out(user: StaffUser, state: throttle.LoginThrottle | None) -> Accou
     now = utcnow()
     locked = state is not None and state.locked_until is not None and state.locked_until > now
     return AccountOut(**user_out(user).model_dump(), active=user.active, sip_extension=user.sip_extension,
+                      sip_kind=(user.sip_kind or PhoneKind.DESK) if user.sip_extension else None,
                       created_at=user.created_at,
                       last_login_at=user.last_login_at, must_change_password=user.must_change_password,
                       password_expires_at=user.password_expires_at,
@@ -213,7 +217,7 @@ async def change_user(call: Call) -> AccountOut:
             if body.role not in PHONE_ROLES and user.sip_extension is not None:
                 audit(call, "user.phone_remove", "user", user.id, username=user.username,
                       extension=user.sip_extension)(session)
-                user.sip_extension = user.sip_md5_cred = None
+                user.sip_extension = user.sip_md5_cred = user.sip_kind = None
                 phone_changed = True
         if body.teams is not None:
             teams = [await ensure_team(session, name) for name in dict.fromkeys(body.teams)]
@@ -261,10 +265,32 @@ async def set_phone(call: Call) -> NewPhoneOut:
             audit(call, "user.phone_set", "user", user.id, username=user.username,
                   extension=[user.sip_extension, extension])(session)
             user.sip_extension, user.sip_md5_cred = extension, md5_cred(extension, realm, password)
+            user.sip_kind = call.body.kind
     except IntegrityError:  # given to another account at the same moment
         raise Conflict(f"分机 {extension} 已被占用", code="extension_taken") from None
     await hub.publish(PHONES_TOPIC, {})
-    return NewPhoneOut(extension=extension, password=password, realm=realm)
+    return NewPhoneOut(extension=extension, password=password, realm=realm, kind=call.body.kind)
+
+
+class SoftphoneOut(BaseModel):
+    extension: str  # the SIP user name
+    realm: str
+    ha1: str  # MD5 of extension:realm:password, what SIP digest authentication needs (the password is not kept)
+    ws_url: str  # Asterisk's SIP WebSocket
+    display_name: str
+
+
+@api.endpoint("GET", "/api/softphone", summary="The signed-in agent's inbox softphone: where and how it registers",
+              roles=PHONE_ROLES, response=SoftphoneOut, tag="calls", errors=(404,))
+async def softphone(call: Call) -> SoftphoneOut:
+    """Only for the account itself, whose softphone signs in with the digest instead of a typed password."""
+    hub = call.request.app[HUB]
+    async with hub.sessions() as session:
+        user = await session.get(StaffUser, call.user.user_id) if call.user.user_id is not None else None
+    if user is None or user.sip_extension is None or user.sip_md5_cred is None or user.sip_kind != PhoneKind.BROWSER:
+        raise NotFound("未设置浏览器软电话", code="no_softphone")
+    return SoftphoneOut(extension=user.sip_extension, realm=hub.settings.voice_sip_realm, ha1=user.sip_md5_cred,
+                        ws_url=hub.settings.effective_sip_ws_url, display_name=user.display_name)
 
 
 @api.endpoint("DELETE", "/api/users/{user_id:\\d+}/phone", summary="Take a staff account's SIP phone away",
@@ -276,7 +302,7 @@ async def remove_phone(call: Call) -> AccountOut:
         removed = user.sip_extension
         if removed is not None:
             audit(call, "user.phone_remove", "user", user.id, username=user.username, extension=removed)(session)
-            user.sip_extension = user.sip_md5_cred = None
+            user.sip_extension = user.sip_md5_cred = user.sip_kind = None
         result = await _account(session, user)
     if removed is not None:
         await hub.publish(PHONES_TOPIC, {})

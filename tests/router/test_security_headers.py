@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from router.accounts import create_user
-from router.middleware import HSTS, PAGE_HEADERS, RESPONSE_HEADERS
+from router.middleware import HSTS, RESPONSE_HEADERS, page_headers
 from router.models import Role
 from tests.conftest import PASSWORD, RunningHub, start_hub
 from tests.support.wechat import running_standin, wechat_settings
@@ -63,7 +63,7 @@ async def test_every_page_carries_the_security_headers(http_hub, http) -> None:
     for path in PAGES:
         async with http.get(http_hub.url + path, allow_redirects=False) as response:
             assert response.content_type == "text/html", (path, response.status)
-            for name, value in {**PAGE_HEADERS, **RESPONSE_HEADERS}.items():
+            for name, value in {**page_headers(), **RESPONSE_HEADERS}.items():
                 assert response.headers.get(name) == value, (path, name)
             assert "Strict-Transport-Security" not in response.headers  # plain http: no HSTS
     for path in NOT_PAGES:

@@ -5,7 +5,8 @@ Revises: 0023
 Create Date: 2026-12-06 21:10:00
 
 A call keeps the agent who answered it, when the caller joined the queue and was put through, and the score
-the caller gave in the survey after the agent hung up.
+the caller gave in the survey after the agent hung up. An agent's extension is a desk phone or the inbox's
+softphone (WebRTC).
 """
 
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("staff_user", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("sip_kind", sa.String(length=8), nullable=True))
     with op.batch_alter_table("call", schema=None) as batch_op:
         batch_op.add_column(sa.Column("agent_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("queued_at", router.models.UTCDateTime(timezone=True), nullable=True))
@@ -40,3 +43,5 @@ def downgrade() -> None:
         batch_op.drop_column("connected_at")
         batch_op.drop_column("queued_at")
         batch_op.drop_column("agent_id")
+    with op.batch_alter_table("staff_user", schema=None) as batch_op:
+        batch_op.drop_column("sip_kind")

@@ -77,7 +77,10 @@
       el('td', { text: user.display_name }),
       el('td', { text: StaffKit.ROLE_LABELS[user.role] || user.role }),
       el('td', { text: user.teams.map((team) => team.name).join('、') || '—' }),
-      el('td', { 'data-testid': 'user-phone', text: user.sip_extension || '—' }),
+      el('td', {
+        'data-testid': 'user-phone',
+        text: user.sip_extension ? `${user.sip_extension}${user.sip_kind === 'browser' ? '（软电话）' : ''}` : '—',
+      }),
       el('td', { 'data-testid': 'user-state', text: state.text }),
       el('td', { text: localTime(user.last_login_at) }),
       actions,
@@ -104,6 +107,7 @@
     dom.phoneForm.hidden = false;
     dom.phoneBox.hidden = true;
     dom.phoneForm.elements.extension.value = user.sip_extension || '';
+    dom.phoneForm.elements.kind.value = user.sip_kind || 'desk';
     dom.phoneForm.elements.extension.focus();
   }
 
@@ -170,7 +174,9 @@
       dom.resetForm.hidden = true;
     });
     onSubmit(dom.phoneForm, async (fields) => {
-      const phone = await http.api('PUT', `/api/users/${phoneUser.id}/phone`, { extension: fields.extension.value });
+      const phone = await http.api('PUT', `/api/users/${phoneUser.id}/phone`, {
+        extension: fields.extension.value, kind: fields.kind.value,
+      });
       dom.phoneExtension.textContent = phone.extension;
       dom.phoneSipUser.textContent = phone.extension;
       dom.phoneRealm.textContent = phone.realm;

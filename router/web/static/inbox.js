@@ -1197,6 +1197,12 @@
     selectTab('queued');
     socket.start();
     setInterval(refreshClocks, CLOCK_INTERVAL_MS);
+    // Screen pop: a call ringing on the softphone (softphone.js) opens the caller's conversation.
+    window.addEventListener('softphone:ringing', (event) => {
+      if (!event.detail.conversationId) return;
+      selectTab('mine');
+      openConversation(event.detail.conversationId);
+    });
   }
 
   boot();

@@ -14,11 +14,12 @@ from sqlalchemy import select
 
 from channels.voice.adapter import VoiceAdapter
 from channels.voice.call import LiveCall
-from router.models import Call, CallEvent
+from router.models import Call, CallEvent, Role
 from router.phones import normalized_phone
 from router.settings import Settings
 from tests.conftest import RunningHub, hub_settings, new_database, start_hub
 from tests.support import sipp
+from tests.support.actors import Staff
 from tests.support.asterisk import Asterisk
 
 WELCOME = "您好,欢迎致电水务服务热线。"
@@ -116,3 +117,33 @@ def world(voice: VoiceWorld) -> Iterator[VoiceWorld]:
     """``voice`` with the IVR put back after the test."""
     yield voice
     voice.adapter.script = voice.default_script
+
+
+RING_SECONDS = 5
+
+
+def extension() -> str:
+    """A new agent's extension, unlikely to be any other test's."""
+    return str(1000 + uuid.uuid4().int % 900_000)[:6]
+
+
+@pytest.fixture
+async def desk(asterisk: Asterisk, own_voice_settings: Settings) -> AsyncIterator[VoiceWorld]:
+    """A hub of its own, its line open around the clock, whose agents' phones ring for ``RING_SECONDS``."""
+    running = await start_hub(own_voice_settings.model_copy(update={"voice_ring_seconds": RING_SECONDS,
+                                                                    "voice_hours": "24x7"}))
+    world = VoiceWorld(running, asterisk)
+    try:
+        await asyncio.wait_for(world.adapter.ari.connected.wait(), 10)
+        yield world
+    finally:
+        await running.runner.cleanup()
+
+
+async def agent_with_phone(world: VoiceWorld, admin: Staff, kind: str = "desk") -> tuple[Staff, str, str]:
+    """A new agent with an extension of their own (a desk phone, or the inbox's ``browser`` softphone); the
+    agent, the extension and its password."""
+    agent = await world.hub.staff(Role.AGENT)
+    number = extension()
+    given = await admin.call("PUT", f"/api/users/{agent.user['id']}/phone", {"extension": number, "kind": kind})
+    return agent, number, given["password"]

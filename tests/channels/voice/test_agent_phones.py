@@ -6,11 +6,10 @@ pushed phone) the hub pushes them again; callers from the trunk are still caller
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 from channels.voice.phones import md5_cred
 from router.models import Role, StaffUser
-from tests.channels.voice.conftest import VoiceWorld
+from tests.channels.voice.conftest import VoiceWorld, extension
 from tests.channels.voice.test_asterisk_outage import until
 from tests.channels.voice.test_calls import caller
 from tests.support import sipp
@@ -32,10 +31,6 @@ async def until_endpoint(world: VoiceWorld, extension: str, present: bool, withi
     while (await endpoint_state(world, extension) is not None) != present:
         assert asyncio.get_running_loop().time() < deadline, f"endpoint {extension} present={not present} still"
         await asyncio.sleep(0.1)
-
-
-def extension() -> str:
-    return str(1000 + uuid.uuid4().int % 900_000)[:6]
 
 
 async def test_an_agent_gets_a_phone_that_registers_with_the_password_shown_once(world: VoiceWorld) -> None:

@@ -9,47 +9,18 @@ score. A caller who gives up waiting is counted as abandoned and put on the call
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import select
 
 from channels.voice.ivr import BUILT_IN_PROMPTS
 from channels.voice.prompts import HOLD_MUSIC
 from router.acd.calls import MISSED_REASON
 from router.models import AgentPresence, CallbackRequest, Conversation, Role, utcnow
-from router.settings import Settings
-from tests.channels.voice.conftest import VoiceWorld
-from tests.channels.voice.test_agent_phones import extension
+from tests.channels.voice.conftest import VoiceWorld, agent_with_phone
 from tests.channels.voice.test_calls import caller, wav_seconds
-from tests.conftest import start_hub
 from tests.support import sipp
-from tests.support.actors import Staff
-from tests.support.asterisk import Asterisk
 
 SETTLE = sipp.Pause(1500)  # from answer until the IVR has the caller at the main menu
-RING_SECONDS = 5
-
-
-@pytest.fixture
-async def desk(asterisk: Asterisk, own_voice_settings: Settings) -> AsyncIterator[VoiceWorld]:
-    """A hub of its own, its line open around the clock, whose agents' phones ring for ``RING_SECONDS``."""
-    running = await start_hub(own_voice_settings.model_copy(update={"voice_ring_seconds": RING_SECONDS,
-                                                                    "voice_hours": "24x7"}))
-    world = VoiceWorld(running, asterisk)
-    try:
-        await asyncio.wait_for(world.adapter.ari.connected.wait(), 10)
-        yield world
-    finally:
-        await running.runner.cleanup()
-
-
-async def agent_with_phone(world: VoiceWorld, admin: Staff) -> tuple[Staff, str, str]:
-    """A new agent with an extension of their own; the agent, the extension and its password."""
-    agent = await world.hub.staff(Role.AGENT)
-    number = extension()
-    given = await admin.call("PUT", f"/api/users/{agent.user['id']}/phone", {"extension": number})
-    return agent, number, given["password"]
 
 
 async def test_a_caller_waits_with_music_rings_an_agent_who_misses_then_talks_to_the_next_and_scores(

@@ -1,0 +1,85 @@
+"""An agent answers a real caller (sipp) in the browser: the inbox's softphone (SIP.js over Asterisk's SIP
+WebSocket, WebRTC media with DTLS-SRTP), in headless Chromium with a fake microphone."""
+
+from __future__ import annotations
+
+import asyncio
+
+from playwright.async_api import Browser, expect
+
+from router.models import Role, utcnow
+from tests.channels.voice.conftest import VoiceWorld, agent_with_phone
+from tests.channels.voice.test_calls import caller
+from tests.support import sipp
+from tests.support.pages import sign_in, watch_errors
+
+SETTLE = sipp.Pause(1500)  # from answer until the IVR has the caller at the main menu
+PEER_STATS = """async () => {
+  const pc = window.softphone.session.sessionDescriptionHandler.peerConnection;
+  const counts = { received: 0, sent: 0 };
+  (await pc.getStats()).forEach((report) => {
+    if (report.type === 'inbound-rtp' && report.kind === 'audio') counts.received += report.packetsReceived;
+    if (report.type === 'outbound-rtp' && report.kind === 'audio') counts.sent += report.packetsSent;
+  });
+  return counts;
+}"""
+
+
+async def agent_leg_rtp(world: VoiceWorld) -> dict[str, int]:
+    """What Asterisk counted on the channel to the agent's softphone: packets received from it and sent to it."""
+    [leg] = [c for c in await world.adapter.ari.channels() if c["id"].startswith("agent-")]
+    stats = await world.adapter.ari.request("GET", f"/channels/{leg['id']}/rtp_statistics")
+    return {"received": stats["rxcount"], "sent": stats["txcount"]}
+
+
+async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_ways(
+        desk: VoiceWorld, browser: Browser) -> None:
+    admin = await desk.hub.staff(Role.ADMIN, listen=False)
+    agent, _, _ = await agent_with_phone(desk, admin, kind="browser")
+    errors: list[str] = []
+    context = await browser.new_context()
+    try:
+        page = watch_errors(await context.new_page(), "agent", errors)
+        await sign_in(page, desk.hub.url, agent.user["username"], "/app/inbox")
+        softphone = page.locator("[data-testid=softphone]")
+        await expect(softphone).to_have_attribute("data-state", "ready", timeout=15000)
+        await expect(page.locator("[data-testid=softphone-status]")).to_have_text("软电话就绪")
+        await agent.becomes("ready")
+
+        number, since = caller(), utcnow()
+        # 0 for a person; the caller speaks while the agent talks, then hangs up.
+        calling = asyncio.create_task(desk.call(number, [SETTLE, *sipp.digits("0"), sipp.Pause(5000),
+                                                         sipp.Voice(4000), sipp.Pause(5000)], timeout=60))
+        await expect(softphone).to_have_attribute("data-state", "ringing", timeout=20000)
+        # Screen pop: the caller's conversation is open, with their phone in the contact panel.
+        await expect(page.locator("[data-testid=contact-identity][data-channel=voice]")).to_contain_text(
+            number[-4:], timeout=10000)
+        answer = page.locator("[data-testid=softphone-answer]")
+        await answer.dblclick()  # a double click answers once
+        await expect(softphone).to_have_attribute("data-state", "talking", timeout=10000)
+
+        await asyncio.sleep(4)  # talking: the caller's voice, the browser's fake microphone
+        in_browser = await page.evaluate(PEER_STATS)
+        in_asterisk = await agent_leg_rtp(desk)
+        assert in_browser["received"] > 50 and in_browser["sent"] > 50, in_browser
+        assert in_asterisk["received"] > 50 and in_asterisk["sent"] > 50, in_asterisk
+
+        # Hold through the hub: the caller hears music; back again.
+        await page.locator("[data-testid=softphone-hold]").click()
+        await expect(softphone).to_have_attribute("data-state", "held")
+        await page.locator("[data-testid=softphone-resume]").click()
+        await expect(softphone).to_have_attribute("data-state", "talking")
+
+        result = await calling
+        assert result.completed, result.output
+        await expect(softphone).to_have_attribute("data-state", "ready", timeout=10000)
+        call = await desk.ended_call(number, since)
+        assert (call.agent_id, call.outcome, call.hangup_side) == (agent.user["id"], "agent", "caller")
+        kinds = [e.kind for e in await desk.events(call.id) if e.kind in {"connect", "hold", "resume"}]
+        assert kinds == ["connect", "hold", "resume"]
+    finally:
+        await context.close()
+        for staff in (admin, agent):
+            await staff.close()
+    assert errors == []
+
