@@ -483,6 +483,7 @@ class CallEventKind(enum.StrEnum):
     CONSULT = "consult"  # another agent answered, aside with the agents while the caller is on hold
     TRANSFER = "transfer"  # the consulted agent has the caller now; the others left
     CONFERENCE = "conference"  # caller and every agent together
+    MONITOR = "monitor"  # a supervisor listens, whispers to the agent, or barges in
     SURVEY = "survey"  # the caller's score (or none given)
     ABANDON = "abandon"  # the caller hung up while waiting for an agent
 

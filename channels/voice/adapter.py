@@ -35,7 +35,7 @@ from channels.base import (
     OutboundMessage,
     RouterPort,
 )
-from channels.voice.agents import AGENT_LEG, CONVERSATION_TOPIC, PutThrough
+from channels.voice.agents import AGENT_LEG, CONVERSATION_TOPIC, SNOOP, CallControlRefused, PutThrough
 from channels.voice.ari import AriClient, AriError, Event
 from channels.voice.call import RECORDING_GRACE, CallEnded, LiveCall
 from channels.voice.phones import PHONES_TOPIC, PhoneBook
@@ -127,6 +127,13 @@ class VoiceAdapter(ChannelAdapter):
         consult = await self.router.call_desk.agent_phone(consult_agent_id) if consult_agent_id else None
         return await self.agents.control(call_id, action, actor_id, consult)
 
+    async def monitor_call(self, call_id: int, supervisor_id: int, mode: str) -> dict[str, Any]:
+        """A supervisor listens, whispers or barges in on their own phone (channels/voice/agents.py)."""
+        supervisor = await self.router.call_desk.agent_phone(supervisor_id)
+        if supervisor is None:
+            raise CallControlRefused("请先为您的账号设置分机或软电话", "no_phone")
+        return await self.agents.monitor(call_id, supervisor, mode)
+
     # -- a call begins ----------------------------------------------------------------------------
 
     async def _on_start(self, event: Event) -> None:
@@ -135,6 +142,8 @@ class VoiceAdapter(ChannelAdapter):
             return
         channel_id = channel["id"]
         args = event.get("args")
+        if isinstance(args, list) and args[:1] == [SNOOP]:
+            return  # a supervisor's snoop, which the agents' side has put in a bridge already
         if isinstance(args, list) and args[:1] == [AGENT_LEG]:
             # An agent's phone answered a call this process no longer puts through (it restarted meanwhile).
             with contextlib.suppress(AriError):

@@ -36,6 +36,10 @@ log = get_logger(__name__)
 
 CONVERSATION_TOPIC = "conversation"  # the hub's conversation events: an assignment puts a caller through
 AGENT_LEG = "agent"  # the first application argument of a channel rung to an agent's phone
+SNOOP = "snoop"  # the first application argument of a supervisor's snoop on a call
+# How a supervisor joins a call: what their snoop hears (spy) and whom their voice reaches (whisper); a barge
+# joins the call's bridge itself.
+MONITOR_MODES = {"listen": ("caller", "both", "none"), "whisper": ("agent", "both", "out"), "barge": None}
 CONVERSATION_HEADER, CALL_HEADER = "X-Hub-Conversation", "X-Hub-Call"  # on the INVITE to an agent's phone
 LOOK_AGAIN_SECONDS = 3.0  # how often a waiting call asks whether it was assigned, besides the events
 RING_SLACK_SECONDS = 5.0  # past the ring time, how long to wait for Asterisk to report the unanswered leg
@@ -74,6 +78,16 @@ class CallControlRefused(Exception):
 
 
 @dataclass
+class Monitor:
+    """A supervisor on a call: their leg, and for listen and whisper the snoop and the bridge joining them."""
+
+    leg: AgentLeg
+    mode: str
+    snoop_id: str | None = None
+    bridge_id: str | None = None
+
+
+@dataclass
 class Talk:
     """A caller put through: the agents on the call, the one consulted aside, and the music while on hold."""
 
@@ -82,6 +96,7 @@ class Talk:
     consulted: AgentLeg | None = None  # an agent asked aside while the caller is on hold
     music: asyncio.Task[None] | None = None  # while the caller is on hold
     aside_made: bool = False  # the bridge the agents step aside into exists
+    monitors: dict[int, Monitor] = field(default_factory=dict)  # supervisor id → how they are on the call
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -91,7 +106,9 @@ class Talk:
 
     def state(self) -> dict[str, Any]:
         return {"call_id": self.call.call_id, "agents": list(self.legs), "held": self.music is not None,
-                "consulted": self.consulted.agent.agent_id if self.consulted else None}
+                "consulted": self.consulted.agent.agent_id if self.consulted else None,
+                "monitors": {str(supervisor): m.mode for supervisor, m in self.monitors.items()
+                             if not m.leg.gone.done()}}
 
 
 class PutThrough:
@@ -102,6 +119,7 @@ class PutThrough:
         self._legs: dict[str, AgentLeg] = {}
         self._assigned: dict[int, asyncio.Event] = {}  # conversation id of a waiting call → "look again"
         self._talks: dict[int, Talk] = {}  # call id → the call put through
+        self._monitoring: set[asyncio.Task[None]] = set()  # each supervisor on a call, until they hang up
 
     # -- events the adapter passes on ------------------------------------------------------------------
 
@@ -273,6 +291,8 @@ class PutThrough:
                     waiter.cancel()
         finally:
             self._talks.pop(call.call_id, None)
+            for monitor in list(talk.monitors.values()):
+                await self._end_monitor(monitor)
             await self._stop_music(talk)
             for on_call in [*talk.legs.values(), *filter(None, [talk.consulted])]:
                 await self._hang_up_leg(on_call)
@@ -330,6 +350,63 @@ class PutThrough:
                     await talk.call.note(CallEventKind.AGENT_HANGUP, {"agent_id": agent_id})
         else:
             raise CallControlRefused(f"未知操作 {action}", "unknown_action")
+
+    async def monitor(self, call_id: int, supervisor: AgentOnPhone, mode: str) -> dict[str, Any]:
+        """Ring the supervisor's phone and, answered, let them ``listen`` to the call, ``whisper`` to the agent
+        (heard by the agent alone) or ``barge`` in (heard by all); they leave by hanging up."""
+        talk = self._talks.get(call_id)
+        if talk is None:
+            raise CallNotHere(call_id)
+        if mode not in MONITOR_MODES:
+            raise CallControlRefused(f"未知方式 {mode}", "unknown_mode")
+        async with talk.lock:
+            if supervisor.agent_id in talk.legs or (
+                    supervisor.agent_id in talk.monitors and not talk.monitors[supervisor.agent_id].leg.gone.done()):
+                raise CallControlRefused("您已在这通电话中", "already_on_call")
+            call = talk.call
+            leg, cause = await self._dial(call, supervisor)
+            if leg is None:
+                raise CallControlRefused(f"您的话机未接听({cause})", "supervisor_not_answered")
+            monitor = Monitor(leg, mode)
+            talk.monitors[supervisor.agent_id] = monitor
+            try:
+                await self._join(talk, monitor)
+            except AriError as exc:
+                await self._end_monitor(monitor)
+                raise CallControlRefused("电话系统未能完成操作,请重试", "voice_failed") from exc
+            await call.note(CallEventKind.MONITOR, {"agent_id": supervisor.agent_id, "mode": mode})
+            task = asyncio.create_task(self._until_left(monitor))
+            self._monitoring.add(task)
+            task.add_done_callback(self._monitoring.discard)
+            return talk.state()
+
+    async def _join(self, talk: Talk, monitor: Monitor) -> None:
+        how = MONITOR_MODES[monitor.mode]
+        if how is None:  # barge: into the call's own bridge
+            await self._ari.add_to_bridge(talk.call.bridge_id, monitor.leg.channel_id)
+            return
+        target, spy, whisper = how
+        channel = talk.call.channel_id if target == "caller" else next(iter(talk.legs.values())).channel_id
+        monitor.snoop_id, monitor.bridge_id = f"snoop-{uuid.uuid4()}", f"monitor-{uuid.uuid4()}"
+        await self._ari.request("POST", f"/channels/{channel}/snoop", {
+            "spy": spy, "whisper": whisper, "app": self._ari.app, "appArgs": SNOOP, "snoopId": monitor.snoop_id})
+        await self._ari.create_bridge(monitor.bridge_id, "mixing")
+        await self._ari.add_to_bridge(monitor.bridge_id, monitor.snoop_id)
+        await self._ari.add_to_bridge(monitor.bridge_id, monitor.leg.channel_id)
+
+    async def _until_left(self, monitor: Monitor) -> None:
+        await asyncio.shield(monitor.leg.gone)
+        await self._end_monitor(monitor)
+
+    async def _end_monitor(self, monitor: Monitor) -> None:
+        await self._hang_up_leg(monitor.leg)
+        with contextlib.suppress(AriError):
+            if monitor.snoop_id is not None:
+                await self._ari.hangup(monitor.snoop_id)
+        with contextlib.suppress(AriError):
+            if monitor.bridge_id is not None:
+                await self._ari.destroy_bridge(monitor.bridge_id)
+        monitor.snoop_id = monitor.bridge_id = None
 
     async def _consult(self, talk: Talk, agent: AgentOnPhone | None, actor_id: int | None) -> None:
         """The caller on hold, another agent's phone rings; answered, they talk aside with the agents."""

@@ -4,7 +4,8 @@
 Service level today, per team: of the conversations that entered the team's queue since local midnight and
 were either answered or have waited longer than the team's threshold, the share answered within the
 threshold (the usual contact-centre definition: an item still waiting inside the threshold is not counted
-yet).
+yet). The phone line's service level counts the other way: a caller who hung up while waiting counts against
+it whatever their wait (see :func:`call_figures`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from router.acd.distributor import ROUTABLE_ROLES, open_loads
-from router.models import AgentPresence, Conversation, ConversationState, PresenceState, StaffUser, Team
+from router.logs import mask_phone
+from router.models import AgentPresence, Call, Conversation, ConversationState, PresenceState, StaffUser, Team
 
 
 class QueueFigures(BaseModel):
@@ -142,3 +144,47 @@ async def agent_figures(session: AsyncSession, user_ids: list[int] | None = None
         )
         for user, presence in rows
     ]
+
+
+SERVICE_LEVEL_SECONDS = 20  # a call answered within this many seconds of joining the queue meets the target
+
+
+class LiveCallFigure(BaseModel):
+    call_id: int
+    caller: str | None  # masked
+    agent_id: int | None
+    agent_name: str | None
+    since: datetime  # joined the queue (waiting) or was put through (talking)
+
+
+class CallFigures(BaseModel):
+    waiting: list[LiveCallFigure]  # longest waiting first
+    talking: list[LiveCallFigure]
+    answered_today: int  # put through to an agent since local midnight
+    abandoned_today: int  # hung up while waiting, since local midnight
+    service_level: float | None  # answered within the threshold / (answered + abandoned); None before any call
+    threshold_seconds: int
+
+
+async def call_figures(session: AsyncSession, now: datetime, zone: tzinfo) -> CallFigures:
+    """The phone line beside the chat queues: calls waiting and talking now, and today's answered, abandoned
+    and service level (abandoned calls count against it, however short their wait)."""
+    live = (await session.execute(
+        select(Call.id, Call.caller, Call.agent_id, StaffUser.display_name, Call.queued_at, Call.connected_at)
+        .outerjoin(StaffUser, StaffUser.id == Call.agent_id)
+        .where(Call.ended_at.is_(None), Call.queued_at.is_not(None))
+        .order_by(Call.queued_at))).all()
+    figures = [(row.connected_at is not None, LiveCallFigure(
+        call_id=row.id, caller=mask_phone(row.caller) if row.caller else None, agent_id=row.agent_id,
+        agent_name=row.display_name, since=row.connected_at or row.queued_at)) for row in live]
+    today = (await session.execute(
+        select(Call.queued_at, Call.connected_at, Call.outcome)
+        .where(Call.queued_at >= local_midnight(now, zone)))).all()
+    answered = [connected - queued for queued, connected, _ in today if connected is not None]
+    abandoned = sum(1 for _, connected, outcome in today if connected is None and outcome == "abandoned")
+    within = sum(1 for wait in answered if wait.total_seconds() <= SERVICE_LEVEL_SECONDS)
+    return CallFigures(
+        waiting=[f for talking, f in figures if not talking], talking=[f for talking, f in figures if talking],
+        answered_today=len(answered), abandoned_today=abandoned,
+        service_level=within / (len(answered) + abandoned) if answered or abandoned else None,
+        threshold_seconds=SERVICE_LEVEL_SECONDS)

@@ -11,6 +11,7 @@ the outcomes of the calls whose walk ended at that node.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -22,12 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from channels.voice.adapter import VoiceAdapter
 from channels.voice.agents import CallControlRefused, CallNotHere
 from router.access import OVERSEER_ROLES, STAFF_ROLES, Principal, conversation_clause
+from router.acd.board import CallFigures, call_figures
 from router.api import api
 from router.api.spec import HUB, MAX_ID, Call
 from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.logs import mask_phone, masked
 from router.models import Call as CallRow
-from router.models import CallEvent, CallEventKind, Conversation
+from router.models import CallEvent, CallEventKind, Conversation, utcnow
 from router.schemas import StrictBody
 from router.uploads import file_response
 
@@ -281,11 +283,35 @@ class CallControlBody(StrictBody):
     agent_id: int | None = Field(None, ge=1, description="the agent to consult (with ``consult``)")
 
 
+class MonitorBody(StrictBody):
+    mode: Literal["listen", "whisper", "barge"]
+
+
 class CallControlOut(BaseModel):
     call_id: int
     agents: list[int]  # on the call with the caller (aside with each other while the caller is on hold)
     held: bool  # the caller hears music
     consulted: int | None  # the agent asked aside, before a transfer or conference
+    monitors: dict[str, str]  # supervisor id → listen, whisper or barge
+
+
+def _live_call(call: Call) -> tuple[VoiceAdapter, list[int]]:
+    """The voice channel and the agents on the call of the path, or 404 when it is not put through here."""
+    voice = call.request.app[HUB].adapters.get("voice")
+    on_call = voice.agents_on_call(call.path["call_id"]) if isinstance(voice, VoiceAdapter) else []
+    if not on_call:
+        raise NotFound("该通话未接通坐席", code="call_not_live")
+    assert isinstance(voice, VoiceAdapter)
+    return voice, on_call
+
+
+async def _carried_out(action: Awaitable[dict[str, Any]]) -> CallControlOut:
+    try:
+        return CallControlOut(**await action)
+    except CallNotHere as exc:
+        raise NotFound("该通话未接通坐席", code="call_not_live") from exc
+    except CallControlRefused as exc:
+        raise Conflict(exc.message, code=exc.code) from exc
 
 
 @api.endpoint("POST", r"/api/calls/{call_id:\d+}/control",
@@ -294,21 +320,29 @@ class CallControlOut(BaseModel):
               errors=(403, 404, 409))
 async def control_call(call: Call) -> CallControlOut:
     body: CallControlBody = call.body
-    voice = call.request.app[HUB].adapters.get("voice")
-    on_call = voice.agents_on_call(call.path["call_id"]) if isinstance(voice, VoiceAdapter) else []
-    if not on_call:
-        raise NotFound("该通话未接通坐席", code="call_not_live")
+    voice, on_call = _live_call(call)
     actor = call.user.user_id if call.user.user_id in on_call else None
     if actor is None and call.user.role not in OVERSEER_ROLES:
         raise Forbidden("只有通话中的坐席或班长可以操作这通电话", code="not_on_call")
     if body.action == "consult" and body.agent_id is None:
         raise Invalid("征询须指定坐席", code="agent_required", details={"fields": {"agent_id": "required"}})
-    assert isinstance(voice, VoiceAdapter)
-    try:
-        state = await voice.control_call(call.path["call_id"], body.action, actor, body.agent_id)
-    except CallNotHere as exc:
-        raise NotFound("该通话未接通坐席", code="call_not_live") from exc
-    except CallControlRefused as exc:
-        raise Conflict(exc.message, code=exc.code) from exc
-    return CallControlOut(**state)
+    return await _carried_out(voice.control_call(call.path["call_id"], body.action, actor, body.agent_id))
+
+
+@api.endpoint("POST", r"/api/calls/{call_id:\d+}/monitor",
+              summary="A supervisor listens to a call, whispers to its agent or barges in, on their own phone",
+              roles=OVERSEER_ROLES, body=MonitorBody, response=CallControlOut, tag="calls", errors=(404, 409))
+async def monitor_call(call: Call) -> CallControlOut:
+    voice, _ = _live_call(call)
+    if call.user.user_id is None:
+        raise Conflict("服务令牌没有话机", code="no_phone")
+    return await _carried_out(voice.monitor_call(call.path["call_id"], call.user.user_id, call.body.mode))
+
+
+@api.endpoint("GET", "/api/calls/board", summary="The phone line now: calls waiting and talking, today's figures",
+              roles=OVERSEER_ROLES, response=CallFigures, tag="calls")
+async def call_board(call: Call) -> CallFigures:
+    hub = call.request.app[HUB]
+    async with hub.sessions() as session:
+        return await call_figures(session, utcnow(), hub.settings.zone)
 

@@ -39,6 +39,7 @@ VALID_BODIES = {
     "PhoneBody": {"extension": "8001"},
     "FinishBody": {"outcome": "cancelled"},
     "CallControlBody": {"action": "hold"},
+    "MonitorBody": {"mode": "listen"},
     "PasswordChangeBody": {"current_password": "wrong-password", "new_password": "weak"},
     "ReplyBody": {"text": "您好"},
     "AssignBody": {"agent_id": 1},

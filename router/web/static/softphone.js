@@ -1,5 +1,6 @@
 /*
- * Shuiwu Hub — the inbox's softphone: the agent takes calls in the browser (WebRTC), without a desk phone.
+ * Shuiwu Hub — the softphone of the inbox and the wallboard: agents take calls, and supervisors listen in, in
+ * the browser (WebRTC), without a desk phone.
  *
  * An account whose extension is a 浏览器软电话 gets its SIP settings from GET /api/softphone (the digest of its
  * password, never the password) and registers to Asterisk's SIP WebSocket with SIP.js (vendored from npm by the
@@ -17,9 +18,33 @@ const STATUS = {
 
 const http = StaffKit.client({ loginUrl: '/app/login?next=/app/inbox' });
 
+// The softphone's controls, built here so that every page with a softphone (the inbox, the wallboard) has the same.
+const CONTROLS = [
+  ['span', 'softphone-status', 'softphone-status', ''], ['span', 'softphone-peer', 'softphone-peer', ''],
+  ['button', 'btn btn-primary', 'softphone-answer', '接听'], ['button', 'btn btn-outline', 'softphone-hold', '保持'],
+  ['button', 'btn btn-outline', 'softphone-resume', '恢复'], ['button', 'btn btn-danger', 'softphone-hangup', '挂断'],
+];
+
+function buildControls(root) {
+  for (const [tag, className, testid, text] of CONTROLS) {
+    const node = document.createElement(tag);
+    node.className = className;
+    node.dataset.testid = testid;
+    node.textContent = text;
+    if (tag === 'button') { node.type = 'button'; node.hidden = true; }
+    if (testid === 'softphone-status') node.setAttribute('role', 'status');
+    root.append(node);
+  }
+  const audio = document.createElement('audio');
+  audio.dataset.testid = 'softphone-audio';
+  audio.autoplay = true;
+  root.append(audio);
+}
+
 class Softphone {
   constructor(root) {
     this.root = root;
+    buildControls(root);
     this.status = root.querySelector('[data-testid=softphone-status]');
     this.peer = root.querySelector('[data-testid=softphone-peer]');
     this.buttons = {

@@ -365,7 +365,10 @@
     refreshing = true;
     lastFetchAt = Date.now();
     try {
-      const [queues, agents] = await Promise.all([api('GET', '/api/queues'), api('GET', '/api/agents')]);
+      const [queues, agents, calls] = await Promise.all([
+        api('GET', '/api/queues'), api('GET', '/api/agents'), state.voiceEnabled ? api('GET', '/api/calls/board') : null,
+      ]);
+      if (calls) renderCalls(calls);
       state.fetchedAt = Date.now();
       state.queues = queues.items;
       state.agents = agents.items;
@@ -392,6 +395,44 @@
     }
   }
 
+  // The phone line: calls waiting and talking, today's figures; a supervisor joins a talking call on their own
+  // phone (the softphone in this page, or a desk phone) to listen, whisper to the agent or barge in.
+  function renderCalls(calls) {
+    setTile(dom.callTiles.waiting, calls.waiting.length, String(calls.waiting.length), calls.waiting.length > 0);
+    setTile(dom.callTiles.talking, calls.talking.length, String(calls.talking.length));
+    setTile(dom.callTiles.answered, calls.answered_today, String(calls.answered_today));
+    setTile(dom.callTiles.abandoned, calls.abandoned_today, String(calls.abandoned_today), calls.abandoned_today > 0);
+    const level = calls.service_level === null ? null : Math.round(calls.service_level * 100);
+    setTile(dom.callTiles.level, level, level === null ? '—' : `${level}%`, level !== null && level < SERVICE_LEVEL_TARGET);
+    const rows = [...calls.waiting.map((call) => callRow(call, false)), ...calls.talking.map((call) => callRow(call, true))];
+    dom.callRows.replaceChildren(...rows);
+    dom.callEmpty.hidden = rows.length > 0;
+  }
+
+  function callRow(call, talking) {
+    const join = (mode, label) => {
+      const button = el('button', { class: 'btn btn-outline', type: 'button', 'data-testid': `monitor-${mode}`, text: label });
+      button.addEventListener('click', async () => {
+        button.disabled = true; // a double click rings the supervisor's phone once
+        try {
+          await api('POST', `/api/calls/${call.call_id}/monitor`, { mode });
+        } catch (err) {
+          toast.report(err);
+        } finally {
+          button.disabled = false;
+        }
+      });
+      return button;
+    };
+    return el('tr', { 'data-testid': 'call-row', 'data-call-id': call.call_id, 'data-state': talking ? 'talking' : 'waiting' }, [
+      el('td', { text: call.caller || '未显示号码' }),
+      el('td', { text: talking ? '通话中' : '排队中' }),
+      el('td', { text: call.agent_name || '—' }),
+      el('td', { text: new Date(call.since).toLocaleTimeString('zh-CN', { hour12: false }) }),
+      el('td', {}, talking ? [join('listen', '监听'), join('whisper', '耳语'), join('barge', '强插')] : []),
+    ]);
+  }
+
   // The voice channel's state from /readyz; shown only when the hub has the voice channel enabled.
   async function checkVoice() {
     let checks;
@@ -403,10 +444,13 @@
     }
     const enabled = Object.prototype.hasOwnProperty.call(checks, 'voice');
     dom.voice.hidden = !enabled;
+    dom.calls.hidden = !enabled;
+    if (enabled && !state.voiceEnabled) requestRefresh(); // the phone section's first figures
+    state.voiceEnabled = enabled;
     if (!enabled) return;
-    const state = checks.voice ? 'up' : 'down';
-    dom.voice.dataset.state = state;
-    dom.voice.textContent = VOICE_TEXT[state];
+    const line = checks.voice ? 'up' : 'down';
+    dom.voice.dataset.state = line;
+    dom.voice.textContent = VOICE_TEXT[line];
   }
 
   function tick() {
@@ -450,6 +494,14 @@
     dom.agentEmpty = document.querySelector('[data-testid=agent-empty]');
     dom.updated = document.querySelector('[data-testid=updated-at]');
     dom.voice = document.querySelector('[data-testid=voice-state]');
+    dom.calls = document.querySelector('[data-testid=call-section]');
+    dom.callRows = document.getElementById('call-rows');
+    dom.callEmpty = document.querySelector('[data-testid=call-empty]');
+    dom.callTiles = Object.fromEntries(['waiting', 'talking', 'answered', 'abandoned', 'level'].map(
+      (key) => {
+        const root = document.querySelector(`[data-testid=call-tile-${key}]`);
+        return [key, { root, value: root.querySelector('.wb-tile-value') }];
+      }));
     toast = StaffKit.toaster(document.querySelector('[data-testid=toast]'));
     state.me = await StaffKit.signIn(http, toast);
     if (!state.me) return;

@@ -16,7 +16,7 @@ from channels.voice.ivr import BUILT_IN_PROMPTS
 from channels.voice.prompts import HOLD_MUSIC
 from router.acd.calls import MISSED_REASON
 from router.models import AgentPresence, CallbackRequest, Conversation, Role, utcnow
-from tests.channels.voice.conftest import VoiceWorld, agent_with_phone
+from tests.channels.voice.conftest import VoiceWorld, agent_with_phone, extension
 from tests.channels.voice.test_calls import caller, wav_seconds
 from tests.support import sipp
 
@@ -194,4 +194,59 @@ async def test_hold_an_attended_transfer_a_conference_and_the_last_agent_hanging
         conversation = await session.get(Conversation, call.conversation_id)
     assert conversation.assignee_id == two  # the conversation went with the transfer
     for staff in (admin, first, second, third, stranger):
+        await staff.close()
+
+
+async def test_a_supervisor_listens_in_then_barges_in_on_their_own_phone(desk: VoiceWorld) -> None:
+    admin = await desk.hub.staff(Role.ADMIN, listen=False)
+    agent, agent_ext, agent_password = await agent_with_phone(desk, admin)
+    supervisor = await desk.hub.staff(Role.SUPERVISOR)
+    supervisor_ext = extension()
+    given = await admin.call("PUT", f"/api/users/{supervisor.user['id']}/phone", {"extension": supervisor_ext})
+    port, ari = desk.asterisk.sip_port, desk.adapter.ari
+    number, since = caller(), utcnow()
+    async with sipp.DeskPhone(port, agent_ext, agent_password, ring_ms=300), \
+            sipp.DeskPhone(port, supervisor_ext, given["password"], ring_ms=300, talk_ms=3000):
+        await agent.becomes("ready")
+        calling = asyncio.create_task(desk.call(number, [
+            SETTLE, *sipp.digits("0"), sipp.Pause(4000), sipp.Voice(4000), sipp.Pause(3000), sipp.Voice(4000),
+            sipp.Pause(3000)], timeout=60))
+        call_id = await live_call_of(desk, agent.user["id"])
+        [agent_leg] = [c["id"] for c in await ari.channels() if c["id"].startswith("agent-")]
+
+        # An agent may not listen in; the supervisor does, on their phone: a snoop on the caller's channel.
+        status, refused = await agent.attempt("POST", f"/api/calls/{call_id}/monitor", {"mode": "listen"})
+        assert (status, refused["error"]["code"]) == (403, "role_forbidden")
+        listening = await supervisor.call("POST", f"/api/calls/{call_id}/monitor", {"mode": "listen"})
+        assert listening["monitors"] == {str(supervisor.user["id"]): "listen"}
+        assert listening["agents"] == [agent.user["id"]]
+        [monitor] = [b for b in await ari.request("GET", "/bridges") if b["id"].startswith("monitor-")]
+        snoop = next(c for c in monitor["channels"] if c.startswith("snoop-"))
+        supervisor_leg = next(c for c in monitor["channels"] if c != snoop)
+        await asyncio.sleep(1.5)
+        heard = await ari.request("GET", f"/channels/{supervisor_leg}/rtp_statistics")
+        assert heard["txcount"] > 25, heard  # the call's audio reaches the supervisor's phone
+        # The supervisor hangs up: the snoop and its bridge go; the call goes on.
+        deadline = asyncio.get_running_loop().time() + 10
+        while any(c["id"] in (snoop, supervisor_leg) for c in await ari.channels()):
+            assert asyncio.get_running_loop().time() < deadline, "the snoop outlived the supervisor's leg"
+            await asyncio.sleep(0.2)
+        assert not [b for b in await ari.request("GET", "/bridges") if b["id"].startswith("monitor-")]
+        assert desk.adapter.agents_on_call(call_id) == [agent.user["id"]]
+
+        # Barging in: the supervisor's phone joins the call's own bridge.
+        barging = await supervisor.call("POST", f"/api/calls/{call_id}/monitor", {"mode": "barge"})
+        assert barging["monitors"] == {str(supervisor.user["id"]): "barge"}
+        live = next(c for c in desk.adapter.calls.values() if c.call_id == call_id)
+        bridge = await ari.request("GET", f"/bridges/{live.bridge_id}")
+        joined = set(bridge["channels"]) - {live.channel_id, agent_leg}
+        assert any(c.startswith("agent-") for c in joined), bridge["channels"]
+
+        result = await calling
+        assert result.completed, result.output
+
+    call = await desk.ended_call(number, since)
+    monitors = [(e.detail["agent_id"], e.detail["mode"]) for e in await desk.events(call.id, "monitor")]
+    assert monitors == [(supervisor.user["id"], "listen"), (supervisor.user["id"], "barge")]
+    for staff in (admin, agent, supervisor):
         await staff.close()

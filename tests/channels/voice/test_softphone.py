@@ -1,5 +1,6 @@
 """An agent answers a real caller (sipp) in the browser: the inbox's softphone (SIP.js over Asterisk's SIP
-WebSocket, WebRTC media with DTLS-SRTP), in headless Chromium with a fake microphone."""
+WebSocket, WebRTC media with DTLS-SRTP), in headless Chromium with a fake microphone; a supervisor listens in
+from the wallboard on the softphone there."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import asyncio
 from playwright.async_api import Browser, expect
 
 from router.models import Role, utcnow
-from tests.channels.voice.conftest import VoiceWorld, agent_with_phone
+from tests.channels.voice.conftest import VoiceWorld, agent_with_phone, extension
 from tests.channels.voice.test_calls import caller
 from tests.support import sipp
 from tests.support.pages import sign_in, watch_errors
@@ -36,20 +37,27 @@ async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_way
         desk: VoiceWorld, browser: Browser) -> None:
     admin = await desk.hub.staff(Role.ADMIN, listen=False)
     agent, _, _ = await agent_with_phone(desk, admin, kind="browser")
+    supervisor = await desk.hub.staff(Role.SUPERVISOR, listen=False)
+    await admin.call("PUT", f"/api/users/{supervisor.user['id']}/phone", {"extension": extension(), "kind": "browser"})
     errors: list[str] = []
-    context = await browser.new_context()
+    context, board_context = await browser.new_context(), await browser.new_context()
     try:
         page = watch_errors(await context.new_page(), "agent", errors)
         await sign_in(page, desk.hub.url, agent.user["username"], "/app/inbox")
         softphone = page.locator("[data-testid=softphone]")
         await expect(softphone).to_have_attribute("data-state", "ready", timeout=15000)
         await expect(page.locator("[data-testid=softphone-status]")).to_have_text("软电话就绪")
+        board = watch_errors(await board_context.new_page(), "supervisor", errors)
+        await sign_in(board, desk.hub.url, supervisor.user["username"], "/app/wallboard")
+        board_phone = board.locator("[data-testid=softphone]")
+        await expect(board_phone).to_have_attribute("data-state", "ready", timeout=15000)
         await agent.becomes("ready")
 
         number, since = caller(), utcnow()
-        # 0 for a person; the caller speaks while the agent talks, then hangs up.
-        calling = asyncio.create_task(desk.call(number, [SETTLE, *sipp.digits("0"), sipp.Pause(5000),
-                                                         sipp.Voice(4000), sipp.Pause(5000)], timeout=60))
+        # 0 for a person; the caller speaks twice while the agent talks, then hangs up.
+        calling = asyncio.create_task(desk.call(number, [
+            SETTLE, *sipp.digits("0"), sipp.Pause(5000), sipp.Voice(4000), sipp.Pause(3000), sipp.Voice(4000),
+            sipp.Pause(6000)], timeout=60))
         await expect(softphone).to_have_attribute("data-state", "ringing", timeout=20000)
         # Screen pop: the caller's conversation is open, with their phone in the contact panel.
         await expect(page.locator("[data-testid=contact-identity][data-channel=voice]")).to_contain_text(
@@ -64,6 +72,18 @@ async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_way
         assert in_browser["received"] > 50 and in_browser["sent"] > 50, in_browser
         assert in_asterisk["received"] > 50 and in_asterisk["sent"] > 50, in_asterisk
 
+        # The supervisor sees the call on the wallboard and listens in on the softphone there.
+        row = board.locator("[data-testid=call-row][data-state=talking]")
+        await expect(row).to_contain_text(number[-4:])
+        await expect(board.locator("[data-testid=call-tile-talking] .wb-tile-value")).to_have_text("1")
+        await row.locator("[data-testid=monitor-listen]").click()
+        await expect(board_phone).to_have_attribute("data-state", "ringing", timeout=10000)
+        await board.locator("[data-testid=softphone-answer]").click()
+        await expect(board_phone).to_have_attribute("data-state", "talking")
+        await asyncio.sleep(2)
+        listened = await board.evaluate(PEER_STATS)
+        assert listened["received"] > 25, listened  # the call's audio reaches the supervisor's browser
+
         # Hold through the hub: the caller hears music; back again.
         await page.locator("[data-testid=softphone-hold]").click()
         await expect(softphone).to_have_attribute("data-state", "held")
@@ -75,11 +95,13 @@ async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_way
         await expect(softphone).to_have_attribute("data-state", "ready", timeout=10000)
         call = await desk.ended_call(number, since)
         assert (call.agent_id, call.outcome, call.hangup_side) == (agent.user["id"], "agent", "caller")
-        kinds = [e.kind for e in await desk.events(call.id) if e.kind in {"connect", "hold", "resume"}]
-        assert kinds == ["connect", "hold", "resume"]
+        kinds = [e.kind for e in await desk.events(call.id) if e.kind in {"connect", "monitor", "hold", "resume"}]
+        assert kinds == ["connect", "monitor", "hold", "resume"]
+        await expect(board_phone).to_have_attribute("data-state", "ready", timeout=10000)  # the snoop ended too
     finally:
         await context.close()
-        for staff in (admin, agent):
+        await board_context.close()
+        for staff in (admin, agent, supervisor):
             await staff.close()
     assert errors == []
 
