@@ -39,6 +39,7 @@ bench:
 	$(PY) -m bench.bot --write
 	@bash scripts/asterisk-root.sh
 	$(PY) -m bench.voice --write
+	$(PY) -m bench.calls --write
 	$(PY) -m bench.chaos --write
 
 clean:
