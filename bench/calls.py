@@ -19,20 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import secrets
 import sys
-import tempfile
 import time
-import uuid
 import wave
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.hubproc import ROOT, Database, HubProcess, open_database
+from bench.hubproc import ROOT, Database, HubProcess
 from bench.report import Machine, machine_facts, write_section
 from bench.stats import Distribution, cpu_between, cpu_snapshot
+from bench.voice import voice_hub
 from router.settings import Settings
 from tests.support import sipp
 from tests.support.actors import Staff
@@ -155,27 +153,15 @@ async def main_async(args: argparse.Namespace) -> int:
         print("no Asterisk root: run scripts/asterisk-root.sh (make test does)", file=sys.stderr)
         return 2
     waves: list[Wave] = []
-    with tempfile.TemporaryDirectory(prefix="bench-calls-") as work:
-        asterisk = Asterisk(f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}", rtp_ports=8 * max(args.waves) + 40)
-        asterisk.start()
-        try:
-            with open_database("postgresql", Path(work)) as database, HubProcess(database, Path(work), {
-                "HUB_CHANNELS": "webchat,voice", "HUB_VOICE_ARI_URL": asterisk.ari_url,
-                "HUB_VOICE_ARI_USERNAME": asterisk.ari_user, "HUB_VOICE_ARI_PASSWORD": asterisk.ari_password,
-                "HUB_VOICE_APP": asterisk.app, "HUB_VOICE_PROMPT_DIR": str(asterisk.prompt_dir),
-                "HUB_VOICE_HOURS": "24x7",
-            }) as hub:
-                admin = await Staff(hub.url).login("admin", hub.admin_password)
-                for number, size in enumerate(args.waves):
-                    result = await run_wave(hub, asterisk, database, admin, Path(work) / "var" / "uploads", size,
-                                            number, args.talk)
-                    waves.append(result)
-                    print(f"{size} callers: bridged {result.bridged}, recorded {result.recorded_whole}, at once "
-                          f"{result.at_once}, {result.per_second:.1f}/s, p95 {result.queue_to_agent.p95:.0f} ms",
-                          flush=True)
-                await admin.close()
-        finally:
-            asterisk.cleanup()
+    with voice_hub("calls", max(args.waves)) as (work, asterisk, database, hub):
+        admin = await Staff(hub.url).login("admin", hub.admin_password)
+        for number, size in enumerate(args.waves):
+            result = await run_wave(hub, asterisk, database, admin, work / "var" / "uploads", size, number,
+                                    args.talk)
+            waves.append(result)
+            print(f"{size} callers: bridged {result.bridged}, recorded {result.recorded_whole}, at once "
+                  f"{result.at_once}, {result.per_second:.1f}/s, p95 {result.queue_to_agent.p95:.0f} ms", flush=True)
+        await admin.close()
     section = render(machine_facts(), waves, args.talk, "python -m bench.calls --write")
     print(section)
     if args.write:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -153,33 +155,42 @@ def render(machine: Machine, waves: list[Wave], command: str) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> int:
-    if not root_ready():
-        print("no Asterisk root: run scripts/asterisk-root.sh (make test does)", file=sys.stderr)
-        return 2
-    waves: list[Wave] = []
-    with tempfile.TemporaryDirectory(prefix="bench-voice-") as work:
-        asterisk = Asterisk(f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}", rtp_ports=8 * max(args.waves) + 40)
+@contextlib.contextmanager
+def voice_hub(name: str, most_calls: int) -> Iterator[tuple[Path, Asterisk, Database, HubProcess]]:
+    """An Asterisk from the cached root with RTP ports for ``most_calls`` calls at once, and a hub process on
+    PostgreSQL driving it (line open around the clock); their work folder with them."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as folder:
+        work = Path(folder)
+        asterisk = Asterisk(f"bench-{os.getpid()}-{uuid.uuid4().hex[:6]}", rtp_ports=8 * most_calls + 40)
         asterisk.start()
         try:
-            with open_database("postgresql", Path(work)) as database, HubProcess(database, Path(work), {
+            with open_database("postgresql", work) as database, HubProcess(database, work, {
                 "HUB_CHANNELS": "webchat,voice", "HUB_VOICE_ARI_URL": asterisk.ari_url,
                 "HUB_VOICE_ARI_USERNAME": asterisk.ari_user, "HUB_VOICE_ARI_PASSWORD": asterisk.ari_password,
                 "HUB_VOICE_APP": asterisk.app, "HUB_VOICE_PROMPT_DIR": str(asterisk.prompt_dir),
                 "HUB_VOICE_HOURS": "24x7",
             }) as hub:
-                await run_wave(hub, asterisk, database, 1)  # the prompts of the walk rendered once
-                for size in args.waves:
-                    wave = await run_wave(hub, asterisk, database, size)
-                    waves.append(wave)
-                    print(json.dumps({"callers": size, "clean": wave.clean, "recognised": wave.recognised,
-                                      "first_prompt_p95": round(wave.first_prompt.p95),
-                                      "key_to_prompt_p95": round(wave.key_to_prompt.p95),
-                                      "key_to_prompt_max": round(wave.key_to_prompt.max)}), flush=True)
-                    if not wave.clean and not args.all:
-                        break
+                yield work, asterisk, database, hub
         finally:
             asterisk.cleanup()
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    if not root_ready():
+        print("no Asterisk root: run scripts/asterisk-root.sh (make test does)", file=sys.stderr)
+        return 2
+    waves: list[Wave] = []
+    with voice_hub("voice", max(args.waves)) as (_, asterisk, database, hub):
+        await run_wave(hub, asterisk, database, 1)  # the prompts of the walk rendered once
+        for size in args.waves:
+            wave = await run_wave(hub, asterisk, database, size)
+            waves.append(wave)
+            print(json.dumps({"callers": size, "clean": wave.clean, "recognised": wave.recognised,
+                              "first_prompt_p95": round(wave.first_prompt.p95),
+                              "key_to_prompt_p95": round(wave.key_to_prompt.p95),
+                              "key_to_prompt_max": round(wave.key_to_prompt.max)}), flush=True)
+            if not wave.clean and not args.all:
+                break
     section = render(machine_facts(), waves, "python -m bench.voice --write")
     print(section)
     if args.write:

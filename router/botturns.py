@@ -43,7 +43,6 @@ from router.models import (
     Message,
     MessageType,
     PendingBotTurn,
-    Team,
     utcnow,
 )
 from router.outbound import new_outbound
@@ -312,12 +311,8 @@ async def _handoff(session: AsyncSession, conversation: Conversation, *, team: s
                    reason: str, note: str | None = None) -> list[Message]:
     """Queue a bot conversation for people (in ``team`` if the bot named a known one) and tell the resident;
     the bot's ``note`` (what it collected) stays in the conversation as an internal note for the agent."""
-    if team:
-        target = await session.scalar(select(Team).where(Team.name == team))
-        if target is None:
-            log.warning("bot asked for an unknown team; using the default", team=team)
-        else:
-            conversation.team_id, conversation.team = target.id, target
+    if not await convs.queue_in_team_named(session, conversation, team):
+        log.warning("bot asked for an unknown team; using the default", team=team)
     event = convs.transition(session, conversation, "handoff", actor="bot", reason=reason)
     messages = [event]
     if note:

@@ -124,6 +124,18 @@ def transition(
     return event
 
 
+async def queue_in_team_named(session: AsyncSession, conversation: Conversation, name: str | None) -> bool:
+    """Put ``conversation`` in the queue of team ``name`` (the bot's or the IVR's choice, by name); False, the
+    conversation left in its team, when no team has that name."""
+    if not name:
+        return True
+    target = await session.scalar(select(Team).where(Team.name == name))
+    if target is None:
+        return False
+    conversation.team_id, conversation.team = target.id, target
+    return True
+
+
 async def load_for_update(session: AsyncSession, conversation_id: int) -> Conversation:
     """The conversation row, locked until the transaction ends (PostgreSQL; SQLite locks the file)."""
     row = await session.execute(

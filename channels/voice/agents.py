@@ -133,20 +133,19 @@ class PutThrough:
 
     def leg_answered(self, channel_id: str) -> bool:
         """The agent's phone answered (the leg entered the application); False when it is not an agent's leg."""
-        leg = self._legs.get(channel_id)
-        if leg is None:
-            return False
-        if not leg.answered.done():
-            leg.answered.set_result(None)
-        return True
+        return self._settle(channel_id, "answered", None)
 
     def leg_gone(self, channel_id: str, cause: int | None) -> bool:
         """The agent's leg left the application or was destroyed; False when it is not an agent's leg."""
+        return self._settle(channel_id, "gone", cause)
+
+    def _settle(self, channel_id: str, outcome: str, value: int | None) -> bool:
         leg = self._legs.get(channel_id)
         if leg is None:
             return False
-        if not leg.gone.done():
-            leg.gone.set_result(cause)
+        future: asyncio.Future[Any] = getattr(leg, outcome)
+        if not future.done():
+            future.set_result(value)
         return True
 
     # -- a caller who asked for a person ------------------------------------------------------------------

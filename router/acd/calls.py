@@ -92,12 +92,8 @@ class CallQueue:
             conversation = await convs.load_for_update(session, conversation_id)
             if conversation.state in (ConversationState.QUEUED, ConversationState.ASSIGNED):
                 return  # queued already (the call was taken up again after a restart)
-            if team:
-                target = await session.scalar(select(Team).where(Team.name == team))
-                if target is None:
-                    log.warning("IVR names an unknown team; the call waits in the default queue", team=team)
-                else:
-                    conversation.team_id, conversation.team = target.id, target
+            if not await convs.queue_in_team_named(session, conversation, team):
+                log.warning("IVR names an unknown team; the call waits in the default queue", team=team)
             action = "reopen_queue" if conversation.state == ConversationState.CLOSED else "handoff"
             event = convs.transition(session, conversation, action, actor="ivr", reason="来电转人工")
             await session.flush()

@@ -69,20 +69,11 @@ class CallResult:
     output: str
 
 
-_INVITE = """\
-    INVITE sip:{did}@[remote_ip]:[remote_port] SIP/2.0
-    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-    From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-    To: <sip:{did}@[remote_ip]:[remote_port]>
-    Call-ID: [call_id]
-    CSeq: 1 INVITE
-    Contact: sip:{caller}@[local_ip]:[local_port]
-    Max-Forwards: 70
-    Content-Type: application/sdp
+_SDP = """Content-Type: application/sdp
     Content-Length: [len]
 
     v=0
-    o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+    o={party} 53655765 2353687637 IN IP[local_ip_type] [local_ip]
     s=-
     c=IN IP[media_ip_type] [media_ip]
     t=0 0
@@ -92,7 +83,18 @@ _INVITE = """\
     a=rtpmap:101 telephone-event/8000
     a=fmtp:101 0-15
     a=sendrecv
-"""
+"""  # G.711 and RFC 2833 digits, on sipp's media port: the offer of a caller, the answer of an agent's phone
+
+_INVITE = """\
+    INVITE sip:{did}@[remote_ip]:[remote_port] SIP/2.0
+    Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+    From: <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+    To: <sip:{did}@[remote_ip]:[remote_port]>
+    Call-ID: [call_id]
+    CSeq: 1 INVITE
+    Contact: sip:{caller}@[local_ip]:[local_port]
+    Max-Forwards: 70
+    """ + _SDP.replace("{party}", "caller")
 
 _IN_DIALOG = """\
     {method} sip:{did}@[remote_ip]:[remote_port] SIP/2.0
@@ -280,21 +282,6 @@ _AGENT_REPLY = """\
     {cseq}
     Contact: <sip:{user}@[local_ip]:[local_port]>
     {body}"""
-_AGENT_SDP = """Content-Type: application/sdp
-    Content-Length: [len]
-
-    v=0
-    o=agent 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-    s=-
-    c=IN IP[media_ip_type] [media_ip]
-    t=0 0
-    m=audio [media_port] RTP/AVP 8 0 101
-    a=rtpmap:8 PCMA/8000
-    a=rtpmap:0 PCMU/8000
-    a=rtpmap:101 telephone-event/8000
-    a=fmtp:101 0-15
-    a=sendrecv
-"""
 _AGENT_BYE = """\
     BYE [next_url] SIP/2.0
     Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -324,7 +311,7 @@ def agent_scenario(user: str, *, answer: bool, ring_ms: int, talk_ms: int | None
              reply("180 Ringing")]
     if answer:
         parts += [f'<pause milliseconds="{int(ring_ms)}"/>',
-                  reply("200 OK", body=_AGENT_SDP).replace("<send>", '<send retrans="500">'),
+                  reply("200 OK", body=_SDP.format(party="agent")).replace("<send>", '<send retrans="500">'),
                   '<recv request="ACK"/>']
         if talk_ms is None:
             parts += ['<recv request="BYE"/>', reply("200 OK")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -103,13 +104,20 @@ async def voice(asterisk: Asterisk, backend: str, tmp_path_factory: pytest.TempP
     """A hub of its own database with ``channels=webchat,voice``, connected to ``asterisk``."""
     directory = tmp_path_factory.mktemp(f"voice-{backend}")
     with new_database(backend, directory) as url:
-        running = await start_hub(voice_settings(asterisk, url, directory / "var"))
-        world = VoiceWorld(running, asterisk)
-        try:
-            await asyncio.wait_for(world.adapter.ari.connected.wait(), 10)
+        async with connected_world(voice_settings(asterisk, url, directory / "var"), asterisk) as world:
             yield world
-        finally:
-            await running.runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def connected_world(settings: Settings, asterisk: Asterisk) -> AsyncIterator[VoiceWorld]:
+    """A hub with ``settings``, once its voice channel is connected to ``asterisk``; stopped after."""
+    running = await start_hub(settings)
+    try:
+        world = VoiceWorld(running, asterisk)
+        await asyncio.wait_for(world.adapter.ari.connected.wait(), 10)
+        yield world
+    finally:
+        await running.runner.cleanup()
 
 
 @pytest.fixture
@@ -130,14 +138,9 @@ def extension() -> str:
 @pytest.fixture
 async def desk(asterisk: Asterisk, own_voice_settings: Settings) -> AsyncIterator[VoiceWorld]:
     """A hub of its own, its line open around the clock, whose agents' phones ring for ``RING_SECONDS``."""
-    running = await start_hub(own_voice_settings.model_copy(update={"voice_ring_seconds": RING_SECONDS,
-                                                                    "voice_hours": "24x7"}))
-    world = VoiceWorld(running, asterisk)
-    try:
-        await asyncio.wait_for(world.adapter.ari.connected.wait(), 10)
+    async with connected_world(own_voice_settings.model_copy(update={
+            "voice_ring_seconds": RING_SECONDS, "voice_hours": "24x7"}), asterisk) as world:
         yield world
-    finally:
-        await running.runner.cleanup()
 
 
 async def agent_with_phone(world: VoiceWorld, admin: Staff, kind: str = "desk") -> tuple[Staff, str, str]:
