@@ -182,6 +182,9 @@ class CallLog(Protocol):
     async def open_calls(self) -> dict[str, int]:
         """Asterisk channel id → call id of every call record not ended yet."""
 
+    async def talking(self, call_id: int) -> tuple[int, datetime] | None:
+        """The agent a call not ended yet was put through to, and when; None before (or without) one."""
+
 
 class CallDesk(Protocol):
     """What a voice channel asks of the people's side for a caller who wants a person (router/acd/calls.py)."""

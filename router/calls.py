@@ -73,6 +73,12 @@ class CallRecords:
                 .values(ended_at=ended_at, hangup_cause=cause, hangup_cause_text=cause_text, hangup_side=side))
             return bool(result.rowcount)
 
+    async def talking(self, call_id: int) -> tuple[int, datetime] | None:
+        async with self._sessions() as session:
+            row = (await session.execute(select(Call.agent_id, Call.connected_at).where(
+                Call.id == call_id, Call.ended_at.is_(None)))).one_or_none()
+        return (row.agent_id, row.connected_at) if row and row.agent_id and row.connected_at else None
+
     async def open_calls(self) -> dict[str, int]:
         async with self._sessions() as session:
             rows = await session.execute(select(Call.channel_id, Call.id).where(Call.ended_at.is_(None)))

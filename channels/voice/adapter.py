@@ -35,7 +35,7 @@ from channels.base import (
     OutboundMessage,
     RouterPort,
 )
-from channels.voice.agents import AGENT_LEG, CONVERSATION_TOPIC, SNOOP, CallControlRefused, PutThrough
+from channels.voice.agents import AGENT_LEG, AGENT_LEG_PREFIX, CONVERSATION_TOPIC, SNOOP, CallControlRefused, PutThrough
 from channels.voice.ari import AriClient, AriError, Event
 from channels.voice.call import RECORDING_GRACE, CallEnded, LiveCall
 from channels.voice.phones import PHONES_TOPIC, PhoneBook
@@ -347,8 +347,25 @@ class VoiceAdapter(ChannelAdapter):
             call.expect_recording(call.recording_name)
             with contextlib.suppress(AriError):
                 await self.ari.subscribe_channel(channel_id)
-            log.info("call taken up again", call_id=call_id)
+            call.talking = await self._agent_leg(call)
+            log.info("call taken up again", call_id=call_id, with_agent=call.talking is not None)
             self._spawn(self._run_script(call))
+
+    async def _agent_leg(self, call: LiveCall) -> tuple[str, int, datetime] | None:
+        """The agent's leg of a call taken up after a restart, when it was talking to one (still in its bridge);
+        any further leg (a conference) is hung up: the hub no longer knows whose it is."""
+        talking = await self.router.calls.talking(call.call_id)
+        if talking is None:
+            return None
+        try:
+            bridge = await self.ari.request("GET", f"/bridges/{call.bridge_id}")
+        except AriError:
+            return None
+        legs = [c for c in bridge.get("channels", []) if isinstance(c, str) and c.startswith(AGENT_LEG_PREFIX)]
+        for extra in legs[1:]:
+            with contextlib.suppress(AriError):
+                await self.ari.hangup(extra)
+        return (legs[0], *talking) if legs else None
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

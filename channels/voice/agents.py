@@ -36,6 +36,7 @@ log = get_logger(__name__)
 
 CONVERSATION_TOPIC = "conversation"  # the hub's conversation events: an assignment puts a caller through
 AGENT_LEG = "agent"  # the first application argument of a channel rung to an agent's phone
+AGENT_LEG_PREFIX = "agent-"  # of the channel ids of agents' legs (and supervisors')
 SNOOP = "snoop"  # the first application argument of a supervisor's snoop on a call
 # How a supervisor joins a call: what their snoop hears (spy) and whom their voice reaches (whisper); a barge
 # joins the call's bridge itself.
@@ -179,6 +180,9 @@ class PutThrough:
                 await self._desk.abandon(conversation_id, phone=call.phone)
                 log.info("caller hung up waiting for an agent", call_id=call.call_id, waited_seconds=waited)
             raise
+        except asyncio.CancelledError:
+            leg = None  # the hub is stopping: the call goes on in Asterisk for the next process to take up
+            raise
         finally:
             hold.cancel()
             await asyncio.gather(hold, return_exceptions=True)
@@ -225,7 +229,7 @@ class PutThrough:
 
     async def _dial(self, call: LiveCall, agent: AgentOnPhone) -> tuple[AgentLeg | None, str]:
         """Ring an agent's phone for the call; the answered leg, or None and why it was not answered."""
-        leg = AgentLeg(channel_id=f"agent-{uuid.uuid4()}", agent=agent)
+        leg = AgentLeg(channel_id=f"{AGENT_LEG_PREFIX}{uuid.uuid4()}", agent=agent)
         self._legs[leg.channel_id] = leg
         await call.note(CallEventKind.RING, {"agent_id": agent.agent_id, "extension": agent.extension})
         cause: str
@@ -253,16 +257,26 @@ class PutThrough:
         await self._hang_up_leg(leg)
         return None, cause
 
-    async def _talk(self, call: LiveCall, leg: AgentLeg) -> datetime:
+    async def take_up(self, call: LiveCall, channel_id: str, agent: AgentOnPhone, connected: datetime) -> datetime:
+        """After a hub restart: the caller was talking to ``agent`` on leg ``channel_id`` (still in the call's
+        bridge, in Asterisk); the talk goes on as if nothing happened. Returns or raises as :meth:`__call__`."""
+        leg = AgentLeg(channel_id=channel_id, agent=agent)
+        leg.answered.set_result(None)
+        self._legs[channel_id] = leg
+        log.info("call with an agent taken up again", call_id=call.call_id, agent_id=agent.agent_id)
+        return await self._talk(call, leg, connected)
+
+    async def _talk(self, call: LiveCall, leg: AgentLeg, connected: datetime | None = None) -> datetime:
         """Caller and agent talk until the caller hangs up (raises :class:`CallEnded`) or the last agent on the call
         does (returns when the caller was put through); meanwhile agents hold, consult, transfer and conference
-        through :meth:`control`."""
-        await self._ari.add_to_bridge(call.bridge_id, leg.channel_id)
-        connected = utcnow()
-        await call.record(agent_id=leg.agent.agent_id, connected_at=connected)
-        await call.set_outcome("agent")
-        await call.note(CallEventKind.CONNECT, {"agent_id": leg.agent.agent_id})
-        log.info("caller put through to an agent", call_id=call.call_id, agent_id=leg.agent.agent_id)
+        through :meth:`control`. ``connected``: the talk began before a hub restart, the leg is in the bridge."""
+        if connected is None:
+            await self._ari.add_to_bridge(call.bridge_id, leg.channel_id)
+            connected = utcnow()
+            await call.record(agent_id=leg.agent.agent_id, connected_at=connected)
+            await call.set_outcome("agent")
+            await call.note(CallEventKind.CONNECT, {"agent_id": leg.agent.agent_id})
+            log.info("caller put through to an agent", call_id=call.call_id, agent_id=leg.agent.agent_id)
         talk = Talk(call, {leg.agent.agent_id: leg})
         self._talks[call.call_id] = talk
         try:
@@ -288,6 +302,10 @@ class PutThrough:
                 await asyncio.wait([*waits, *gone], return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waits:
                     waiter.cancel()
+        except asyncio.CancelledError:
+            self._talks.pop(call.call_id, None)
+            talk.legs, talk.consulted = {}, None  # the hub is stopping: the talk goes on in Asterisk
+            raise
         finally:
             self._talks.pop(call.call_id, None)
             for monitor in list(talk.monitors.values()):

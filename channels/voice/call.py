@@ -48,6 +48,8 @@ class LiveCall:
         self.call_id, self.channel_id, self.caller, self.did = call_id, channel_id, caller, did
         self.language = language
         self.resumed = resumed  # taken up again after the hub lost and regained Asterisk mid-call
+        # Taken up while talking to an agent: their leg still in the bridge, the agent's id, since when.
+        self.talking: tuple[str, int, datetime] | None = None
         self.node: str | None = None  # the IVR node the caller is at, recorded with each key
         self.conversation_id: int | None = None
         self.bridge_id = f"call-{channel_id}"

@@ -29,10 +29,12 @@ from channels.voice.adapter import VoiceAdapter
 from channels.voice.agents import PutThrough, QueueTexts
 from channels.voice.call import LiveCall
 from channels.voice.caller import LineHours, caller_context
+from channels.voice.ivr import CommonPrompts
 from channels.voice.menus import CurrentMenu, current_menu
 from channels.voice.prompts import PromptError, Prompts
 from channels.voice.recordings import recordings_in_force
 from channels.voice.selfservice import Caller, SelfService
+from channels.voice.speech import Language
 from channels.voice.walk import (
     CollectDigits,
     CollectKey,
@@ -46,6 +48,7 @@ from channels.voice.walk import (
     Voicemail,
 )
 from router.access import Principal
+from router.acd.calls import AgentOnPhone
 from router.billing import BillingBackend
 from router.errors import HubError, Invalid
 from router.hub import Hub
@@ -113,6 +116,9 @@ class IvrRuntime:
         return current
 
     async def __call__(self, call: LiveCall) -> None:
+        if call.talking is not None:  # taken up after a restart while talking to an agent: the talk goes on
+            await self._after_agent(call, walk=None, connected=await self._take_up(call, *call.talking))
+            return
         current = await self._current_menu()
         if current.version not in self._warmed:  # a menu saved since: the rest of its prompts, while this call runs
             self.start_warming()
@@ -175,16 +181,27 @@ class IvrRuntime:
         prompts, language = walk.menu.prompts, walk.language
         connected = await self._put_through(call, team=team,
                                             texts=QueueTexts(prompts.text("queue_position", language), language))
+        await self._after_agent(call, walk, connected)
+
+    async def _take_up(self, call: LiveCall, leg: str, agent_id: int, connected: datetime) -> datetime:
+        agent = await self._router.call_desk.agent_phone(agent_id) or AgentOnPhone(agent_id, "", "")
+        return await self._put_through.take_up(call, leg, agent, connected)
+
+    async def _after_agent(self, call: LiveCall, walk: IvrWalk | None, connected: datetime | None) -> None:
+        """The agent hung up first: the survey (``connected`` None: nobody could be assigned the call, as while
+        the database is away); then goodbye."""
+        menu = walk.menu if walk is not None else (await self._current_menu()).menu
+        language = walk.language if walk is not None else next(
+            (known for known in menu.languages if known == call.language), menu.default_language)
         if connected is not None:
-            await self._survey(call, walk, connected)
-        else:  # nobody could be assigned the call (the database is away)
-            await call.play(prompts.goodbye[language], interruptible=False, language=language)
+            await self._survey(call, menu.prompts, language, connected)
+        else:
+            await call.play(menu.prompts.goodbye[language], interruptible=False, language=language)
         await call.hangup("normal")
 
-    async def _survey(self, call: LiveCall, walk: IvrWalk, connected: datetime) -> None:
+    async def _survey(self, call: LiveCall, prompts: CommonPrompts, language: Language, connected: datetime) -> None:
         """The caller scores the service 1-5 on the keypad; the score goes on the call and on the orders filed
         while they talked."""
-        prompts, language = walk.menu.prompts, walk.language
         call.discard_keys()  # keys pressed while talking are not a score
         await call.play(prompts.text("survey", language), language=language)
         key = await call.collect_key(SURVEY_SECONDS)

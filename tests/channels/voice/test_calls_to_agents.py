@@ -16,9 +16,13 @@ from channels.voice.ivr import BUILT_IN_PROMPTS
 from channels.voice.prompts import HOLD_MUSIC
 from router.acd.calls import MISSED_REASON
 from router.models import AgentPresence, CallbackRequest, Conversation, Role, utcnow
-from tests.channels.voice.conftest import VoiceWorld, agent_with_phone, extension
+from router.settings import Settings
+from tests.channels.voice.conftest import RING_SECONDS, VoiceWorld, agent_with_phone, connected_world, extension
 from tests.channels.voice.test_calls import caller, wav_seconds
+from tests.conftest import PASSWORD
 from tests.support import sipp
+from tests.support.actors import Staff
+from tests.support.asterisk import Asterisk
 
 SETTLE = sipp.Pause(1500)  # from answer until the IVR has the caller at the main menu
 
@@ -250,3 +254,43 @@ async def test_a_supervisor_listens_in_then_barges_in_on_their_own_phone(desk: V
     assert monitors == [(supervisor.user["id"], "listen"), (supervisor.user["id"], "barge")]
     for staff in (admin, agent, supervisor):
         await staff.close()
+
+
+async def test_a_call_with_an_agent_goes_on_through_a_hub_restart_to_the_survey(
+        asterisk: Asterisk, own_voice_settings: Settings) -> None:
+    settings = own_voice_settings.model_copy(update={"voice_ring_seconds": RING_SECONDS, "voice_hours": "24x7"})
+    number, since = caller(), utcnow()
+    async with connected_world(settings, asterisk) as first:
+        admin = await first.hub.staff(Role.ADMIN, listen=False)
+        agent, agent_ext, agent_password = await agent_with_phone(first, admin)
+        phone = await sipp.DeskPhone(first.asterisk.sip_port, agent_ext, agent_password, ring_ms=300).__aenter__()
+        await agent.becomes("ready")
+        started = asyncio.get_running_loop().time()
+        # 0; the caller stays on the line and keys 4 for the survey about 26 s in.
+        calling = asyncio.create_task(first.call(number, [SETTLE, *sipp.digits("0"), sipp.Pause(24300),
+                                                          *sipp.digits("4")], wait_for_hangup=True, timeout=90))
+        call_id = await live_call_of(first, agent.user["id"])
+        for staff in (admin, agent):
+            await staff.close()
+    # The hub went away mid-talk; caller and agent talk on in Asterisk. The next hub takes the talk up.
+    try:
+        async with connected_world(settings, asterisk) as second:
+            deadline = asyncio.get_running_loop().time() + 15
+            while second.adapter.agents_on_call(call_id) != [agent.user["id"]]:
+                assert asyncio.get_running_loop().time() < deadline, "the talk was not taken up"
+                assert not calling.done(), (await calling).output
+                await asyncio.sleep(0.1)
+            again = await Staff(second.hub.url).login(agent.user["username"], PASSWORD)
+            await asyncio.sleep(max(0.0, started + 16 - asyncio.get_running_loop().time()))
+            await again.call("POST", f"/api/calls/{call_id}/control", {"action": "hangup"})
+            result = await calling
+            assert result.completed, result.output
+            call = await second.ended_call(number, since)
+            assert (call.agent_id, call.survey_score, call.outcome) == (agent.user["id"], 4, "agent")
+            assert [e.kind for e in await second.events(call.id) if e.kind in {"connect", "agent_hangup", "survey"}
+                    ] == ["connect", "agent_hangup", "survey"]
+            assert "BYE" in phone.log()
+            await again.close()
+    finally:
+        await phone.__aexit__(None, None, None)
+
