@@ -31,7 +31,7 @@ from router.access import (
 from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.hub import TOPIC as CONVERSATION_TOPIC
 from router.logs import mask_phone, masked
-from router.models import Author, ContactIdentity, Conversation, Message, Role, StaffUser, StoredFile, utcnow
+from router.models import Author, Call, ContactIdentity, Conversation, Message, Role, StaffUser, StoredFile, utcnow
 from router.outbound import new_outbound
 from router.residents import SURVEY_LINK, survey_reference, survey_token
 from router.schemas import StrictBody, message_event, visibility_key
@@ -167,6 +167,15 @@ class AttachmentOut(BaseModel):
     created_at: datetime
 
 
+class CallRecordingOut(BaseModel):
+    """A phone call with the resident that led to the order, as recorded (played through the call records)."""
+
+    call_id: int
+    started_at: datetime
+    ended_at: datetime
+    url: str
+
+
 class NoticeOut(BaseModel):
     """A message the hub sent (or is still trying to send) to a resident about this order."""
 
@@ -185,6 +194,8 @@ class WorkOrderDetail(WorkOrderOut):
     timeline: list[EventOut]
     attachments: list[AttachmentOut] = Field(description="photos and documents of the repair, oldest first")
     notices: list[NoticeOut] = Field(description="what residents were told, with each message's delivery state")
+    call_recordings: list[CallRecordingOut] = Field(
+        default_factory=list, description="recorded calls in the order's conversation that led to it, oldest first")
 
 
 class NoteBody(StrictBody):
@@ -906,9 +917,27 @@ class WorkOrderService:
         return WorkOrderDetail(
             **order_out(order, now).model_dump(), timeline=[_event_out(e) for e in events],
             notices=await _notices_of(session, order) if notices else [],
+            call_recordings=await _calls_of(session, order),
             attachments=[AttachmentOut(id=f.id, name=f.name, content_type=f.content_type, size=f.size,
                                        url=f"/api/workorders/{order.id}/files/{f.id}", created_at=f.created_at)
                          for f in files])
+
+
+CALL_LEADS_WITHIN = timedelta(hours=1)  # a call that ended this long before an order was filed led to it
+
+
+async def _calls_of(session: AsyncSession, order: WorkOrder) -> list[CallRecordingOut]:
+    """The recorded calls of the order's conversation that were on when it was filed, or had ended within
+    :data:`CALL_LEADS_WITHIN` before (an agent files the order during the call or in the wrap-up after it)."""
+    if order.conversation_id is None:
+        return []
+    rows = await session.execute(
+        select(Call.id, Call.started_at, Call.ended_at).where(
+            Call.conversation_id == order.conversation_id, Call.recording_file_id.is_not(None),
+            Call.started_at <= order.created_at, Call.ended_at >= order.created_at - CALL_LEADS_WITHIN)
+        .order_by(Call.started_at))
+    return [CallRecordingOut(call_id=call_id, started_at=started, ended_at=ended,
+                             url=f"/api/calls/{call_id}/recording") for call_id, started, ended in rows]
 
 
 async def _notices_of(session: AsyncSession, order: WorkOrder) -> list[NoticeOut]:

@@ -107,16 +107,19 @@ const OrderKit = (() => {
     }, [el('img', { src: photo.url, alt: photo.name, loading: 'lazy' })])));
   }
 
-  // Voicemails and other recordings attached to the order, playable where they are listed.
+  // Voicemails and other recordings attached to the order, and the recorded calls that led to it, playable
+  // where they are listed.
   function recordings(order) {
-    const sounds = order.attachments.filter((a) => a.content_type.startsWith('audio/'));
+    const sounds = order.attachments.filter((a) => a.content_type.startsWith('audio/'))
+      .map((sound) => [`录音 ${formatDateTime(sound.created_at)}`, sound.url, 'order-recording'])
+      .concat((order.call_recordings || []).map((call) => [
+        `通话录音 ${formatDateTime(call.started_at)}`, call.url, 'order-call-recording']));
     if (!sounds.length) return null;
-    return el('div', { class: 'recordings', 'data-testid': 'order-recordings' }, sounds.map((sound) => el('figure', {
-      class: 'recording',
-    }, [
-      el('figcaption', { text: `录音 ${formatDateTime(sound.created_at)}` }),
-      el('audio', { controls: true, preload: 'metadata', src: sound.url, 'data-testid': 'order-recording' }),
-    ])));
+    return el('div', { class: 'recordings', 'data-testid': 'order-recordings' }, sounds.map(([caption, url, testid]) => el(
+      'figure', { class: 'recording' }, [
+        el('figcaption', { text: caption }),
+        el('audio', { controls: true, preload: 'metadata', src: url, 'data-testid': testid }),
+      ])));
   }
 
   function fact(label, value, testid) {

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from channels.voice.ivr import BUILT_IN_PROMPTS
 from channels.voice.prompts import HOLD_MUSIC
 from router.acd.calls import MISSED_REASON
-from router.models import AgentPresence, CallbackRequest, Conversation, Role, utcnow
+from router.models import AgentPresence, Call, CallbackRequest, Conversation, Role, utcnow
 from router.settings import Settings
 from tests.channels.voice.conftest import RING_SECONDS, VoiceWorld, agent_with_phone, connected_world, extension
 from tests.channels.voice.test_calls import caller, wav_seconds
@@ -281,6 +281,12 @@ async def test_a_call_with_an_agent_goes_on_through_a_hub_restart_to_the_survey(
                 assert not calling.done(), (await calling).output
                 await asyncio.sleep(0.1)
             again = await Staff(second.hub.url).login(agent.user["username"], PASSWORD)
+            # The agent files the resident's repair from the call, as from a chat.
+            async with second.hub.hub.sessions() as session:
+                conversation_id = (await session.get(Call, call_id)).conversation_id
+            order = await again.call("POST", "/api/workorders", {
+                "category": "leak_repair", "title": "水表井漏水", "description": "来电反映楼下水表井冒水",
+                "custom_fields": {"leak_location": "水表井"}, "conversation_id": conversation_id}, expect=201)
             await asyncio.sleep(max(0.0, started + 16 - asyncio.get_running_loop().time()))
             await again.call("POST", f"/api/calls/{call_id}/control", {"action": "hangup"})
             result = await calling
@@ -290,6 +296,12 @@ async def test_a_call_with_an_agent_goes_on_through_a_hub_restart_to_the_survey(
             assert [e.kind for e in await second.events(call.id) if e.kind in {"connect", "agent_hangup", "survey"}
                     ] == ["connect", "agent_hangup", "survey"]
             assert "BYE" in phone.log()
+            # The call's recording is the order's too, played on the order desk through the call records.
+            detail = await again.call("GET", f"/api/workorders/{order['id']}")
+            [recording] = detail["call_recordings"]
+            assert (recording["call_id"], recording["url"]) == (call.id, f"/api/calls/{call.id}/recording")
+            status, audio, content_type = await again.fetch(recording["url"])
+            assert (status, content_type, audio[:4]) == (200, "audio/wav", b"RIFF")
             await again.close()
     finally:
         await phone.__aexit__(None, None, None)
