@@ -50,6 +50,7 @@ class CallsQuery(BaseModel):
     until: datetime | None = None
     order: str | None = Field(None, pattern=r"^[A-Za-z0-9-]{1,20}$", description="a work order's number")
     outcome: str | None = Field(None, pattern=r"^[a-z_]{1,32}$")
+    conversation: int | None = Field(None, ge=1, le=MAX_ID, description="the calls of one conversation")
     before_id: int | None = Field(None, ge=1, le=MAX_ID, description="the next page: calls older than this one")
     limit: int = Field(20, ge=1, le=PAGE_MAX)
 
@@ -185,6 +186,8 @@ async def list_calls(call: Call) -> CallsPage:
         statement = statement.where(_of_order(query.order))
     if query.outcome is not None:
         statement = statement.where(CallRow.outcome == query.outcome)
+    if query.conversation is not None:
+        statement = statement.where(CallRow.conversation_id == query.conversation)
     if query.before_id is not None:
         statement = statement.where(CallRow.id < query.before_id)
     async with call.request.app[HUB].sessions() as session:

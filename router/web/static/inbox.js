@@ -459,6 +459,26 @@
     contactShown = id;
   }
 
+  // A phone conversation: its latest call's IVR path and wait, so the agent knows what the caller went through.
+  async function showCall(conversation) {
+    dom.call.hidden = conversation.channel !== 'voice';
+    if (dom.call.hidden || dom.call.dataset.conversationId === String(conversation.id)) return;
+    dom.call.dataset.conversationId = String(conversation.id);
+    dom.call.textContent = '';
+    let calls;
+    try {
+      calls = await api('GET', `/api/calls?conversation=${conversation.id}&limit=1`);
+    } catch {
+      return; // the header without it
+    }
+    const [call] = calls.items;
+    if (!call || !sameId(state.openId, conversation.id)) return;
+    const facts = [`语音导航：${call.ivr_path.length ? call.ivr_path.join(' → ') : '（未进入菜单）'}`];
+    if (call.wait_seconds !== null) facts.push(`排队 ${call.wait_seconds} 秒`);
+    if (call.survey_score !== null) facts.push(`满意度 ${call.survey_score} 分`);
+    dom.call.textContent = facts.join(' · ');
+  }
+
   function renderConversationHeader() {
     const conversation = state.open;
     showContact(conversation);
@@ -484,6 +504,7 @@
     if (conversation.created_at) parts.push(`创建于 ${formatTime(conversation.created_at)}`);
     if (conversation.disposition) parts.push(`咨询类型：${desk.closer.label(conversation.disposition)}`);
     dom.meta.textContent = parts.filter(Boolean).join(' · ');
+    showCall(conversation);
     dom.claim.hidden = conversation.state !== 'queued';
     dom.takeOver.hidden = !(isSupervisor() && ['bot', 'assigned', 'waiting_resident'].includes(conversation.state)
       && !isMine(conversation));
@@ -1088,6 +1109,7 @@
     dom.view = document.getElementById('conversation-view');
     dom.title = document.getElementById('conversation-title');
     dom.meta = document.getElementById('conversation-meta');
+    dom.call = document.querySelector('[data-testid=conversation-call]');
     dom.claim = document.querySelector('[data-testid=claim]');
     dom.takeOver = document.querySelector('[data-testid=take-over]');
     dom.close = document.querySelector('[data-testid=close-conversation]');

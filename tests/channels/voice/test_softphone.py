@@ -59,9 +59,11 @@ async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_way
             SETTLE, *sipp.digits("0"), sipp.Pause(5000), sipp.Voice(4000), sipp.Pause(3000), sipp.Voice(4000),
             sipp.Pause(6000)], timeout=60))
         await expect(softphone).to_have_attribute("data-state", "ringing", timeout=20000)
-        # Screen pop: the caller's conversation is open, with their phone in the contact panel.
+        # Screen pop: the caller's conversation is open, with their phone in the contact panel and the way they
+        # came through the IVR.
         await expect(page.locator("[data-testid=contact-identity][data-channel=voice]")).to_contain_text(
             number[-4:], timeout=10000)
+        await expect(page.locator("[data-testid=conversation-call]")).to_contain_text("语音导航：main → agent")
         answer = page.locator("[data-testid=softphone-answer]")
         await answer.dblclick()  # a double click answers once
         await expect(softphone).to_have_attribute("data-state", "talking", timeout=10000)
