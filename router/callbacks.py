@@ -24,7 +24,7 @@ from router.models import (
     ContactIdentity,
     utcnow,
 )
-from router.phones import normalized_phone
+from router.phones import required_phone
 
 MAX_ATTEMPTS = 3  # calls no one answered before the request is closed as unreachable
 PREFERRED_WITHIN = timedelta(days=7)  # the latest time a resident may ask to be called at
@@ -42,10 +42,7 @@ class CallbackAsk:
 
 def checked_ask(phone: str, preferred_after: datetime | None, note: str | None, now: datetime) -> CallbackAsk:
     """Refuse a number that is not a person's phone, or a time in the past or too far ahead."""
-    number = normalized_phone(phone)
-    if number is None:
-        raise Invalid("请填写正确的手机号或带区号的固定电话", code="bad_phone",
-                      details={"fields": {"phone": "invalid"}})
+    number = required_phone(phone)
     if preferred_after is not None:
         if preferred_after.tzinfo is None:
             raise Invalid("时间须带时区", code="bad_time", details={"fields": {"preferred_after": "naive"}})

@@ -486,6 +486,7 @@ class CallEventKind(enum.StrEnum):
     MONITOR = "monitor"  # a supervisor listens, whispers to the agent, or barges in
     SURVEY = "survey"  # the caller's score (or none given)
     ABANDON = "abandon"  # the caller hung up while waiting for an agent
+    DIAL = "dial"  # an agent's call to a resident: the resident's phone is rung
 
 
 class CallEvent(Base):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from router.errors import Invalid
+
 _NOT_DIGITS = re.compile(r"[\s\-()]")
 
 
@@ -28,3 +30,12 @@ def normalized_phone(number: str) -> str | None:
     if 10 <= len(digits) <= 12 and digits.startswith("0"):  # a fixed line with its area code
         return f"+86{digits[1:]}"
     return None
+
+
+def required_phone(number: str, field: str = "phone") -> str:
+    """:func:`normalized_phone`, or a 422 naming ``field`` when ``number`` is not a person's phone."""
+    normalized = normalized_phone(number)
+    if normalized is None:
+        raise Invalid("请填写正确的手机号或带区号的固定电话", code="bad_phone", details={"fields": {field: "invalid"}})
+    return normalized
+

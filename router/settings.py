@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     # Where agents' inbox softphones reach Asterisk's SIP WebSocket (empty: the ARI address's /ws, ws or wss)
     voice_sip_ws_url: str = Field("", pattern=r"^(wss?://[^\s]+)?$")
     voice_ring_seconds: int = Field(20, ge=5, le=120)  # an agent's phone rings this long before the next is tried
+    # Agents' calls to residents go through the carrier's trunk: where ({number}: the national number), the
+    # number shown to the resident, and how long the resident's phone rings; empty: no outbound calls.
+    voice_outbound_uri: str = Field("", pattern=r"^(sips?:[^\s]*\{number\}[^\s]*)?$")
+    voice_outbound_caller_id: str = Field("", pattern=r"^\+?[0-9]{0,20}$")
+    voice_outbound_ring_seconds: int = Field(30, ge=5, le=120)
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0

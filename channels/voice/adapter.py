@@ -38,6 +38,7 @@ from channels.base import (
 from channels.voice.agents import AGENT_LEG, AGENT_LEG_PREFIX, CONVERSATION_TOPIC, SNOOP, CallControlRefused, PutThrough
 from channels.voice.ari import AriClient, AriError, Event
 from channels.voice.call import RECORDING_GRACE, CallEnded, LiveCall
+from channels.voice.outbound import OUTBOUND, DialOut
 from channels.voice.phones import PHONES_TOPIC, PhoneBook
 from channels.voice.prompts import Prompts
 from router.db import unreachable
@@ -71,6 +72,10 @@ class VoiceAdapter(ChannelAdapter):
         self.script: CallScript | None = None
         self.phones = PhoneBook(self.ari, router.calls.agent_phones, settings.voice_sip_realm)
         self.agents = PutThrough(self.ari, router.call_desk, self.prompts, settings.voice_ring_seconds)
+        self.outbound = DialOut(router, self.ari, self.agents,
+                                lambda call_id, channel_id, number: self._live_call(
+                                    call_id, channel_id, number, OUTBOUND, resumed=False),
+                                lambda call: self.calls.pop(call.channel_id, None))
         self._unsubscribe: list[Callable[[], None]] = []
         self.calls: dict[str, LiveCall] = {}  # Asterisk channel id → live call
         self._destroyed: dict[str, asyncio.Future[tuple[int | None, str | None]]] = {}
@@ -134,11 +139,21 @@ class VoiceAdapter(ChannelAdapter):
             raise CallControlRefused("请先为您的账号设置分机或软电话", "no_phone")
         return await self.agents.monitor(call_id, supervisor, mode)
 
+    async def call_resident(self, agent_id: int, number: str) -> int:
+        """An agent's call to a resident (channels/voice/outbound.py): their phone rings first; the call's id."""
+        agent = await self.router.call_desk.agent_phone(agent_id)
+        if agent is None:
+            raise CallControlRefused("请先为您的账号设置分机或软电话", "no_phone")
+        return await self.outbound.call(agent, number)
+
     # -- a call begins ----------------------------------------------------------------------------
 
     async def _on_start(self, event: Event) -> None:
         channel = _channel(event)
-        if channel is None or channel["id"] in self.calls or self.agents.leg_answered(channel["id"]):
+        if channel is not None and channel["id"] in self.calls:
+            self.outbound.answered(channel["id"])  # a resident called by an agent answered
+            return
+        if channel is None or self.agents.leg_answered(channel["id"]):
             return
         channel_id = channel["id"]
         args = event.get("args")

@@ -220,14 +220,14 @@ class PutThrough:
 
     async def _ring(self, call: LiveCall, conversation_id: int, agent: AgentOnPhone) -> AgentLeg | None:
         """Ring the agent the ACD chose; the answered leg, or None (the call back in the queue) when it was not."""
-        leg, cause = await self._dial(call, agent)
+        leg, cause = await self.dial(call, agent)
         if leg is not None:
             return leg
         await call.note(CallEventKind.MISSED, {"agent_id": agent.agent_id, "cause": cause})
         await self._desk.ring_missed(conversation_id, agent.agent_id, cause)
         return None
 
-    async def _dial(self, call: LiveCall, agent: AgentOnPhone) -> tuple[AgentLeg | None, str]:
+    async def dial(self, call: LiveCall, agent: AgentOnPhone) -> tuple[AgentLeg | None, str]:
         """Ring an agent's phone for the call; the answered leg, or None and why it was not answered."""
         leg = AgentLeg(channel_id=f"{AGENT_LEG_PREFIX}{uuid.uuid4()}", agent=agent)
         self._legs[leg.channel_id] = leg
@@ -381,7 +381,7 @@ class PutThrough:
                     supervisor.agent_id in talk.monitors and not talk.monitors[supervisor.agent_id].leg.gone.done()):
                 raise CallControlRefused("您已在这通电话中", "already_on_call")
             call = talk.call
-            leg, cause = await self._dial(call, supervisor)
+            leg, cause = await self.dial(call, supervisor)
             if leg is None:
                 raise CallControlRefused(f"您的话机未接听({cause})", "supervisor_not_answered")
             monitor = Monitor(leg, mode)
@@ -433,7 +433,7 @@ class PutThrough:
         if talk.consulted is not None:
             raise CallControlRefused("正在征询另一位坐席", "consulting")
         await self._hold_caller(talk)
-        leg, cause = await self._dial(call, agent)
+        leg, cause = await self.dial(call, agent)
         if leg is None:
             await call.note(CallEventKind.MISSED, {"agent_id": agent.agent_id, "cause": cause})
             raise CallControlRefused(f"{agent.name} 未接听({cause})", "consult_not_answered")
@@ -506,6 +506,13 @@ class PutThrough:
             talk.music.cancel()
             await asyncio.gather(talk.music, return_exceptions=True)
             talk.music = None
+
+    async def talk(self, call: LiveCall, leg: AgentLeg) -> datetime:
+        """Caller (or the resident called) and the agent on ``leg`` talk, as a caller put through does."""
+        return await self._talk(call, leg)
+
+    async def hang_up(self, leg: AgentLeg) -> None:
+        await self._hang_up_leg(leg)
 
     async def _hang_up_leg(self, leg: AgentLeg) -> None:
         self._legs.pop(leg.channel_id, None)

@@ -155,12 +155,14 @@ class CallQueue:
         return AgentOnPhone(agent_id=agent.id, name=agent.display_name, extension=agent.sip_extension)
 
     async def hand_over(self, conversation_id: int, agent_id: int) -> None:
-        """The call was transferred to ``agent_id``: so is its conversation."""
+        """The call was transferred to ``agent_id`` (or is theirs, an agent's call to a resident): so is its
+        conversation."""
         async with self._sessions.begin() as session:
             conversation = await convs.load_for_update(session, conversation_id)
             agent = await session.get(StaffUser, agent_id)
             if agent is None or conversation.assignee_id == agent_id or conversation.state not in (
-                    ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT, ConversationState.QUEUED):
+                    ConversationState.ASSIGNED, ConversationState.WAITING_RESIDENT, ConversationState.QUEUED,
+                    ConversationState.BOT):
                 return
             event = convs.assign_to(session, conversation, agent, actor="transfer")
             await session.flush()

@@ -22,14 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.voice.adapter import VoiceAdapter
 from channels.voice.agents import CallControlRefused, CallNotHere
-from router.access import OVERSEER_ROLES, STAFF_ROLES, Principal, conversation_clause
+from router.access import OVERSEER_ROLES, PHONE_ROLES, STAFF_ROLES, Principal, conversation_clause
 from router.acd.board import CallFigures, call_figures
 from router.api import api
+from router.api.contacts import visible_contact_phone
 from router.api.spec import HUB, MAX_ID, Call
 from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.logs import mask_phone, masked
 from router.models import Call as CallRow
 from router.models import CallEvent, CallEventKind, Conversation, utcnow
+from router.phones import required_phone
 from router.schemas import StrictBody
 from router.uploads import file_response
 
@@ -348,4 +350,43 @@ async def call_board(call: Call) -> CallFigures:
     hub = call.request.app[HUB]
     async with hub.sessions() as session:
         return await call_figures(session, utcnow(), hub.settings.zone)
+
+
+class OutboundBody(StrictBody):
+    phone: str | None = Field(None, min_length=3, max_length=32, description="the resident's mobile or fixed number")
+    contact_id: int | None = Field(None, ge=1, le=MAX_ID, description="or the resident, called on their phone")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> OutboundBody:
+        if (self.phone is None) == (self.contact_id is None):
+            raise ValueError("give either phone or contact_id")
+        return self
+
+
+class OutboundOut(BaseModel):
+    call_id: int
+
+
+@api.endpoint("POST", "/api/calls/outbound", summary="Call a resident: the agent's phone rings, then the resident's",
+              roles=PHONE_ROLES, body=OutboundBody, response=OutboundOut, status=202, tag="calls",
+              errors=(404, 409))
+async def call_resident(call: Call) -> OutboundOut:
+    body: OutboundBody = call.body
+    if body.phone is not None:
+        number = required_phone(body.phone)
+    else:
+        async with call.request.app[HUB].sessions() as session:
+            found = await visible_contact_phone(session, call.user, body.contact_id or 0)
+        if found is None:
+            raise Conflict("该居民没有已知的电话号码", code="no_phone_number")
+        number = found
+    voice = call.request.app[HUB].adapters.get("voice")
+    if not isinstance(voice, VoiceAdapter):
+        raise NotFound("电话渠道未启用", code="no_voice")
+    if call.user.user_id is None:
+        raise Conflict("服务令牌没有话机", code="no_phone")
+    try:
+        return OutboundOut(call_id=await voice.call_resident(call.user.user_id, number))
+    except CallControlRefused as exc:
+        raise Conflict(exc.message, code=exc.code) from exc
 

@@ -36,6 +36,7 @@ from router.models import (
     Region,
     StaffUser,
 )
+from router.phones import normalized_phone
 from router.schemas import ContactOut, FromRow, StrictBody, TeamOut, conversation_event, visibility_key
 from workorders.api import WORKORDERS
 from workorders.service import CategoryRef, ListQuery, WorkOrderOut
@@ -110,6 +111,17 @@ async def _load_contact(session: AsyncSession, contact_id: int) -> Contact:
     if contact is None:
         raise NotFound("居民不存在", code="contact_not_found")
     return contact
+
+
+async def visible_contact_phone(session: AsyncSession, principal: Principal, contact_id: int) -> str | None:
+    """The phone number of a resident the caller may see (their first phone identity), for calling them; raises
+    404 or 403 as the contact view does."""
+    contact = await _load_contact(session, contact_id)
+    if not principal.is_overseer and not await _visible_conversations(session, principal, contact.id):
+        raise Forbidden("无权查看该居民")
+    numbers = (normalized_phone(i.external_id) for i in sorted(contact.identities, key=lambda i: i.id)
+               if i.channel in PHONE_CHANNELS)
+    return next((n for n in numbers if n is not None), None)
 
 
 async def _visible_conversations(session: AsyncSession, principal: Principal, contact_id: int) -> list[Conversation]:

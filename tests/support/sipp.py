@@ -328,11 +328,14 @@ def agent_scenario(user: str, *, answer: bool, ring_ms: int, talk_ms: int | None
 
 class DeskPhone:
     """An agent's desk phone played by sipp: registers as ``user`` and takes each call Asterisk puts to it as
-    :func:`agent_scenario` says, until the test leaves the ``async with``."""
+    :func:`agent_scenario` says, until the test leaves the ``async with``. Without a ``password`` it is a
+    resident's phone behind the carrier instead: it registers nowhere and answers on ``port`` (no
+    ``sip_port``)."""
 
-    def __init__(self, sip_port: int, user: str, password: str, *, answer: bool = True, ring_ms: int = 1000,
-                 talk_ms: int | None = None) -> None:
+    def __init__(self, sip_port: int | None, user: str, password: str | None, *, answer: bool = True,
+                 ring_ms: int = 1000, talk_ms: int | None = None, port: int | None = None) -> None:
         self.sip_port, self.user, self.password = sip_port, user, password
+        self.port = port or free_udp_range(1)
         self._scenario = agent_scenario(user, answer=answer, ring_ms=ring_ms, talk_ms=talk_ms)
         self._work = tempfile.TemporaryDirectory(prefix="sipp-phone-")
         self.messages = Path(self._work.name) / "messages.log"
@@ -341,17 +344,21 @@ class DeskPhone:
     async def __aenter__(self) -> DeskPhone:
         work = Path(self._work.name)
         (work / "phone.xml").write_text(self._scenario)
-        # Registered, the phone stays up (a long pause) to take calls: each INVITE is an out-of-call message.
-        (work / "register.xml").write_text(register_scenario(self.user, self.password, 300).replace(
-            '<label id="done"/>', '<label id="done"/>\n<pause milliseconds="600000"/>'))
+        if self.password is None:  # a resident's phone: sipp as a server, one call
+            where = ["-sf", str(work / "phone.xml")]
+        else:
+            # Registered, the phone stays up (a long pause) to take calls: each INVITE is an out-of-call message.
+            (work / "register.xml").write_text(register_scenario(self.user, self.password, 300).replace(
+                '<label id="done"/>', '<label id="done"/>\n<pause milliseconds="600000"/>'))
+            where = [f"127.0.0.1:{self.sip_port}", "-sf", str(work / "register.xml"), "-oocsf", str(work / "phone.xml")]
         self._process = await asyncio.create_subprocess_exec(
-            "sipp", f"127.0.0.1:{self.sip_port}", "-sf", str(work / "register.xml"), "-oocsf",
-            str(work / "phone.xml"), "-m", "1", "-i", "127.0.0.1", "-p", str(free_udp_range(1)), "-mi", "127.0.0.1",
+            "sipp", *where, "-m", "1", "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1",
             "-mp", str(free_udp_range(4)), "-rtp_echo", "-nostdin", "-trace_msg", "-message_file", str(self.messages),
             stdin=asyncio.subprocess.DEVNULL, stdout=(work / "out.log").open("wb"), stderr=asyncio.subprocess.STDOUT,
             cwd=work)
         deadline = asyncio.get_running_loop().time() + 15
-        while "CSeq: 2 REGISTER" not in self.log() or STATUS_LINE.findall(self.log())[-1:] != ["200"]:
+        while self.password is not None and (
+                "CSeq: 2 REGISTER" not in self.log() or STATUS_LINE.findall(self.log())[-1:] != ["200"]):
             if self._process.returncode is not None or asyncio.get_running_loop().time() > deadline:
                 output = (work / "out.log").read_text(errors="replace")[-1500:]
                 raise AssertionError(f"phone {self.user} did not register: {self.log()[-1500:]}\n{output}")

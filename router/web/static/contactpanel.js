@@ -119,7 +119,9 @@ const ContactPanel = (() => {
       '暂无关联户号');
   }
 
-  function create({ root, api, onOpenConversation = () => {}, canFlag }) {
+  const PHONE_CHANNELS = new Set(['voice', 'sms']); // identities that are a phone number
+
+  function create({ root, api, onOpenConversation = () => {}, canFlag, onCall = null }) {
     const body = el('div', { class: 'contact-panel', 'data-testid': 'contact-panel', 'data-state': 'empty' });
     root.replaceChildren(body);
     let shownId = null;
@@ -186,7 +188,7 @@ const ContactPanel = (() => {
       ]);
     }
 
-    function header(contact, flagging) {
+    function header(contact, flagging, phoneKnown) {
       const badges = el('span', { class: 'cp-badges' }, flagBadges(contact));
       const status = el('p', { class: 'cp-error', role: 'alert', hidden: true });
       return el('header', { class: 'cp-header' }, [
@@ -197,14 +199,35 @@ const ContactPanel = (() => {
         contact.region ? el('p', { class: 'cp-detail', text: `所属区域：${contact.region.name}` }) : null,
         el('p', { class: 'cp-detail', text: `首次来访：${formatTime(contact.created_at)}` }),
         flagging ? flagSwitches(contact, badges, status) : null,
+        callButton(contact, phoneKnown, status),
         status,
       ]);
+    }
+
+    // 拨打: the agent's phone rings, then the resident's (POST /api/calls/outbound by contact, whose number stays
+    // masked on the page).
+    function callButton(contact, phoneKnown, status) {
+      if (!onCall || !phoneKnown) return null;
+      const button = el('button', { class: 'btn btn-outline', type: 'button', 'data-testid': 'contact-call', text: '拨打居民电话' });
+      button.addEventListener('click', async () => {
+        button.disabled = true; // a double click places one call
+        status.hidden = true;
+        try {
+          await onCall(contact.id);
+        } catch (err) {
+          status.textContent = (err && err.message) || '外呼失败，请稍后重试';
+          status.hidden = false;
+        } finally {
+          button.disabled = false;
+        }
+      });
+      return button;
     }
 
     function render(view, flagging) {
       body.dataset.contactId = view.contact.id;
       setState('ready', [
-        header(view.contact, flagging),
+        header(view.contact, flagging, view.identities.some((i) => PHONE_CHANNELS.has(i.channel))),
         view.bot_lookups_blocked ? el('p', {
           class: 'cp-error', 'data-testid': 'contact-lookups-blocked', role: 'status',
           text: '近一小时内户号或工单核对失败次数过多，智能客服已暂停为该居民查询，请人工核实身份。',

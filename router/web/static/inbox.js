@@ -1213,6 +1213,10 @@
 
     contactPanel = ContactPanel.create({
       root: dom.contactColumn, api, canFlag: isSupervisor(), onOpenConversation: (id) => openConversation(id),
+      onCall: async (contactId) => {
+        await api('POST', '/api/calls/outbound', { contact_id: contactId });
+        toast.show('正在呼叫：请先接听您的话机', 'info');
+      },
     });
     document.querySelector('[data-testid=tab-monitor]').hidden = !isSupervisor();
     desk.closer.load().catch((err) => toast.report(err)); // labels of the consultation types in headers

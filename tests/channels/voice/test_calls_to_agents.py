@@ -22,7 +22,7 @@ from tests.channels.voice.test_calls import caller, wav_seconds
 from tests.conftest import PASSWORD
 from tests.support import sipp
 from tests.support.actors import Staff
-from tests.support.asterisk import Asterisk
+from tests.support.asterisk import Asterisk, free_udp_range
 
 SETTLE = sipp.Pause(1500)  # from answer until the IVR has the caller at the main menu
 
@@ -306,3 +306,47 @@ async def test_a_call_with_an_agent_goes_on_through_a_hub_restart_to_the_survey(
     finally:
         await phone.__aexit__(None, None, None)
 
+
+
+async def test_an_agent_calls_a_resident_their_phone_rings_first_and_the_call_is_recorded(
+        asterisk: Asterisk, own_voice_settings: Settings) -> None:
+    resident_port = free_udp_range(1)
+    settings = own_voice_settings.model_copy(update={
+        "voice_hours": "24x7", "voice_outbound_uri": f"sip:{{number}}@127.0.0.1:{resident_port}",
+        "voice_outbound_caller_id": "962740"})
+    number = caller()
+    async with connected_world(settings, asterisk) as world:
+        admin = await world.hub.staff(Role.ADMIN, listen=False)
+        agent, agent_ext, agent_password = await agent_with_phone(world, admin)
+        async with sipp.DeskPhone(asterisk.sip_port, agent_ext, agent_password, ring_ms=300) as desk_phone, \
+                sipp.DeskPhone(None, number, None, ring_ms=500, talk_ms=4000, port=resident_port) as resident:
+            status, refused = await agent.attempt("POST", "/api/calls/outbound", {"phone": "12345"})
+            assert (status, refused["error"]["code"]) == (422, "bad_phone")
+            status, refused = await agent.attempt("POST", "/api/calls/outbound", {"phone": number, "contact_id": 1})
+            assert (status, refused["error"]["code"]) == (422, "invalid")
+            status, refused = await agent.attempt("POST", "/api/calls/outbound", {"contact_id": 999999})
+            assert (status, refused["error"]["code"]) == (404, "contact_not_found")
+            placed = await agent.call("POST", "/api/calls/outbound", {"phone": number}, expect=202)
+            call_id = placed["call_id"]
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:
+                async with world.hub.hub.sessions() as session:
+                    call = await session.get(Call, call_id)
+                if call.ended_at is not None and call.recording_file_id is not None:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "the outbound call did not end"
+                await asyncio.sleep(0.3)
+            # The resident heard the hotline's number, the national number was dialled; both hung up.
+            invite = resident.log()
+            assert f"INVITE sip:{number}@127.0.0.1:{resident_port}" in invite and "962740" in invite
+            assert "BYE" in desk_phone.log()
+        assert (call.did, call.agent_id, call.outcome) == ("outbound", agent.user["id"], "agent")
+        assert call.caller == f"+86{number}" and call.connected_at is not None
+        kinds = [e.kind for e in await world.events(call.id) if e.kind in {"ring", "dial", "connect"}]
+        assert kinds == ["ring", "dial", "connect"]
+        assert wav_seconds(await world.recording(call.recording_file_id)) > 2
+        async with world.hub.hub.sessions() as session:
+            conversation = await session.get(Conversation, call.conversation_id)
+        assert (conversation.channel, conversation.assignee_id) == ("voice", agent.user["id"])
+        for staff in (admin, agent):
+            await staff.close()

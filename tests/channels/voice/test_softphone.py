@@ -100,6 +100,10 @@ async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_way
         kinds = [e.kind for e in await desk.events(call.id) if e.kind in {"connect", "monitor", "hold", "resume"}]
         assert kinds == ["connect", "monitor", "hold", "resume"]
         await expect(board_phone).to_have_attribute("data-state", "ready", timeout=10000)  # the snoop ended too
+        # Calling the resident back from the contact panel: this line has no trunk to dial out on, and says so.
+        await page.locator("[data-testid=contact-call]").click()
+        refused = page.locator("[data-testid=contact-panel] .cp-error[role=alert]")
+        await expect(refused).to_contain_text("未配置外呼线路")
     finally:
         await context.close()
         await board_context.close()
