@@ -58,11 +58,17 @@ const PresenceBar = (() => {
       if (onChange) onChange(current);
     }
 
+    // Only the answer of the latest request is applied: a slow read that left before a change (the agent picked
+    // 就绪 while the page was still loading) must not put the old state back.
+    let latest = 0;
+
     async function load_() {
+      const mine = ++latest;
       try {
-        apply((await api('GET', '/api/presence')).agent);
+        const answer = await api('GET', '/api/presence');
+        if (mine === latest) apply(answer.agent);
       } catch (err) {
-        toast.report(err);
+        if (mine === latest) toast.report(err);
       }
     }
 
@@ -73,11 +79,13 @@ const PresenceBar = (() => {
 
     async function choose() {
       const state = picker.value;
+      const mine = ++latest;
       try {
-        apply((await api('PUT', '/api/presence', { state, reason: state === 'away' ? reason.value : null })).agent);
+        const answer = await api('PUT', '/api/presence', { state, reason: state === 'away' ? reason.value : null });
+        if (mine === latest) apply(answer.agent);
       } catch (err) {
         toast.report(err);
-        render(); // back to what the hub says
+        if (mine === latest) render(); // back to what the hub says
       }
     }
 
