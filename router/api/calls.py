@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from channels.voice.adapter import VoiceAdapter
 from channels.voice.agents import CallControlRefused, CallNotHere
-from router.access import OVERSEER_ROLES, PHONE_ROLES, STAFF_ROLES, Principal, conversation_clause
+from router.access import OVERSEER_ROLES, STAFF_ROLES, Principal, conversation_clause
 from router.acd.board import CallFigures, call_figures
 from router.api import api
 from router.api.contacts import visible_contact_phone
@@ -368,7 +368,7 @@ class OutboundOut(BaseModel):
 
 
 @api.endpoint("POST", "/api/calls/outbound", summary="Call a resident: the agent's phone rings, then the resident's",
-              roles=PHONE_ROLES, body=OutboundBody, response=OutboundOut, status=202, tag="calls",
+              roles=STAFF_ROLES, body=OutboundBody, response=OutboundOut, status=202, tag="calls",
               errors=(404, 409))
 async def call_resident(call: Call) -> OutboundOut:
     body: OutboundBody = call.body

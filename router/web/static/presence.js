@@ -52,23 +52,20 @@ const PresenceBar = (() => {
       countdown = setInterval(tick, 1000);
     }
 
+    // Answers and live frames may arrive out of order (a read that left before the agent picked 就绪 comes back
+    // after the change): a state older than the one shown (by the hub's ``since``) is not put back.
     function apply(presence) {
+      if (current && current.since && presence.since && Date.parse(presence.since) < Date.parse(current.since)) return;
       current = { ...(current || {}), ...presence };
       render();
       if (onChange) onChange(current);
     }
 
-    // Only the answer of the latest request is applied: a slow read that left before a change (the agent picked
-    // 就绪 while the page was still loading) must not put the old state back.
-    let latest = 0;
-
     async function load_() {
-      const mine = ++latest;
       try {
-        const answer = await api('GET', '/api/presence');
-        if (mine === latest) apply(answer.agent);
+        apply((await api('GET', '/api/presence')).agent);
       } catch (err) {
-        if (mine === latest) toast.report(err);
+        toast.report(err);
       }
     }
 
@@ -79,13 +76,11 @@ const PresenceBar = (() => {
 
     async function choose() {
       const state = picker.value;
-      const mine = ++latest;
       try {
-        const answer = await api('PUT', '/api/presence', { state, reason: state === 'away' ? reason.value : null });
-        if (mine === latest) apply(answer.agent);
+        apply((await api('PUT', '/api/presence', { state, reason: state === 'away' ? reason.value : null })).agent);
       } catch (err) {
         toast.report(err);
-        if (mine === latest) render(); // back to what the hub says
+        render(); // back to what the hub says
       }
     }
 
