@@ -41,6 +41,7 @@ from channels.voice.call import RECORDING_GRACE, CallEnded, LiveCall
 from channels.voice.outbound import OUTBOUND, DialOut
 from channels.voice.phones import PHONES_TOPIC, PhoneBook
 from channels.voice.prompts import Prompts
+from router.acd.calls import AgentOnPhone
 from router.db import unreachable
 from router.logs import get_logger, mask_phone
 from router.models import CallEventKind, CallSide, utcnow
@@ -134,17 +135,18 @@ class VoiceAdapter(ChannelAdapter):
 
     async def monitor_call(self, call_id: int, supervisor_id: int, mode: str) -> dict[str, Any]:
         """A supervisor listens, whispers or barges in on their own phone (channels/voice/agents.py)."""
-        supervisor = await self.router.call_desk.agent_phone(supervisor_id)
-        if supervisor is None:
-            raise CallControlRefused("请先为您的账号设置分机或软电话", "no_phone")
-        return await self.agents.monitor(call_id, supervisor, mode)
+        return await self.agents.monitor(call_id, await self._own_phone(supervisor_id), mode)
 
     async def call_resident(self, agent_id: int, number: str) -> int:
         """An agent's call to a resident (channels/voice/outbound.py): their phone rings first; the call's id."""
-        agent = await self.router.call_desk.agent_phone(agent_id)
-        if agent is None:
+        return await self.outbound.call(await self._own_phone(agent_id), number)
+
+    async def _own_phone(self, user_id: int) -> AgentOnPhone:
+        """The phone of the staff member asking to be rung, or a refusal telling them to get one."""
+        phone = await self.router.call_desk.agent_phone(user_id)
+        if phone is None:
             raise CallControlRefused("请先为您的账号设置分机或软电话", "no_phone")
-        return await self.outbound.call(agent, number)
+        return phone
 
     # -- a call begins ----------------------------------------------------------------------------
 
