@@ -31,13 +31,13 @@ bench:
 	@bash scripts/services.sh
 	$(PY) -m bench --write
 	$(PY) -m bench.workorders --write
+	@bash scripts/asterisk-root.sh
 	$(PY) -m bench.acd --write
 	$(PY) -m bench.wechat --write
 	$(PY) -m bench.logins --write
 	@bash scripts/bot-env.sh
 	@bash scripts/bot-train.sh
 	$(PY) -m bench.bot --write
-	@bash scripts/asterisk-root.sh
 	$(PY) -m bench.voice --write
 	$(PY) -m bench.calls --write
 	$(PY) -m bench.chaos --write

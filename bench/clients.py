@@ -123,7 +123,9 @@ class TimedSocket:
         async for frame in ws:
             if frame.type == aiohttp.WSMsgType.TEXT:
                 at = time.perf_counter()
-                self.on_frame(json.loads(frame.data), at)
+                data = json.loads(frame.data)
+                for event in data if isinstance(data, list) else [data]:  # events sent together: an array
+                    self.on_frame(event, at)
         self.dropped = not self._closing
 
     def on_frame(self, data: dict[str, Any], at: float) -> None:
@@ -206,9 +208,18 @@ class Staff(TimedSocket):
         if data.get("type") == "message" and data["message"]["direction"] == "in":
             self._recorder.ledger.agent_got(data["message"]["client_id"], at)
 
+    async def _get(self, path: str) -> tuple[int, Any]:
+        return await self._send("GET", path, None)
+
     async def _post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        async with self._http.post(f"{self._base_url}{path}", json=body,
-                                   headers={"X-CSRF-Token": self._csrf}) as response:
+        return await self._send("POST", path, body)
+
+    async def _put(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        return await self._send("PUT", path, body)
+
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, Any]:
+        async with self._http.request(method, f"{self._base_url}{path}", json=body,
+                                      headers={"X-CSRF-Token": self._csrf}) as response:
             return response.status, await response.json()
 
     async def claim(self, conversation_id: int) -> None:

@@ -45,6 +45,7 @@ class CpuSnapshot:
     hub: float  # CPU seconds used so far by the hub process (all its threads)
     bench: float  # CPU seconds used so far by this process, the load generator
     machine: float  # CPU seconds all cores have spent not idle since boot
+    stolen: float  # CPU seconds the hypervisor gave to others while this machine's cores wanted them
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class CpuUse:
     hub: float
     bench: float
     machine: float
+    stolen: float  # cores' worth taken by the hypervisor (a virtual machine's "steal")
 
     @property
     def rest(self) -> float:
@@ -61,29 +63,31 @@ class CpuUse:
         return max(0.0, self.machine - self.hub - self.bench)
 
 
-def _machine_busy() -> float:
-    """CPU seconds all cores have spent not idle since boot."""
+def _machine_busy() -> tuple[float, float]:
+    """CPU seconds all cores have spent not idle since boot, and of those the hypervisor's steal."""
     # /proc/stat "cpu" line: user nice system idle iowait irq softirq steal (guest is counted in user).
     cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    return (sum(cpu) - cpu[3] - cpu[4]) / _CLOCK_TICKS
+    return (sum(cpu) - cpu[3] - cpu[4]) / _CLOCK_TICKS, cpu[7] / _CLOCK_TICKS
 
 
 def background_load(seconds: float) -> float:
     """Cores kept busy by other processes while the bench itself is idle (sampled before a backend runs)."""
-    before, started = _machine_busy(), time.perf_counter()
+    (before, _), started = _machine_busy(), time.perf_counter()
     time.sleep(seconds)
-    return (_machine_busy() - before) / (time.perf_counter() - started)
+    return (_machine_busy()[0] - before) / (time.perf_counter() - started)
 
 
 def cpu_snapshot(hub_pid: int) -> CpuSnapshot:
     # Fields after the parenthesised command name: state is the first, utime the 12th, stime the 13th.
     fields = Path(f"/proc/{hub_pid}/stat").read_text().rsplit(")", 1)[1].split()
     own = os.times()
+    busy, stolen = _machine_busy()
     return CpuSnapshot(
         wall=time.perf_counter(),
         hub=(int(fields[11]) + int(fields[12])) / _CLOCK_TICKS,
         bench=own.user + own.system,
-        machine=_machine_busy(),
+        machine=busy,
+        stolen=stolen,
     )
 
 
@@ -93,4 +97,5 @@ def cpu_between(before: CpuSnapshot, after: CpuSnapshot) -> CpuUse:
         hub=(after.hub - before.hub) / wall,
         bench=(after.bench - before.bench) / wall,
         machine=(after.machine - before.machine) / wall,
+        stolen=(after.stolen - before.stolen) / wall,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from router.acd.calls import AgentOnPhone, Standing
     from router.callbacks import CallbackList
+    from router.campaigns import CampaignBook
     from router.settings import Settings
 
 
@@ -158,6 +159,14 @@ class AgentPhone:
     webrtc: bool = False  # the softphone in the agent's inbox: SIP over WebSocket, DTLS-SRTP media
 
 
+@dataclass(frozen=True)
+class OpenCall:
+    """A call record not ended yet, as a restarted hub finds it."""
+
+    call_id: int
+    conversation_id: int | None  # None until the call's conversation is stored (the database was away)
+
+
 class CallLog(Protocol):
     """What a voice channel keeps and reads in the hub's database: call records (``call`` and ``call_event``)
     and the agents' phones (router/calls.py)."""
@@ -172,18 +181,29 @@ class CallLog(Protocol):
         """Set ``conversation_id``, ``answered_at``, ``recording_file_id`` or ``outcome``."""
 
     async def event(self, call_id: int, kind: str, *, node: str | None = None, key: str | None = None,
-                    detail: dict[str, Any] | None = None, at: datetime | None = None) -> None:
-        """Record what happened during the call; a ``node`` event also extends the call's IVR path."""
+                    detail: dict[str, Any] | None = None, at: datetime | None = None,
+                    fields: Mapping[str, Any] | None = None) -> None:
+        """Record what happened during the call; a ``node`` event also extends the call's IVR path. ``fields``
+        are set on the call's record in the same transaction (as :meth:`update`): a hub stopping between the two
+        never leaves a record that says connected without its ``connect`` event, say."""
 
     async def close(self, call_id: int, *, ended_at: datetime, cause: int | None, cause_text: str | None,
                     side: str) -> bool:
         """End the call record; False when it had been ended already."""
 
-    async def open_calls(self) -> dict[str, int]:
-        """Asterisk channel id → call id of every call record not ended yet."""
+    async def open_calls(self) -> dict[str, OpenCall]:
+        """Asterisk channel id → every call record not ended yet."""
 
-    async def talking(self, call_id: int) -> tuple[int, datetime] | None:
-        """The agent a call not ended yet was put through to, and when; None before (or without) one."""
+    async def talking(self, call_id: int) -> tuple[int, datetime, bool] | None:
+        """The agent a call not ended yet was put through to, when, and whether the agents' hang-up is recorded
+        (the caller went on to the survey); None before (or without) one."""
+
+    async def waiting(self, call_id: int) -> tuple[datetime, str | None] | None:
+        """A call not ended yet that waits in the queue for an agent (not put through): since when it waits, and
+        the team it waits for; None otherwise."""
+
+    async def last_node(self, call_id: int) -> str | None:
+        """The IVR node the caller entered last (None before the first)."""
 
 
 class CallDesk(Protocol):
@@ -207,6 +227,12 @@ class CallDesk(Protocol):
     async def hand_over(self, conversation_id: int, agent_id: int) -> None:
         """The call was transferred: its conversation goes to ``agent_id``."""
 
+    async def requeue(self, conversation_id: int, *, team: str) -> None:
+        """An agent sent the call to ``team``'s queue: its conversation waits there for the next agent."""
+
+    async def after_call(self, agent_id: int) -> None:
+        """The agent's part of a call is over: a ready agent goes to after-call work for its set time."""
+
     async def ring_missed(self, conversation_id: int, agent_id: int, cause: str) -> None:
         """The agent's phone did not take the call: back to the queue in its place, the agent set away."""
 
@@ -222,6 +248,7 @@ class RouterPort(Protocol):
     calls: CallLog
     callbacks: CallbackList  # residents who asked to be called back
     call_desk: CallDesk  # callers who asked for a person
+    campaigns: CampaignBook  # automatic outbound campaigns
 
     async def ingest(self, message: InboundMessage) -> IngestResult: ...
 

@@ -13,6 +13,7 @@ from router.api import auth as _auth  # noqa: F401
 from router.api import bot as _bot  # noqa: F401
 from router.api import callbacks as _callbacks  # noqa: F401
 from router.api import calls as _calls  # noqa: F401
+from router.api import campaigns as _campaigns  # noqa: F401
 from router.api import contacts as _contacts  # noqa: F401
 from router.api import conversations as _conversations  # noqa: F401
 from router.api import desk as _desk  # noqa: F401
@@ -31,6 +32,7 @@ from router.middleware import auth_middleware, errors_middleware, security_heade
 from router.ratelimit import rate_limit_middleware
 from router.settings import Settings
 from router.web import STATIC
+from router.web import pages as staff_pages
 from workorders import importer as _importer  # noqa: F401  (registers the import endpoint)
 from workorders.api import WORKORDERS
 from workorders.bulletin import notices_page, notices_script
@@ -67,20 +69,15 @@ def create_app(settings: Settings, hub: Hub | None = None) -> web.Application:
     api.add_routes(app)
     app.router.add_get("/api/ws", staff_socket)
     app.router.add_get("/app/login", page("login.html"))
-    app.router.add_get("/app/inbox", page("inbox.html"))
+    staff_pages.add_routes(app)
     app.router.add_get("/app/agent", _redirect_to_inbox)  # the address of earlier releases
     app.router.add_get("/app", _redirect_to_inbox)
-    app.router.add_get("/app/orders", page("orders.html"))
     app.router.add_get("/app/field", page("field.html"))
-    app.router.add_get("/app/wallboard", page("wallboard.html"))
-    app.router.add_get("/app/admin", page("admin.html"))
-    app.router.add_get("/app/admin/audit", page("audit.html"))
-    app.router.add_get("/app/ivr", page("ivr.html"))
-    app.router.add_get("/app/calls", page("calls.html"))
     app.router.add_get("/notices", notices_page)
     app.router.add_get("/notices.js", notices_script)
     app.router.add_get("/survey", page("survey.html"))
     app.router.add_get("/my/orders", page("my-orders.html"))
+    app.router.add_get("/my/callback", page("my-callback.html"))
     app.router.add_static("/app/static", STATIC, append_version=False)
     cross_origin: list[str] = []
     for adapter in hub.adapters.values():

@@ -1,7 +1,8 @@
 """The callback list: residents who asked to be called back, and the agents working through it.
 
-A resident asks from the web chat widget (请给我回电: a phone number and a time, or as soon as possible); the
-request is stored against their contact and shown in their conversation as an event. A contact has at most one
+A resident asks from the web chat widget or the official account's page (请给我回电: a phone number and a time,
+or as soon as possible; channels/callbacks.py); the request is stored against their contact and shown in their
+conversation as an event. A contact has at most one
 active request: asking again (another number, a later time) changes it, so a double click or a change of mind
 never queues two calls. An agent takes a request (the full number is shown to them alone, and the taking is
 audited), calls, and finishes it: reached, no answer (back on the list until the last attempt), or cancelled.

@@ -5,6 +5,7 @@ It is the :class:`channels.base.CallLog` the hub offers its adapters; each metho
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from channels.base import AgentPhone
+from channels.base import AgentPhone, OpenCall
 from router.models import Call, CallEvent, CallEventKind, PhoneKind, StaffUser, utcnow
 
 UPDATABLE = frozenset({"conversation_id", "answered_at", "recording_file_id", "outcome", "queued_at", "agent_id",
@@ -48,17 +49,20 @@ class CallRecords:
             return found
 
     async def update(self, call_id: int, **fields: Any) -> None:
-        unknown = set(fields) - UPDATABLE
-        if unknown:
-            raise ValueError(f"not a call field that can be set: {sorted(unknown)}")
+        _check_updatable(fields)
         async with self._sessions.begin() as session:
             await session.execute(update(Call).where(Call.id == call_id).values(**fields))
 
     async def event(self, call_id: int, kind: str, *, node: str | None = None, key: str | None = None,
-                    detail: dict[str, Any] | None = None, at: datetime | None = None) -> None:
+                    detail: dict[str, Any] | None = None, at: datetime | None = None,
+                    fields: Mapping[str, Any] | None = None) -> None:
         if kind not in set(CallEventKind):
             raise ValueError(f"unknown call event kind {kind!r}")
+        if fields:
+            _check_updatable(fields)
         async with self._sessions.begin() as session:
+            if fields:
+                await session.execute(update(Call).where(Call.id == call_id).values(**fields))
             session.add(CallEvent(call_id=call_id, at=at or utcnow(), kind=kind, node=node, key=key, detail=detail))
             if kind == CallEventKind.NODE and node is not None:
                 call = await session.get(Call, call_id, with_for_update=True)
@@ -73,13 +77,42 @@ class CallRecords:
                 .values(ended_at=ended_at, hangup_cause=cause, hangup_cause_text=cause_text, hangup_side=side))
             return bool(result.rowcount)
 
-    async def talking(self, call_id: int) -> tuple[int, datetime] | None:
+    async def talking(self, call_id: int) -> tuple[int, datetime, bool] | None:
         async with self._sessions() as session:
             row = (await session.execute(select(Call.agent_id, Call.connected_at).where(
                 Call.id == call_id, Call.ended_at.is_(None)))).one_or_none()
-        return (row.agent_id, row.connected_at) if row and row.agent_id and row.connected_at else None
+            if not (row and row.agent_id and row.connected_at):
+                return None
+            left = await session.scalar(select(CallEvent.id).where(
+                CallEvent.call_id == call_id, CallEvent.kind == CallEventKind.AGENT_HANGUP).limit(1))
+        return row.agent_id, row.connected_at, left is not None
 
-    async def open_calls(self) -> dict[str, int]:
+    async def waiting(self, call_id: int) -> tuple[datetime, str | None] | None:
         async with self._sessions() as session:
-            rows = await session.execute(select(Call.channel_id, Call.id).where(Call.ended_at.is_(None)))
-            return {channel_id: call_id for channel_id, call_id in rows}
+            row = (await session.execute(select(Call.queued_at).where(
+                Call.id == call_id, Call.ended_at.is_(None), Call.queued_at.is_not(None),
+                Call.connected_at.is_(None), Call.conversation_id.is_not(None)))).one_or_none()
+            if row is None:
+                return None
+            queued = await session.scalar(select(CallEvent.detail).where(
+                CallEvent.call_id == call_id, CallEvent.kind == CallEventKind.QUEUED).order_by(CallEvent.id.desc())
+                .limit(1))
+        team = (queued or {}).get("team")
+        return row.queued_at, team if isinstance(team, str) else None
+
+    async def last_node(self, call_id: int) -> str | None:
+        async with self._sessions() as session:
+            path = await session.scalar(select(Call.ivr_path).where(Call.id == call_id))
+        return path[-1] if path and isinstance(path[-1], str) else None
+
+    async def open_calls(self) -> dict[str, OpenCall]:
+        async with self._sessions() as session:
+            rows = await session.execute(select(Call.channel_id, Call.id, Call.conversation_id)
+                                         .where(Call.ended_at.is_(None)))
+            return {channel_id: OpenCall(call_id, conversation_id) for channel_id, call_id, conversation_id in rows}
+
+
+def _check_updatable(fields: Mapping[str, Any]) -> None:
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise ValueError(f"not a call field that can be set: {sorted(unknown)}")

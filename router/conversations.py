@@ -248,17 +248,21 @@ async def transfer(
         team = await session.get(Team, team_id)
         if team is None:
             raise Invalid("技能组不存在", code="unknown_team", details={"fields": {"team_id": "unknown"}})
-        events.append(transition(session, conversation, "transfer_team", actor=principal.username, team=team.name))
-        conversation.team_id = team.id
-        conversation.team = team
-        conversation.assignee_id = None
-        conversation.assignee = None
+        events.append(send_to_team(session, conversation, team, actor=principal.username))
     if note:
         events.append(
             system_event(conversation, "note", note, actor=principal.username, kind="transfer_note")
         )
         session.add(events[-1])
     return events
+
+
+def send_to_team(session: AsyncSession, conversation: Conversation, team: Team, *, actor: str) -> Message:
+    """The conversation leaves its agent (if any) and waits in ``team``'s queue."""
+    event = transition(session, conversation, "transfer_team", actor=actor, team=team.name)
+    conversation.team_id, conversation.team = team.id, team
+    conversation.assignee_id, conversation.assignee = None, None
+    return event
 
 
 async def list_visible(

@@ -8,6 +8,8 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -44,6 +46,11 @@ def create_engine(url: str, pool_size: int = 10, server_settings: dict[str, str]
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
                                connect_args={"server_settings": server_settings} if server_settings else {})
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The INSERT construct of ``dialect`` (``postgresql`` or ``sqlite``), for its ``ON CONFLICT`` clauses."""
+    return postgresql_insert if dialect == "postgresql" else sqlite_insert
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:

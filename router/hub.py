@@ -38,6 +38,7 @@ from router.bot_secrets import rasa_token
 from router.botturns import TurnKeeper
 from router.callbacks import CallbackList
 from router.calls import CallRecords
+from router.campaigns import CampaignBook
 from router.db import PROVISIONING_LOCK_KEY, create_engine, migrate, session_factory, take_turns
 from router.errors import Conflict, Forbidden
 from router.events import create_event_bus
@@ -73,6 +74,7 @@ from router.schemas import (
 )
 from router.settings import Settings, load_secret_key
 from router.shared import shared_value
+from router.tasks import TaskSet
 from router.uploads import FileStore, Upload, UploadQuota
 
 if TYPE_CHECKING:
@@ -96,8 +98,9 @@ class Hub:
         self.files = FileStore(self.sessions, settings.uploads_dir)
         self.calls = CallRecords(self.sessions)
         self.callbacks = CallbackList(self.sessions)
+        self.campaigns = CampaignBook(self.sessions)
         self.call_desk = CallQueue(self.sessions, self.callbacks, self._publish_changed,
-                                   lambda event: self.bus.publish(presence.TOPIC, event))
+                                   lambda event: self.bus.publish(presence.TOPIC, event), settings.acw_seconds)
         self.nonces = NonceMemory(self.sessions, settings.effective_database_url, settings.redis_url,
                                   settings.redis_prefix)
         self.retention = RetentionJob(self.sessions, self.files, settings.retention_days,
@@ -113,7 +116,7 @@ class Hub:
         self.turns = TurnKeeper(self.sessions, settings, self.bot, self._publish_all, self.worker.wake)
         self.default_team_id: int | None = None
         self.staff_sockets: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._late_reports: set[asyncio.Task[None]] = set()
+        self._late_reports = TaskSet()
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -145,8 +148,7 @@ class Hub:
         await self.distributor.stop()
         await self.turns.stop()
         await self.worker.stop()
-        for task in list(self._late_reports):
-            task.cancel()
+        await self._late_reports.cancel()
         for adapter in self.adapters.values():
             await adapter.stop()
         if self.bot is not None:
@@ -398,9 +400,7 @@ class Hub:
             return
         # A provider may report a send before the send's outcome (with the provider's id) is recorded here:
         # the report is tried again for a few seconds in the background, the provider having been answered.
-        task = asyncio.create_task(self._apply_provider_status_later(channel, provider_message_id, status))
-        self._late_reports.add(task)
-        task.add_done_callback(self._late_reports.discard)
+        self._late_reports.spawn(self._apply_provider_status_later(channel, provider_message_id, status))
 
     async def _apply_provider_status_later(self, channel: str, provider_message_id: str, status: str) -> None:
         for delay in LATE_REPORT_DELAYS:

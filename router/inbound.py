@@ -25,8 +25,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import lazyload
@@ -35,7 +33,7 @@ from channels.base import Attachment, InboundMessage, IngestResult
 from router import conversations as convs
 from router.bot import question_for_bot
 from router.botturns import Claim, first_claim, pending_row
-from router.db import unreachable
+from router.db import dialect_insert, unreachable
 from router.logs import get_logger
 from router.models import (
     PHONE_CHANNELS,
@@ -87,7 +85,7 @@ _INSERT_PENDING_TURNS = insert(PendingBotTurn.__table__)
 @functools.cache
 def _insert_new_messages(dialect: str) -> Any:
     """INSERT … ON CONFLICT DO NOTHING: a message stored before is skipped, not an error."""
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    insert = dialect_insert(dialect)
     return (
         insert(_MESSAGES)
         .on_conflict_do_nothing(index_elements=[_MESSAGES.c.channel, _MESSAGES.c.channel_message_id,
@@ -333,8 +331,8 @@ class Ingestor:
             session.add_all(conversations)
             await session.flush()  # contacts, identities and conversations, each kind in one statement
             messages = [resident_message(p.inbound, c.id, now) for p, c in zip(fresh, conversations, strict=True)]
-            events = [] if self._bot_enabled else [_queued_without_bot(c) for c in conversations]
-            session.add_all([*events, *messages])
+            queued = [[_queued_without_bot(c)] if c.state == ConversationState.QUEUED else [] for c in conversations]
+            session.add_all([*(event for events in queued for event in events), *messages])
             await session.flush()
             outs = [message_out(message).model_dump(mode="json") for message in messages]
             turns = [self._bot_turn(p.inbound, c, out) for p, c, out in zip(fresh, conversations, outs, strict=True)]
@@ -342,7 +340,7 @@ class Ingestor:
             session.add_all([PendingBotTurn(**pending_row(turn, lease, now)) for turn in turns if turn is not None])
         for index, (pending, conversation, message) in enumerate(zip(fresh, conversations, messages, strict=True)):
             self.stored["opened_together"] += 1
-            published = [message_event(m, conversation) for m in [*events[index:index + 1], message]]
+            published = [message_event(m, conversation) for m in [*queued[index], message]]
             published.append(conversation_event(conversation, message))
             pending.future.set_result(Ingested(
                 result=IngestResult(message=outs[index], conversation_id=conversation.id,
@@ -352,25 +350,32 @@ class Ingestor:
             ))
         return leftover
 
+    def _self_served(self, inbound: InboundMessage) -> bool:
+        """Whether a conversation ``inbound`` opens starts without people: with the bot, or with the channel's own
+        self-service when the channel opens it by an event (a call coming in: the IVR serves the caller and hands
+        the call to people itself, in the team its menu names)."""
+        return self._bot_enabled or inbound.type == MessageType.EVENT
+
     def _new_conversation(self, inbound: InboundMessage, contact: Contact, team: Team | None,
                           now: datetime) -> Conversation:
-        """A resident's new conversation: with the bot, or queued for people when there is none."""
+        """A resident's new conversation: self-served (:meth:`_self_served`), or queued for people."""
+        served = self._self_served(inbound)
         return Conversation(
             channel=inbound.channel,
             external_id=inbound.external_id,
             contact_id=contact.id,
             contact=contact,
             assignee=None,
-            state=ConversationState.BOT if self._bot_enabled else ConversationState.QUEUED,
+            state=ConversationState.BOT if served else ConversationState.QUEUED,
             team_id=team.id if team is not None else None,
             team=team,
             priority=1 if contact.vip else 0,
             created_at=now,
             updated_at=now,
             last_message_at=now,
-            bot_at=now if self._bot_enabled else None,
-            queued_at=None if self._bot_enabled else now,
-            queue_entered_at=None if self._bot_enabled else now,
+            bot_at=now if served else None,
+            queued_at=None if served else now,
+            queue_entered_at=None if served else now,
             reopen_count=0,
         )
 
@@ -537,8 +542,10 @@ class Ingestor:
         )
         window = timedelta(seconds=self._settings.reopen_window_seconds)
         if last_closed is not None and last_closed.closed_at and now - last_closed.closed_at <= window:
-            # Within the window the thread goes on: back to humans if humans handled it.
-            action = "reopen_queue" if last_closed.last_agent_id or not self._bot_enabled else "reopen_bot"
+            # Within the window the thread goes on: back to humans if humans handled it (a call still meets its
+            # IVR first, which hands it to people).
+            served = inbound.type == MessageType.EVENT or (self._bot_enabled and not last_closed.last_agent_id)
+            action = "reopen_bot" if served else "reopen_queue"
             last_closed.reopen_count += 1
             return last_closed, [convs.transition(session, last_closed, action, actor="resident")], True
         team_id = self._default_team_id()
@@ -547,7 +554,7 @@ class Ingestor:
         session.add(conversation)
         await session.flush()
         events = []
-        if not self._bot_enabled:
+        if conversation.state == ConversationState.QUEUED:
             events.append(_queued_without_bot(conversation))
             session.add(events[-1])
         return conversation, events, True

@@ -486,7 +486,10 @@ class CallEventKind(enum.StrEnum):
     MONITOR = "monitor"  # a supervisor listens, whispers to the agent, or barges in
     SURVEY = "survey"  # the caller's score (or none given)
     ABANDON = "abandon"  # the caller hung up while waiting for an agent
-    DIAL = "dial"  # an agent's call to a resident: the resident's phone is rung
+    DIAL = "dial"  # an agent's call to a resident (or to a number outside, to consult): that phone is rung
+    OUTSIDE_HANGUP = "outside_hangup"  # the number outside an agent consulted or transferred to hung up
+    REQUEUE = "requeue"  # an agent sent the caller back to a team's queue (a blind transfer)
+    RELEASE = "release"  # a supervisor ended the call (强拆)
 
 
 class CallEvent(Base):
@@ -542,3 +545,78 @@ class CallbackRequest(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None]
+
+
+class CampaignState(enum.StrEnum):
+    DRAFT = "draft"  # set up, nobody called yet
+    RUNNING = "running"  # dialling within its call window
+    PAUSED = "paused"
+    DONE = "done"  # every target has a final result
+    CANCELLED = "cancelled"
+
+
+class TargetState(enum.StrEnum):
+    """Where one resident of a campaign stands; all but ``pending`` and ``dialing`` are final."""
+
+    PENDING = "pending"  # to be called (again, after ``next_attempt_at``)
+    DIALING = "dialing"  # a call is out to them now
+    CONFIRMED = "confirmed"  # answered and pressed the confirmation key
+    HEARD = "heard"  # answered and heard the message, pressed nothing
+    OPTED_OUT = "opted_out"  # pressed "do not call": on the do-not-call list from then on
+    NO_ANSWER = "no_answer"  # rang out at every attempt
+    BUSY = "busy"  # busy at every attempt
+    FAILED = "failed"  # the number could not be reached (unallocated, rejected, no trunk)
+    INTERRUPTED = "interrupted"  # the hub stopped while the call was out: not called again
+    SKIPPED = "skipped"  # on the do-not-call list
+    CANCELLED = "cancelled"  # the campaign was cancelled before they were called
+
+
+OPEN_TARGET_STATES = (TargetState.PENDING.value, TargetState.DIALING.value)
+
+
+class Campaign(Base):
+    """An automatic outbound campaign (router/campaigns.py): one recorded message spoken to every target, with a
+    key to confirm and one to ask never to be called again."""
+
+    __tablename__ = "campaign"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))  # arrears, outage, survey, notice
+    message: Mapped[str] = mapped_column(String(500))  # spoken by TTS
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("region.id", ondelete="SET NULL"))
+    channels: Mapped[int] = mapped_column(Integer)  # calls out at once, at most
+    max_attempts: Mapped[int] = mapped_column(Integer)  # per target, counting retries after no answer or busy
+    retry_seconds: Mapped[int] = mapped_column(Integer)  # wait before calling a busy or unanswered target again
+    ring_seconds: Mapped[int] = mapped_column(Integer)
+    call_from: Mapped[str] = mapped_column(String(5))  # HH:MM in the hub's time zone
+    call_until: Mapped[str] = mapped_column(String(5))  # HH:MM, exclusive; 24:00 for the end of the day
+    state: Mapped[str] = mapped_column(String(16), default=CampaignState.DRAFT.value)  # CampaignState
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class CampaignTarget(Base):
+    __tablename__ = "campaign_target"
+    __table_args__ = (UniqueConstraint("campaign_id", "phone"),
+                      Index("ix_campaign_target_due", "campaign_id", "state", "next_attempt_at"),
+                      Index("ix_campaign_target_phone", "phone", "state"))  # an opt-out skips the number everywhere
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id", ondelete="SET NULL"))
+    phone: Mapped[str] = mapped_column(String(20))  # E.164
+    state: Mapped[str] = mapped_column(String(16), default=TargetState.PENDING.value)  # TargetState
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # calls placed
+    next_attempt_at: Mapped[datetime | None]  # not before; None: as soon as a channel is free
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("call.id", ondelete="SET NULL"))  # the latest call
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DoNotCall(Base):
+    """A number no campaign calls: its owner pressed the opt-out key, or staff put it here."""
+
+    __tablename__ = "do_not_call"
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)  # E.164
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaign.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

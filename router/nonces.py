@@ -20,12 +20,10 @@ from datetime import datetime, timedelta
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy import String, delete
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from router.db import create_engine, session_factory, unreachable
+from router.db import create_engine, dialect_insert, session_factory, unreachable
 from router.logs import get_logger
 from router.models import Base, utcnow
 
@@ -111,7 +109,7 @@ class NonceMemory:
 
     async def _insert(self, batch: list[tuple[str, datetime, asyncio.Future[bool]]]) -> set[str]:
         async with self._sessions.begin() as session:
-            insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+            insert = dialect_insert(session.bind.dialect.name)
             rows = [{"key": key, "expires_at": expires_at} for key, expires_at, _ in batch]
             stored = await session.scalars(insert(UsedNonce).values(rows)
                                            .on_conflict_do_nothing(index_elements=[UsedNonce.key])

@@ -149,9 +149,17 @@ class OutboundWorker:
         """Stop claiming new rows and let the sends under way finish within the grace period."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._task, timeout=self._settings.shutdown_grace_seconds)
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self._task, timeout=self._settings.shutdown_grace_seconds)
+        except TimeoutError:
+            # The pass under way is cancelled (waiting for the database, say): its rows are claimed again once
+            # their lease runs out.
+            log.warning("outbound worker stopped before its pass finished",
+                        grace_seconds=self._settings.shutdown_grace_seconds)
+        except asyncio.CancelledError:
+            pass
 
     async def _run(self) -> None:
         while not self._stopping:

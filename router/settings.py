@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     voice_outbound_uri: str = Field("", pattern=r"^(sips?:[^\s]*\{number\}[^\s]*)?$")
     voice_outbound_caller_id: str = Field("", pattern=r"^\+?[0-9]{0,20}$")
     voice_outbound_ring_seconds: int = Field(30, ge=5, le=120)
+    voice_campaign_poll_seconds: float = Field(2.0, gt=0, le=60)  # how often the campaign dialer looks for due calls
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0

@@ -11,12 +11,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import String, Text, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from channels.base import Producer
+from router.db import dialect_insert
 from router.models import Base, utcnow
 
 
@@ -45,6 +44,6 @@ async def shared_value(sessions: async_sessionmaker[AsyncSession], key: str, pro
 
 async def _ensure_row(session: AsyncSession, key: str) -> None:
     """An empty row to lock, so that the first producers also take turns (a concurrent insert waits, then skips)."""
-    insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session.bind.dialect.name)
     await session.execute(insert(SharedValue).values(key=key, value="", expires_at=utcnow(), updated_at=utcnow())
                           .on_conflict_do_nothing(index_elements=[SharedValue.key]))

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import String, case, delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from router.db import dialect_insert
 from router.models import Base, utcnow
 from router.settings import Settings
 
@@ -120,7 +119,7 @@ async def record_failure(session: AsyncSession, settings: Settings, username: st
 
 async def _count(session: AsyncSession, scope: Scope, key: str, address: str, now: datetime,
                  window_start: datetime) -> int:
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session.bind.dialect.name)
     statement = insert(LoginThrottle).values(scope=scope, key=key, failures=1, last_failure_at=now, last_ip=address)
     statement = statement.on_conflict_do_update(
         index_elements=[LoginThrottle.scope, LoginThrottle.key],

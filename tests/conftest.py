@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 
 from router.accounts import create_api_token, create_user
 from router.app import create_app
@@ -22,7 +22,7 @@ from router.models import Role
 from router.net import free_port
 from router.ratelimit import RATE_LIMIT_SETTINGS
 from router.settings import Settings
-from tests.support import choices
+from tests.support import choices, quiet
 from tests.support.actors import Resident, Staff
 from tests.support.pgcluster import PrivateCluster, private_cluster
 from tests.support.restbot import StandInBot, running_bot
@@ -36,16 +36,24 @@ configure_logging("WARNING")
 
 
 # Tests under these folders share a fixture that is slow to start (the real bot, an Asterisk): under pytest-xdist
-# each folder runs in one worker, every other test module in one worker of its own choosing.
-SHARED_FIXTURE_FOLDERS = ("tests/bot/", "tests/channels/voice/")
+# each group runs in one worker, every other test module in one worker of its own choosing. The most specific
+# folder first: the campaign tests and the sixty-caller crowd, each on an Asterisk of its own, run one after the
+# other beside the other phone tests.
+SHARED_FIXTURE_GROUPS = {
+    "tests/bot/": "bot",
+    "tests/channels/voice/campaigns/": "voice-load",
+    "tests/channels/voice/crowd/": "voice-load",
+    "tests/channels/voice/": "voice",
+}
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook turns the marks into the group of each test
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group the tests for ``--dist loadgroup`` (scripts/run-tests.sh): module- and package-scoped fixtures
     start once, in the worker that runs their tests."""
     for item in items:
         module = item.nodeid.split("::", 1)[0]
-        group = next((folder for folder in SHARED_FIXTURE_FOLDERS if module.startswith(folder)), module)
+        group = next((name for folder, name in SHARED_FIXTURE_GROUPS.items() if module.startswith(folder)), module)
         item.add_marker(pytest.mark.xdist_group(group))
 
 
@@ -239,6 +247,36 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   # The inbox's softphone: a fake microphone (a tone), and no permission prompt to answer.
                   "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+
+# What a page shows follows the hub's answer; on a two-core machine running the phone tests beside the
+# browser tests an answer may take several seconds, so assertions wait up to 15 s (not Playwright's 5).
+expect.set_options(timeout=15_000)
+
+
+# Tests that would slow a load test down (or be slowed down by it) past what it measures: browsers and calls.
+HEAVY_FIXTURES = ("browser", "asterisk")
+
+
+def _turn_on_the_machine(item: pytest.Item) -> contextlib.AbstractContextManager[None]:
+    """A load test (marked ``load_test``) has the machine to itself: no browser or phone test, nor one whose
+    deadlines are tight (marked ``timing``), runs beside it in the other test process (tests/support/quiet.py)."""
+    if not hasattr(item.config, "workerinput"):  # the run has one process
+        return contextlib.nullcontext()
+    shared = Path(item.config.option.basetemp).parent  # pytest-xdist: a folder of the run for each worker
+    if item.get_closest_marker("load_test") is not None:
+        return quiet.alone(shared)
+    if item.get_closest_marker("timing") is not None or any(
+            name in getattr(item, "fixturenames", ()) for name in HEAVY_FIXTURES):
+        return quiet.beside_others(shared)
+    return contextlib.nullcontext()
+
+
+# Outside pytest-timeout's own wrapper (tryfirst: the outermost): waiting for the machine is not the test's time.
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[object]:
+    with _turn_on_the_machine(item):
+        return (yield)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from aiohttp import web
@@ -35,10 +36,19 @@ from channels.base import (
     OutboundMessage,
     RouterPort,
 )
-from channels.voice.agents import AGENT_LEG, AGENT_LEG_PREFIX, CONVERSATION_TOPIC, SNOOP, CallControlRefused, PutThrough
+from channels.voice.agents import (
+    AGENT_LEG,
+    AGENT_LEG_PREFIX,
+    CONVERSATION_TOPIC,
+    SNOOP,
+    CallControlRefused,
+    Outside,
+    PutThrough,
+)
 from channels.voice.ari import AriClient, AriError, Event
 from channels.voice.call import RECORDING_GRACE, CallEnded, LiveCall
-from channels.voice.outbound import OUTBOUND, DialOut
+from channels.voice.campaigns import CAMPAIGN, CampaignDialer
+from channels.voice.outbound import DialOut, ResidentLine
 from channels.voice.phones import PHONES_TOPIC, PhoneBook
 from channels.voice.prompts import Prompts
 from router.acd.calls import AgentOnPhone
@@ -47,11 +57,13 @@ from router.logs import get_logger, mask_phone
 from router.models import CallEventKind, CallSide, utcnow
 from router.phones import normalized_phone
 from router.spool import SpoolFull
+from router.tasks import TaskSet
 
 log = get_logger(__name__)
 
 CHANNEL = "voice"
 DESTROYED_WAIT = 5.0  # after StasisEnd, how long the channel's ChannelDestroyed (with the cause) is awaited
+SCRIPT_END_GRACE = 10.0  # after the call's script, how long its channel's end is awaited before it is looked up
 
 CallScript = Callable[[LiveCall], Awaitable[None]]
 
@@ -73,14 +85,16 @@ class VoiceAdapter(ChannelAdapter):
         self.script: CallScript | None = None
         self.phones = PhoneBook(self.ari, router.calls.agent_phones, settings.voice_sip_realm)
         self.agents = PutThrough(self.ari, router.call_desk, self.prompts, settings.voice_ring_seconds)
-        self.outbound = DialOut(router, self.ari, self.agents,
-                                lambda call_id, channel_id, number: self._live_call(
-                                    call_id, channel_id, number, OUTBOUND, resumed=False),
-                                lambda call: self.calls.pop(call.channel_id, None))
+        self.line = ResidentLine(router, self.ari,
+                                 lambda call_id, channel_id, number, did: self._live_call(
+                                     call_id, channel_id, number, did, resumed=False),
+                                 lambda call: self.calls.pop(call.channel_id, None))
+        self.outbound = DialOut(router, self.agents, self.line)
+        self.campaigns = CampaignDialer(router, self.ari, self.line)
         self._unsubscribe: list[Callable[[], None]] = []
         self.calls: dict[str, LiveCall] = {}  # Asterisk channel id → live call
         self._destroyed: dict[str, asyncio.Future[tuple[int | None, str | None]]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
         for event_type, handler in (("StasisStart", self._on_start), ("ChannelDtmfReceived", self._on_dtmf),
                                     ("PlaybackFinished", self._on_playback), ("RecordingFinished", self._on_recording),
                                     ("RecordingFailed", self._on_recording), ("StasisEnd", self._on_end),
@@ -103,14 +117,14 @@ class VoiceAdapter(ChannelAdapter):
         self._unsubscribe = [self.router.subscribe(PHONES_TOPIC, self._on_phones_changed),
                              self.router.subscribe(CONVERSATION_TOPIC, self.agents.on_conversation)]
         await self.ari.start()
+        self._tasks.spawn(self.campaigns.run())
 
     async def stop(self) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.campaigns.stop()
+        await self._tasks.cancel()
         await self.ari.stop()
 
     @property
@@ -127,11 +141,17 @@ class VoiceAdapter(ChannelAdapter):
         """The agents talking on (or consulted about) a call put through in this process; [] otherwise."""
         return self.agents.on_call(call_id)
 
-    async def control_call(self, call_id: int, action: str, actor_id: int | None,
-                           consult_agent_id: int | None = None) -> dict[str, Any]:
-        """An agent's hold, resume, consult, transfer, conference, cancel or hang-up (channels/voice/agents.py)."""
-        consult = await self.router.call_desk.agent_phone(consult_agent_id) if consult_agent_id else None
-        return await self.agents.control(call_id, action, actor_id, consult)
+    async def control_call(self, call_id: int, action: str, actor_id: int | None, *,
+                           consult_agent_id: int | None = None, consult_number: str | None = None,
+                           team: str | None = None) -> dict[str, Any]:
+        """An agent's hold, resume, consult (an agent, or a number outside: E.164), transfer, conference, cancel,
+        send to ``team``'s queue or hang-up (channels/voice/agents.py)."""
+        consult: AgentOnPhone | Outside | None = None
+        if consult_number is not None:
+            consult = self.line.outside(consult_number)
+        elif consult_agent_id is not None:
+            consult = await self.router.call_desk.agent_phone(consult_agent_id)
+        return await self.agents.control(call_id, action, actor_id, consult, team)
 
     async def monitor_call(self, call_id: int, supervisor_id: int, mode: str) -> dict[str, Any]:
         """A supervisor listens, whispers or barges in on their own phone (channels/voice/agents.py)."""
@@ -153,16 +173,18 @@ class VoiceAdapter(ChannelAdapter):
     async def _on_start(self, event: Event) -> None:
         channel = _channel(event)
         if channel is not None and channel["id"] in self.calls:
-            self.outbound.answered(channel["id"])  # a resident called by an agent answered
+            self.line.answered(channel["id"])  # a resident called by an agent or a campaign answered
             return
         if channel is None or self.agents.leg_answered(channel["id"]):
             return
         channel_id = channel["id"]
         args = event.get("args")
         if isinstance(args, list) and args[:1] == [SNOOP]:
-            return  # a supervisor's snoop, which the agents' side has put in a bridge already
-        if isinstance(args, list) and args[:1] == [AGENT_LEG]:
-            # An agent's phone answered a call this process no longer puts through (it restarted meanwhile).
+            self.agents.snoop_started(channel_id)  # a supervisor's snoop: the agents' side bridges it
+            return
+        if isinstance(args, list) and args[:1] in ([AGENT_LEG], [CAMPAIGN]):
+            # An agent's phone answered a call this process no longer puts through (it restarted meanwhile), or a
+            # resident a campaign call whose target was settled meanwhile.
             with contextlib.suppress(AriError):
                 await self.ari.hangup(channel_id)
             return
@@ -186,7 +208,7 @@ class VoiceAdapter(ChannelAdapter):
             log.warning("call not set up", call_id=call_id, error=exc.message)
             return
         await self._open_conversation(call)
-        self._spawn(self._run_script(call))
+        self._tasks.spawn(self._run_script(call))
 
     async def _open_conversation(self, call: LiveCall) -> None:
         inbound = InboundMessage(
@@ -226,6 +248,23 @@ class VoiceAdapter(ChannelAdapter):
         except Exception:
             log.exception("call script failed; hanging up", call_id=call.call_id)
             await call.hangup("normal")
+        await self._closed_after_script(call)
+
+    async def _closed_after_script(self, call: LiveCall) -> None:
+        """Once the script is over the channel's end closes the call's record (StasisEnd). When the channel is
+        gone without that event (it ended in the moments a restarted hub was taking the call up), close it
+        here, as if the end had been heard, rather than leave the call talking on the wallboard for ever."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(call.ended.wait(), SCRIPT_END_GRACE)
+            return
+        try:
+            await self.ari.request("GET", f"/channels/{call.channel_id}")
+            return  # still up (put through to a number outside, say): its end will be heard
+        except AriError as exc:
+            if exc.status != HTTPStatus.NOT_FOUND or call.ended.is_set():
+                return
+        log.warning("call's channel gone unheard; closing its record", call_id=call.call_id)
+        self._gone_unheard(call)
 
     # -- during the call --------------------------------------------------------------------------
 
@@ -266,18 +305,27 @@ class VoiceAdapter(ChannelAdapter):
             return
         destroyed = self._destroyed.setdefault(call.channel_id, asyncio.get_running_loop().create_future())
         call.end()
-        self._spawn(self._finish(call, destroyed))
+        self._tasks.spawn(self._finish(call, destroyed))
 
     async def _on_destroyed(self, event: Event) -> None:
         channel = _channel(event)
         cause = event.get("cause")
-        if channel is None or self.agents.leg_gone(channel["id"], cause if isinstance(cause, int) else None):
+        code = cause if isinstance(cause, int) else None
+        if channel is None or self.line.gone(channel["id"], code) or self.agents.leg_gone(channel["id"], code):
             return
         if channel["id"] not in self.calls and channel["id"] not in self._destroyed:
             return  # not a call of this process (an agent's leg the hub hung up itself)
         waiter = self._destroyed.setdefault(channel["id"], asyncio.get_running_loop().create_future())
         if not waiter.done():
-            waiter.set_result((cause if isinstance(cause, int) else None, _text(event.get("cause_txt"))))
+            waiter.set_result((code, _text(event.get("cause_txt"))))
+
+    def _gone_unheard(self, call: LiveCall) -> None:
+        """Close ``call``, whose channel ended unheard: no StasisEnd nor ChannelDestroyed will come."""
+        destroyed = self._destroyed.setdefault(call.channel_id, asyncio.get_running_loop().create_future())
+        if not destroyed.done():
+            destroyed.set_result((None, None))
+        call.end()
+        self._tasks.spawn(self._finish(call, destroyed))
 
     async def _finish(self, call: LiveCall, destroyed: asyncio.Future[tuple[int | None, str | None]]) -> None:
         """Close the call record with the cause, stop the recordings, and keep the call's recording."""
@@ -287,8 +335,10 @@ class VoiceAdapter(ChannelAdapter):
             cause, cause_text = None, None
         finally:
             self._destroyed.pop(call.channel_id, None)
-        await self.router.calls.close(call.call_id, ended_at=utcnow(), cause=cause, cause_text=cause_text,
-                                      side=call.hangup_side)
+        # The end as it was heard, not after the wait for its cause: the record's times are the call's own.
+        await self.router.calls.close(call.call_id, ended_at=call.ended_at or utcnow(), cause=cause,
+                                      cause_text=cause_text, side=call.hangup_side)
+        call.closed.set()
         await self.router.calls.event(call.call_id, CallEventKind.HANGUP,
                                       detail={"cause": cause, "cause_text": cause_text, "side": call.hangup_side})
         log.info("call ended", call_id=call.call_id, cause=cause, side=call.hangup_side)
@@ -343,17 +393,12 @@ class VoiceAdapter(ChannelAdapter):
         live = {c["id"]: c for c in channels if isinstance(c.get("id"), str)}
         for channel_id, call in list(self.calls.items()):
             if channel_id not in live and not call.ended.is_set():
-                # Ended while the events were not heard: no StasisEnd nor ChannelDestroyed will come.
-                destroyed = self._destroyed.setdefault(channel_id, asyncio.get_running_loop().create_future())
-                if not destroyed.done():
-                    destroyed.set_result((None, None))
-                call.end()
-                self._spawn(self._finish(call, destroyed))
+                self._gone_unheard(call)  # ended while the events were not heard
         records = await self.router.calls.open_calls()
-        for channel_id, call_id in records.items():
+        for channel_id, record in records.items():
             if channel_id in self.calls:
                 continue
-            channel = live.get(channel_id)
+            call_id, channel = record.call_id, live.get(channel_id)
             if channel is None:
                 await self.router.calls.close(call_id, ended_at=utcnow(), cause=None, cause_text=None,
                                               side=CallSide.CALLER)
@@ -361,33 +406,43 @@ class VoiceAdapter(ChannelAdapter):
             caller = _caller((channel.get("caller") or {}).get("number"))
             call = self._live_call(call_id, channel_id, caller, _number((channel.get("dialplan") or {}).get("exten")),
                                    resumed=True)
+            call.conversation_id = record.conversation_id
             call.expect_recording(call.recording_name)
             with contextlib.suppress(AriError):
                 await self.ari.subscribe_channel(channel_id)
+            if channel_id.startswith(f"{CAMPAIGN}-"):
+                log.info("campaign call taken up again", call_id=call_id)
+                await self.campaigns.take_up(call)
+                continue
             call.talking = await self._agent_leg(call)
-            log.info("call taken up again", call_id=call_id, with_agent=call.talking is not None)
-            self._spawn(self._run_script(call))
+            waiting = await self.router.calls.waiting(call_id) if call.talking is None else None
+            if waiting is not None:
+                call.waiting = waiting
+            elif call.talking is None:
+                call.last_node = await self.router.calls.last_node(call_id)
+            log.info("call taken up again", call_id=call_id, with_agent=call.talking is not None,
+                     waiting=waiting is not None)
+            self._tasks.spawn(self._run_script(call))
+        await self.campaigns.settle(set(live))
 
-    async def _agent_leg(self, call: LiveCall) -> tuple[str, int, datetime] | None:
-        """The agent's leg of a call taken up after a restart, when it was talking to one (still in its bridge);
-        any further leg (a conference) is hung up: the hub no longer knows whose it is."""
+    async def _agent_leg(self, call: LiveCall) -> tuple[str | None, int, datetime] | None:
+        """The agent's leg of a call taken up after a restart, when it was talking to one (still in its bridge,
+        else None: the agent hung up meanwhile); any further leg (a conference) is hung up: the hub no longer knows
+        whose it is."""
         talking = await self.router.calls.talking(call.call_id)
         if talking is None:
             return None
         try:
             bridge = await self.ari.request("GET", f"/bridges/{call.bridge_id}")
         except AriError:
-            return None
+            bridge = {}
         legs = [c for c in bridge.get("channels", []) if isinstance(c, str) and c.startswith(AGENT_LEG_PREFIX)]
         for extra in legs[1:]:
             with contextlib.suppress(AriError):
                 await self.ari.hangup(extra)
-        return (legs[0], *talking) if legs else None
-
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        agent_id, connected, left = talking
+        call.agent_left_noted = left
+        return (legs[0] if legs else None, agent_id, connected)
 
 
 def _channel(event: Event) -> dict[str, Any] | None:

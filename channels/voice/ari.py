@@ -25,6 +25,7 @@ from urllib.parse import quote
 import aiohttp
 
 from router.logs import get_logger
+from router.tasks import TaskSet
 
 log = get_logger(__name__)
 
@@ -63,7 +64,7 @@ class AriClient:
         self._runner: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._lanes: dict[str, asyncio.Queue[Event]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()  # the lanes' drains
         self.connected = asyncio.Event()
         self._disconnected = asyncio.Event()
         self._disconnected.set()
@@ -86,9 +87,7 @@ class AriClient:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel()
         if self._session is not None:
             await self._session.close()
 
@@ -164,9 +163,7 @@ class AriClient:
         queue = self._lanes.get(lane)
         if queue is None:
             queue = self._lanes[lane] = asyncio.Queue()
-            task = asyncio.create_task(self._drain(lane, queue), name=f"ari-lane-{lane}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._drain(lane, queue), name=f"ari-lane-{lane}")
         queue.put_nowait(event)
 
     async def _drain(self, lane: str, queue: asyncio.Queue[Event]) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from channels.voice.ari import AriClient, AriError
 from channels.voice.prompts import Prompts
 from router.logs import get_logger
 from router.models import CallEventKind, CallSide, utcnow
+from router.tasks import first_done
 
 log = get_logger(__name__)
 
@@ -48,14 +49,21 @@ class LiveCall:
         self.call_id, self.channel_id, self.caller, self.did = call_id, channel_id, caller, did
         self.language = language
         self.resumed = resumed  # taken up again after the hub lost and regained Asterisk mid-call
-        # Taken up while talking to an agent: their leg still in the bridge, the agent's id, since when.
-        self.talking: tuple[str, int, datetime] | None = None
+        # Taken up while talking to an agent: their leg still in the bridge (None: the agent hung up meanwhile),
+        # the agent's id, since when.
+        self.talking: tuple[str | None, int, datetime] | None = None
+        self.agent_left_noted = False  # taken up: the agents' hang-up is in the call's events already
+        # Taken up while waiting in the queue for an agent: since when, and the team it waits for.
+        self.waiting: tuple[datetime, str | None] | None = None
+        self.last_node: str | None = None  # taken up: the IVR node the caller had entered last
         self.node: str | None = None  # the IVR node the caller is at, recorded with each key
         self.conversation_id: int | None = None
         self.bridge_id = f"call-{channel_id}"
         self.recording_name = f"call-{channel_id}"
         self.hangup_side = CallSide.CALLER
         self.ended = asyncio.Event()
+        self.ended_at: datetime | None = None  # when the hub learned the call ended: the record's end time
+        self.closed = asyncio.Event()  # the call's record is closed (its end time kept)
         self._ari, self._prompts, self._calls = ari, prompts, calls
         self._store_recording = store_recording
         self._max_voicemail = max_voicemail_seconds
@@ -77,14 +85,22 @@ class LiveCall:
 
     # -- what the IVR calls ---------------------------------------------------------------------
 
-    async def play(self, prompt: str, *, interruptible: bool = True, language: str | None = None) -> str | None:
+    async def play(self, prompt: str, *, interruptible: bool = True, language: str | None = None,
+                   values: Mapping[str, int] | None = None) -> str | None:
         """Play a prompt (text to speak, or an ARI media URI such as ``sound:…``) and wait until it ends.
+        With ``values`` the text is a template whose ``{name}`` fields are those numbers.
 
         Returns the key that interrupted it (still waiting in the queue for ``collect_*``), else None.
         """
         self._check_live()
         is_media = prompt.startswith(MEDIA_SCHEMES)
-        media = prompt if is_media else await self._prompts.media(prompt, language or self.language)
+        language = language or self.language
+        if is_media:
+            media = prompt
+        elif values is not None:
+            media, prompt = await self._prompts.composed(prompt, values, language), prompt.format_map(values)
+        else:
+            media = await self._prompts.media(prompt, language)
         started = utcnow()
         self._key_arrived.clear()  # from here on, a key interrupts (one pressed before is already queued)
         if interruptible and self._keys:
@@ -93,12 +109,9 @@ class LiveCall:
         playback_id = str(uuid.uuid4())
         finished = asyncio.get_running_loop().create_future()
         self._playbacks[playback_id] = finished
-        waits: list[asyncio.Future[Any]] = [finished, asyncio.ensure_future(self.ended.wait())]
-        if interruptible:
-            waits.append(asyncio.ensure_future(self._key_arrived.wait()))
         try:
             await self._ari.play(f"bridges/{self.bridge_id}", media, playback_id)
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            await first_done(finished, self.ended.wait(), *([self._key_arrived.wait()] if interruptible else []))
         except AriError as exc:
             self._check_live()
             raise CallEnded(f"prompt not played: {exc}") from exc
@@ -109,8 +122,6 @@ class LiveCall:
             await self._log_prompt(prompt, media, started, "stopped", is_media)
             raise
         finally:
-            for waiter in waits[1:]:
-                waiter.cancel()
             self._playbacks.pop(playback_id, None)
         if finished.done():
             outcome = finished.result()
@@ -173,13 +184,8 @@ class LiveCall:
             log.warning("voicemail not recorded", call_id=self.call_id, error=exc.message)
             self._check_live()
             return None
-        ender = asyncio.ensure_future(self._until_key("#"))
-        ended = asyncio.ensure_future(self.ended.wait())
-        await asyncio.wait([done, ender, ended], return_when=asyncio.FIRST_COMPLETED)
-        for waiter in (ender, ended):
-            if waiter.done() and not waiter.cancelled():
-                waiter.exception()  # CallEnded when the caller hung up: handled below, like any end
-            waiter.cancel()
+        # ``#`` raises CallEnded when the caller hung up instead: handled below, like any end.
+        await first_done(done, self._until_key("#"), self.ended.wait())
         if not done.done():
             with contextlib.suppress(AriError):
                 await self._ari.stop_recording(name)
@@ -206,9 +212,10 @@ class LiveCall:
         self.node = node
         await self._calls.event(self.call_id, CallEventKind.NODE, node=node)
 
-    async def note(self, kind: str, detail: dict[str, Any] | None = None) -> None:
-        """Record something else that happened (``lookup``: a self-service query and its result…)."""
-        await self._calls.event(self.call_id, kind, node=self.node, detail=detail)
+    async def note(self, kind: str, detail: dict[str, Any] | None = None, **fields: Any) -> None:
+        """Record something else that happened (``lookup``: a self-service query and its result…), with the
+        facts of the call it sets (``connected_at``…: see :meth:`record`) in the same write."""
+        await self._calls.event(self.call_id, kind, node=self.node, detail=detail, fields=fields)
 
     async def set_outcome(self, outcome: str) -> None:
         await self._calls.update(self.call_id, outcome=outcome[:32])
@@ -255,6 +262,8 @@ class LiveCall:
         return [name for name, waiter in self._recordings.items() if not waiter.done()]
 
     def end(self) -> None:
+        if self.ended_at is None:
+            self.ended_at = utcnow()
         self.ended.set()
         self._key_arrived.set()
 

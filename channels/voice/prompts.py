@@ -7,6 +7,10 @@ requests for one prompt render it once.
 
 A prompt with a recording (channels/voice/recordings.py) plays the recording instead: its converted WAV is
 placed in the prompt directory as ``rec-<sha256 of the file>.wav`` the first time it is needed.
+
+A prompt with numbers filled in during the call (the caller's place in the queue) is played as its pieces one
+after another, the words between the numbers and each number rendered once: a sentence per combination would
+keep espeak-ng busy on every move of a busy queue.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import string
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -97,6 +102,18 @@ class Prompts:
                 if not pending.done():
                     pending.cancel()
         return media_of(await asyncio.shield(pending))
+
+    async def composed(self, template: str, values: Mapping[str, int], language: str = "zh") -> str:
+        """The media (comma separated ``sound:`` URIs, played in turn) of ``template`` with ``{name}`` fields
+        filled in from ``values``: its words and its numbers as pieces rendered once each."""
+        _spoken(template.format_map(values), language)  # the whole as a prompt: a known voice, 1 to 2000 characters
+        pieces: list[str] = []
+        for words, field, _, _ in string.Formatter().parse(template):
+            if words.strip():
+                pieces.append(words)
+            if field is not None:
+                pieces.append(str(int(values[field])))
+        return ",".join(await asyncio.gather(*(self.media(piece, language) for piece in pieces)))
 
     async def hold_music(self) -> str:
         """The ``sound:`` URI of the music callers hear while they wait for an agent, rendered once."""

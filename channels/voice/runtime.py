@@ -15,7 +15,6 @@ Required choices of the category that a recording cannot answer are set to å…¶ä»
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -54,6 +53,7 @@ from router.errors import HubError, Invalid
 from router.hub import Hub
 from router.logs import get_logger
 from router.models import CallEventKind, Role, utcnow
+from router.tasks import TaskSet
 from router.uploads import FileStore
 from workorders.models import WorkOrderCategory
 from workorders.service import NewOrder, WorkOrderService
@@ -79,7 +79,7 @@ class IvrRuntime:
         self._prompts = prompts
         self._files = files
         self._warmed: set[int] = set()  # menu versions whose fixed prompts are rendered (or being rendered)
-        self._warming: set[asyncio.Task[None]] = set()
+        self._warming = TaskSet()
         self._sessions = sessions
         self._hours = hours
         self._selfservice = selfservice
@@ -100,14 +100,10 @@ class IvrRuntime:
                 log.error("prompt not rendered", version=current.version, language=language, error=str(exc))
 
     def start_warming(self) -> None:
-        task = asyncio.create_task(self.warm())
-        self._warming.add(task)
-        task.add_done_callback(self._warming.discard)
+        self._warming.spawn(self.warm())
 
     async def stop(self) -> None:
-        for task in list(self._warming):
-            task.cancel()
-        await asyncio.gather(*self._warming, return_exceptions=True)
+        await self._warming.cancel()
 
     async def _current_menu(self) -> CurrentMenu:
         """The menu to play, with the recordings of its prompts put in force."""
@@ -126,7 +122,10 @@ class IvrRuntime:
                                        agents_available=await self._agents_available())
         walk = IvrWalk(current.menu, context)
         await call.note(CallEventKind.MENU, {"version": current.version})
-        steps = walk.resume() if call.resumed else walk.start()
+        if call.waiting is not None:  # taken up after a restart while waiting for an agent: it keeps its place
+            await self._to_agent(call, walk, call.waiting[1], since=call.waiting[0])
+            return
+        steps = walk.resume(call.last_node) if call.resumed else walk.start()
         recorded = [0, 0]  # misses and nodes recorded so far
         while steps:
             await self._follow(call, walk, recorded)
@@ -176,14 +175,14 @@ class IvrRuntime:
                     return []
         return []
 
-    async def _to_agent(self, call: LiveCall, walk: IvrWalk, team: str) -> None:
+    async def _to_agent(self, call: LiveCall, walk: IvrWalk, team: str | None, since: datetime | None = None) -> None:
         """Put the caller through to an agent; when the agent hangs up first, the survey; then goodbye."""
         prompts, language = walk.menu.prompts, walk.language
-        connected = await self._put_through(call, team=team,
+        connected = await self._put_through(call, team=team, since=since,
                                             texts=QueueTexts(prompts.text("queue_position", language), language))
         await self._after_agent(call, walk, connected)
 
-    async def _take_up(self, call: LiveCall, leg: str, agent_id: int, connected: datetime) -> datetime:
+    async def _take_up(self, call: LiveCall, leg: str | None, agent_id: int, connected: datetime) -> datetime:
         agent = await self._router.call_desk.agent_phone(agent_id) or AgentOnPhone(agent_id, "", "")
         return await self._put_through.take_up(call, leg, agent, connected)
 
@@ -206,11 +205,10 @@ class IvrRuntime:
         await call.play(prompts.text("survey", language), language=language)
         key = await call.collect_key(SURVEY_SECONDS)
         score = int(key) if key is not None and key in "12345" else None
-        await call.note(CallEventKind.SURVEY, {"score": score})
+        await call.note(CallEventKind.SURVEY, {"score": score}, survey_score=score)
         if score is None:
             await call.play(prompts.goodbye[language], interruptible=False, language=language)
             return
-        await call.record(survey_score=score)
         if call.conversation_id is not None:
             await self._workorders.rate_from_call(call.conversation_id, connected, score)
         await call.play(prompts.text("survey_thanks", language), interruptible=False, language=language)

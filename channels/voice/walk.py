@@ -185,11 +185,14 @@ class IvrWalk:
             steps.append(self._say(self.menu.prompts.closed))
         return steps + self._enter(self.menu.start)
 
-    def resume(self) -> list[Step]:
-        """A call taken up again after the hub restarted mid-call (where it was is lost): no welcome or notices a
-        second time, the caller is back at the start menu."""
+    def resume(self, last_node: str | None = None) -> list[Step]:
+        """A call taken up again after the hub restarted mid-call: no welcome or notices a second time; a caller
+        who had chosen a person (``last_node``, the node entered last, is an agent node) goes on to one, any
+        other caller is back at the start menu (where in a menu they were is lost)."""
         if self._phase != "idle":
             return []
+        if last_node is not None and isinstance(self.menu.nodes.get(last_node), AgentNode):
+            return self._enter(last_node)
         return self._enter(self.menu.start)
 
     def key(self, key: str) -> list[Step]:

@@ -8,7 +8,7 @@ a reply sent by an agent on another process still reaches them.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -20,7 +20,7 @@ from uuid import UUID
 
 from aiohttp import WSMsgType, web
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from channels.base import (
     Capability,
@@ -32,14 +32,14 @@ from channels.base import (
     OutboundMessage,
     RouterPort,
 )
+from channels.callbacks import CallbackBody, ask_to_be_called_back
 from router.bodies import loads_strict
 from router.bot import CHOICE, CHOICE_MAX_CHARS
-from router.callbacks import checked_ask
 from router.db import unreachable
 from router.errors import BadRequest, Invalid, Unauthorized
 from router.filelinks import WIDGET_LINK_SECONDS, signed_file_link
-from router.logs import get_logger, mask_phone
-from router.models import ConversationState, utcnow
+from router.logs import get_logger
+from router.models import ConversationState
 from router.uploads import read_upload
 from router.web import CHATKIT
 
@@ -63,16 +63,6 @@ class MessageFrame(BaseModel):
 
 class FileLinksBody(BaseModel):
     file_ids: list[UUID] = Field(min_length=1, max_length=MAX_FILE_LINKS)
-
-
-class CallbackBody(BaseModel):
-    """请给我回电 from the widget: a number, the earliest time (none: as soon as possible), a note."""
-
-    model_config = ConfigDict(extra="forbid")
-    client_id: str = Field(pattern=r"^[A-Za-z0-9\-]{8,64}$")  # the same for the widget's retries of one request
-    phone: str = Field(min_length=3, max_length=40)
-    preferred_after: AwareDatetime | None = None
-    note: str | None = Field(None, max_length=200)
 
 
 class AckFrame(BaseModel):
@@ -150,6 +140,13 @@ class WebChatAdapter(ChannelAdapter):
             return None
         visitor = data.get("v") if isinstance(data, dict) else None
         return visitor if isinstance(visitor, str) else None
+
+    def _visitor(self, request: web.Request) -> str:
+        """The visitor an HTTP request's ``X-Visitor-Token`` names; 401 without a valid one."""
+        visitor_id = self.visitor_of(request.headers.get("X-Visitor-Token"))
+        if visitor_id is None:
+            raise Unauthorized("访客令牌无效", code="bad_token")
+        return visitor_id
 
     async def new_visitor(self, request: web.Request) -> web.Response:
         visitor_id = str(uuid.uuid4())
@@ -269,8 +266,12 @@ class WebChatAdapter(ChannelAdapter):
         if not sockets:
             return
         text = json.dumps(frame, ensure_ascii=False)
-        await asyncio.gather(*(ws.send_str(text) for ws in list(sockets) if not ws.closed),
-                             return_exceptions=True)
+        # One after the other, not gathered: a visitor has a tab or two, and a task per frame cost more than the
+        # write (the bus hands every conversation event to this handler).
+        for ws in list(sockets):
+            if not ws.closed:
+                with contextlib.suppress(ConnectionError):
+                    await ws.send_str(text)
 
     async def _on_delivery(self, event: dict[str, Any]) -> None:
         await self._push(event["visitor_id"], event["frame"])
@@ -290,9 +291,7 @@ class WebChatAdapter(ChannelAdapter):
     # -- files ----------------------------------------------------------------------------------
 
     async def upload(self, request: web.Request) -> web.Response:
-        visitor_id = self.visitor_of(request.headers.get("X-Visitor-Token"))
-        if visitor_id is None:
-            raise Unauthorized("访客令牌无效", code="bad_token")
+        visitor_id = self._visitor(request)
         upload = await read_upload(request, self.router.settings.upload_max_bytes)
         kind = upload.kind
         attachment = await self.router.store_file(self.name, visitor_id, upload.name, kind.content_type, upload.data,
@@ -305,9 +304,7 @@ class WebChatAdapter(ChannelAdapter):
 
     async def file_links(self, request: web.Request) -> web.Response:
         """Fresh links to the visitor's own files (the widget renews the ones it shows before they expire)."""
-        visitor_id = self.visitor_of(request.headers.get("X-Visitor-Token"))
-        if visitor_id is None:
-            raise Unauthorized("访客令牌无效", code="bad_token")
+        visitor_id = self._visitor(request)
         try:
             body = FileLinksBody.model_validate(loads_strict(await request.text()))
         except ValidationError as exc:
@@ -321,26 +318,13 @@ class WebChatAdapter(ChannelAdapter):
 
     async def ask_callback(self, request: web.Request) -> web.Response:
         """The visitor asks to be called back: an event in their conversation, and their request on the list."""
-        visitor_id = self.visitor_of(request.headers.get("X-Visitor-Token"))
-        if visitor_id is None:
-            raise Unauthorized("访客令牌无效", code="bad_token")
+        visitor_id = self._visitor(request)
         try:
             body = CallbackBody.model_validate(loads_strict(await request.text()))
         except ValidationError as exc:
             fields = {".".join(str(p) for p in error["loc"]): error["msg"] for error in exc.errors()}
             raise Invalid("回电信息不完整或格式不对", code="invalid", details={"fields": fields}) from exc
-        ask = checked_ask(body.phone, body.preferred_after, body.note, utcnow())
-        when = ("尽快" if ask.preferred_after is None
-                else ask.preferred_after.astimezone(self.router.settings.zone).strftime("%m月%d日 %H:%M 以后"))
-        result = await self.router.ingest(InboundMessage(
-            channel=self.name, external_id=visitor_id, channel_message_id=f"callback-{body.client_id}",
-            type="event", text=f"请给我回电:{mask_phone(ask.phone)},{when}" + (f"({ask.note})" if ask.note else ""),
-            payload={"callback": {"phone": mask_phone(ask.phone), "when": when}}))
-        stored = await self.router.callbacks.ask(self.name, visitor_id, result.conversation_id, ask)
-        log.info("callback asked for", channel=self.name, callback_id=stored.id)
-        return web.json_response({"callback": {"id": stored.id, "phone": mask_phone(ask.phone), "when": when,
-                                               "state": stored.state},
-                                  "message": result.message}, status=201)
+        return web.json_response(await ask_to_be_called_back(self.router, self.name, visitor_id, body), status=201)
 
     def _with_file_link(self, message: dict[str, Any]) -> dict[str, Any]:
         """A message as the visitor gets it: a stored file's address carries a short-lived link to that file."""

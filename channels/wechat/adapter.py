@@ -68,6 +68,7 @@ from router.filelinks import MESSAGE_LINK_SECONDS, signed_file_link
 from router.logs import get_logger
 from router.residents import resident_token
 from router.spool import SpoolFull
+from router.tasks import TaskSet
 
 log = get_logger(__name__)
 
@@ -117,24 +118,21 @@ class WeChatAdapter(ChannelAdapter):
                              timeout=settings.wechat_api_timeout_seconds)
         self.menu: Menu = load_menu(settings.wechat_menu_path, settings.base_url)
         self._slots: defaultdict[str, deque[_ReplySlot]] = defaultdict(deque)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet()
 
     # -- ChannelAdapter -------------------------------------------------------------------------
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/wechat", self.verify), web.post("/wechat", self.callback),
-                web.get("/wechat/orders", self.my_orders)]
+                web.get("/wechat/orders", self.my_orders), web.get("/wechat/callback", self.ask_callback)]
 
     async def start(self) -> None:
         await self.api.start()
         if self._settings.wechat_push_menu:
-            task = asyncio.create_task(self._push_menu())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._push_menu())
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.cancel()
         await self.api.stop()
 
     def parse(self, raw: Any, external_id: str) -> InboundMessage:
@@ -170,7 +168,16 @@ class WeChatAdapter(ChannelAdapter):
         return web.Response(text=request.query.get("echostr", ""))
 
     async def my_orders(self, request: web.Request) -> web.Response:
-        """The menu's 我的工单: WeChat's OAuth2 (snsapi_base) names the resident, who then sees their orders.
+        """The menu's 我的工单: the resident's own orders."""
+        return await self._resident_page(request, "/wechat/orders", "/my/orders", "我的工单")
+
+    async def ask_callback(self, request: web.Request) -> web.Response:
+        """The menu's 请给我回电: the resident leaves a number and a time to be called back at."""
+        return await self._resident_page(request, "/wechat/callback", "/my/callback", "请给我回电")
+
+    async def _resident_page(self, request: web.Request, here: str, page: str, menu_item: str) -> web.Response:
+        """WeChat's OAuth2 (snsapi_base) names the resident, who then goes to ``page`` with a link token naming
+        them.
 
         Without ``code`` the browser goes to WeChat's authorisation page, which comes back here with one
         (and the ``state`` this hub put in a cookie, so that no other site can start the round trip).
@@ -178,24 +185,23 @@ class WeChatAdapter(ChannelAdapter):
         code, state = request.query.get("code"), request.query.get("state", "")
         if not code:
             state = secrets.token_urlsafe(16)
-            target = f"{self._settings.base_url}/wechat/orders"
-            query = urlencode({"appid": self._settings.wechat_app_id, "redirect_uri": target,
+            query = urlencode({"appid": self._settings.wechat_app_id, "redirect_uri": self._settings.base_url + here,
                                "response_type": "code", "scope": "snsapi_base", "state": state})
             response = web.HTTPFound(f"{self._settings.wechat_oauth_base_url}/connect/oauth2/authorize?{query}"
                                      "#wechat_redirect")
             response.set_cookie(OAUTH_STATE_COOKIE, state, max_age=600, httponly=True, samesite="Lax",
-                                secure=self._settings.secure_cookies, path="/wechat/orders")
+                                secure=self._settings.secure_cookies, path=here)
             raise response
         if not state or not secrets.compare_digest(state, request.cookies.get(OAUTH_STATE_COOKIE, "")):
-            raise BadRequest("请从公众号菜单“我的工单”重新进入", code="bad_oauth_state")
+            raise BadRequest(f"请从公众号菜单“{menu_item}”重新进入", code="bad_oauth_state")
         try:
             openid = await self.api.openid_of(code)
         except WeChatAPIError as exc:
             log.warning("wechat oauth refused", errcode=exc.errcode)
-            raise BadRequest("授权已失效,请从公众号菜单“我的工单”重新进入", code="oauth_failed") from None
+            raise BadRequest(f"授权已失效,请从公众号菜单“{menu_item}”重新进入", code="oauth_failed") from None
         token = resident_token(self.router.secret_key, CHANNEL, openid)
-        response = web.HTTPFound(f"/my/orders#{urlencode({'t': token})}")
-        response.del_cookie(OAUTH_STATE_COOKIE, path="/wechat/orders")
+        response = web.HTTPFound(f"{page}#{urlencode({'t': token})}")
+        response.del_cookie(OAUTH_STATE_COOKIE, path=here)
         raise response
 
     async def callback(self, request: web.Request) -> web.StreamResponse:

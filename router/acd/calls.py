@@ -71,11 +71,12 @@ class CallQueue:
     """The :class:`channels.base.CallDesk` the hub offers the voice channel."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], callbacks: CallbackList, publish: Publish,
-                 publish_presence: PublishPresence) -> None:
+                 publish_presence: PublishPresence, acw_seconds: float) -> None:
         self._sessions = sessions
         self._callbacks = callbacks
         self._publish = publish
         self._publish_presence = publish_presence
+        self._acw_seconds = acw_seconds
 
     async def agents_on_duty(self, team: str | None = None) -> bool:
         """Whether somebody with a phone is signed in (in ``team`` when given) to take a call."""
@@ -168,6 +169,32 @@ class CallQueue:
             await session.flush()
             await session.refresh(conversation, ["assignee", "team"])
         await self._publish(conversation, [event])
+
+    async def requeue(self, conversation_id: int, *, team: str) -> None:
+        """An agent sent the call to ``team``'s queue (a blind transfer): its conversation leaves them and waits
+        there, at the back, for the agent the ACD picks next."""
+        async with self._sessions.begin() as session:
+            conversation = await convs.load_for_update(session, conversation_id)
+            target = await session.scalar(select(Team).where(Team.name == team))
+            if target is None or conversation.state not in (ConversationState.ASSIGNED, ConversationState.QUEUED):
+                log.warning("call not sent to a queue", conversation_id=conversation_id, state=conversation.state)
+                return
+            event = convs.send_to_team(session, conversation, target, actor="transfer")
+            await session.flush()
+            await session.refresh(conversation, ["assignee", "team"])
+        await self._publish(conversation, [event])
+
+    async def after_call(self, agent_id: int) -> None:
+        """After-call work for a ready agent whose call is over (an agent who chose away or busy meanwhile stays
+        so); the ACD's sweep makes them ready again when the timer runs out."""
+        async with self._sessions.begin() as session:
+            current = await presence.load_for_update(session, agent_id)
+            event = None
+            if current.state == PresenceState.READY:
+                event = presence.apply_change(session, current, PresenceState.ACW, reason=None, actor="acd",
+                                              acw_seconds=self._acw_seconds)
+        if event is not None:
+            await self._publish_presence(event)
 
     async def ring_missed(self, conversation_id: int, agent_id: int, cause: str) -> None:
         """The agent's phone did not take the call: it waits again in its place, and the agent is set away so

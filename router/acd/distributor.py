@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Table, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import defaultload, raiseload
 
 from router import conversations as convs
 from router.acd import presence
@@ -40,6 +41,8 @@ from router.models import (
     RoutingStrategy,
     StaffUser,
     Team,
+    user_skill,
+    user_team,
     utcnow,
 )
 from router.settings import Settings
@@ -131,37 +134,50 @@ async def open_loads(session: AsyncSession, capacities: dict[int, int]) -> dict[
     return {agent: max(count, capacities[agent]) if on_call else count for agent, count, on_call in rows}
 
 
-async def load_floor(session: AsyncSession, now: float) -> tuple[Floor, dict[int, StaffUser], dict[int, AgentPresence]]:
-    """Signed-in agents with their load (open chats), teams, skills and region."""
+async def load_floor(session: AsyncSession, now: float) -> Floor:
+    """Signed-in agents with their load (open chats), teams, skills and region. Columns only, no ORM objects:
+    a pass runs at every arrival, and building fifty accounts with their teams and skills was most of its cost."""
     rows = (await session.execute(
-        select(AgentPresence, StaffUser)
-        .join(StaffUser, StaffUser.id == AgentPresence.user_id)
+        select(StaffUser.id, StaffUser.max_chats, StaffUser.region_id, StaffUser.sip_extension,
+               AgentPresence.state, AgentPresence.last_assigned_at)
+        .join(AgentPresence, AgentPresence.user_id == StaffUser.id)
         .where(AgentPresence.state != PresenceState.SIGNED_OUT, StaffUser.active,
                StaffUser.role.in_(ROUTABLE_ROLES))
-    )).unique().all()
-    users = {user.id: user for _, user in rows}
-    presences = {p.user_id: p for p, _ in rows}
-    loads = await open_loads(session, {user.id: user.max_chats for user in users.values()})
-    slots = [
+    )).all()
+    ids = [row.id for row in rows]
+    teams = await _memberships(session, user_team, "team_id", ids)
+    skills = await _memberships(session, user_skill, "skill_id", ids)
+    loads = await open_loads(session, {row.id: row.max_chats for row in rows})
+    return Floor([
         AgentSlot(
-            id=user.id,
-            capacity=user.max_chats,
-            load=loads.get(user.id, 0),
-            ready=presences[user.id].state == PresenceState.READY,
-            team_ids=frozenset(t.id for t in user.teams),
-            skill_ids=frozenset(s.id for s in user.skills),
-            region_id=user.region_id,
-            last_assigned_at=p.last_assigned_at.timestamp() if (p := presences[user.id]).last_assigned_at else 0.0,
-            phone=user.sip_extension is not None,
+            id=row.id,
+            capacity=row.max_chats,
+            load=loads.get(row.id, 0),
+            ready=row.state == PresenceState.READY,
+            team_ids=frozenset(teams.get(row.id, ())),
+            skill_ids=frozenset(skills.get(row.id, ())),
+            region_id=row.region_id,
+            last_assigned_at=row.last_assigned_at.timestamp() if row.last_assigned_at else 0.0,
+            phone=row.sip_extension is not None,
         )
-        for user in users.values()
-    ]
-    return Floor(slots, now), users, presences
+        for row in rows
+    ], now)
+
+
+async def _memberships(session: AsyncSession, table: Table, column: str, user_ids: list[int]) -> dict[int, set[int]]:
+    """user id → the ids in ``table``'s ``column`` (a user's teams, or skills)."""
+    if not user_ids:
+        return {}
+    found: dict[int, set[int]] = {}
+    for user_id, other in await session.execute(
+            select(table.c.user_id, table.c[column]).where(table.c.user_id.in_(user_ids))):
+        found.setdefault(user_id, set()).add(other)
+    return found
 
 
 async def _assign_round(session: AsyncSession) -> list[tuple[Conversation, Message]]:
     now = utcnow()
-    floor, users, presences = await load_floor(session, now.timestamp())
+    floor = await load_floor(session, now.timestamp())
     if not any(a.free for a in floor.agents):
         return []
     waiting = list((await session.scalars(
@@ -171,6 +187,7 @@ async def _assign_round(session: AsyncSession) -> list[tuple[Conversation, Messa
         .order_by(Contact.vip.desc(), Conversation.priority.desc(), Conversation.queued_at, Conversation.id)
         .limit(BATCH)
         .with_for_update(of=Conversation, skip_locked=True)
+        .options(defaultload(Conversation.contact).lazyload(Contact.identities))  # not needed here
     )).unique())
     if not waiting:
         return []
@@ -189,12 +206,18 @@ async def _assign_round(session: AsyncSession) -> list[tuple[Conversation, Messa
     ]
     decided: Plan = plan(items, policies, floor)
     by_id = {c.id: c for c in waiting}
+    chosen = {assignment.agent_id for assignment in decided.assignments}
+    users = {user.id: user for user in await session.scalars(
+        select(StaffUser).where(StaffUser.id.in_(chosen))
+        .options(raiseload(StaffUser.teams), raiseload(StaffUser.skills)))} if chosen else {}
     assigned = []
     for assignment in decided.assignments:
         conversation = by_id[assignment.conversation_id]
         event = convs.assign_to(session, conversation, users[assignment.agent_id], actor="acd")
-        presences[assignment.agent_id].last_assigned_at = now
         assigned.append((conversation, event))
+    if chosen:
+        await session.execute(update(AgentPresence).where(AgentPresence.user_id.in_(chosen))
+                              .values(last_assigned_at=now))
     for team_id, cursor in decided.rr_cursors.items():
         if team_id is not None:
             await session.execute(update(Team).where(Team.id == team_id).values(rr_cursor=cursor))

@@ -12,10 +12,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from router.db import dialect_insert
 from router.models import AgentPresence, PresenceLog, PresenceState, utcnow
 
 TOPIC = "presence"
@@ -27,7 +26,7 @@ ACW_ENDED_REASON = "整理时间结束"
 
 async def _ensure_row(session: AsyncSession, user_id: int) -> None:
     """Every staff member gets a presence row the first time it is needed (signed out)."""
-    insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    insert = dialect_insert(session.bind.dialect.name)
     await session.execute(
         insert(AgentPresence)
         .values(user_id=user_id, state=PresenceState.SIGNED_OUT, since=utcnow())

@@ -1,22 +1,26 @@
 """The callback list for agents and supervisors (router/callbacks.py): list, take (the full number shown to the
-agent who takes it, audited), finish."""
+agent who takes it, audited), finish; and a resident's own request from the official account's page (by the
+token of their link)."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
+from channels.callbacks import CallbackBody, ask_to_be_called_back
 from router.access import OVERSEER_ROLES, STAFF_ROLES
 from router.api import api
 from router.api.auditing import audit
 from router.api.spec import HUB, Call
 from router.callbacks import CallbackList
+from router.errors import NotFound
 from router.logs import mask_phone
 from router.models import ACTIVE_CALLBACK_STATES, CallbackRequest, CallbackState, Contact, StaffUser
+from router.residents import resident_of
 from router.schemas import StrictBody
 
 PAGE_MAX = 200
@@ -117,3 +121,34 @@ async def finish_callback(call: Call) -> CallbackOut:
               attempts=request.attempts)(session)
         contact_name, taker = await _names(session, request)
         return _out(request, contact_name, taker if request.state == CallbackState.TAKEN else None)
+
+
+class ResidentCallbackBody(CallbackBody):
+    token: str = Field(min_length=10, max_length=500, description="from the link the resident was given")
+
+
+class AskedCallback(BaseModel):
+    id: int
+    phone: str  # masked
+    when: str  # 尽快, or the time in words
+    state: str
+
+
+class ResidentCallbackOut(BaseModel):
+    callback: AskedCallback
+    message: dict[str, Any]  # the event in the resident's conversation
+
+
+@api.endpoint("POST", "/api/my/callback", summary="A resident asks to be called back, by the token of their link",
+              roles=None, body=ResidentCallbackBody, response=ResidentCallbackOut, status=201, tag="callbacks",
+              errors=(404,))
+async def ask_as_resident(call: Call) -> ResidentCallbackOut:
+    body: ResidentCallbackBody = call.body
+    hub = call.request.app[HUB]
+    resident = resident_of(hub.secret_key, body.token)
+    if resident is None:
+        raise NotFound("链接已失效,请从公众号菜单重新进入", code="link_expired")
+    channel, external_id = resident
+    asked = await ask_to_be_called_back(hub, channel, external_id,
+                                        CallbackBody(**body.model_dump(exclude={"token"})))
+    return ResidentCallbackOut(**asked)

@@ -25,12 +25,13 @@ from channels.voice.agents import CallControlRefused, CallNotHere
 from router.access import OVERSEER_ROLES, STAFF_ROLES, Principal, conversation_clause
 from router.acd.board import CallFigures, call_figures
 from router.api import api
+from router.api.auditing import audit
 from router.api.contacts import visible_contact_phone
 from router.api.spec import HUB, MAX_ID, Call
 from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.logs import mask_phone, masked
 from router.models import Call as CallRow
-from router.models import CallEvent, CallEventKind, Conversation, utcnow
+from router.models import CallEvent, CallEventKind, Conversation, Team, utcnow
 from router.phones import required_phone
 from router.schemas import StrictBody
 from router.uploads import file_response
@@ -284,12 +285,25 @@ async def ivr_stats(call: Call) -> IvrStats:
 
 
 class CallControlBody(StrictBody):
-    action: Literal["hold", "resume", "consult", "transfer", "conference", "cancel", "hangup"]
-    agent_id: int | None = Field(None, ge=1, description="the agent to consult (with ``consult``)")
+    action: Literal["hold", "resume", "consult", "transfer", "conference", "cancel", "queue", "hangup", "release"]
+    agent_id: int | None = Field(None, ge=1, le=MAX_ID, description="the agent to consult (with ``consult``)")
+    phone: str | None = Field(None, min_length=3, max_length=32,
+                              description="or a number outside to consult, through the trunk (with ``consult``)")
+    team_id: int | None = Field(None, ge=1, le=MAX_ID, description="the team whose queue takes the caller (``queue``)")
+
+    @model_validator(mode="after")
+    def _targets(self) -> CallControlBody:
+        if self.action == "consult" and (self.agent_id is None) == (self.phone is None):
+            raise ValueError("consult takes either agent_id or phone")
+        if (self.action == "queue") != (self.team_id is not None):
+            raise ValueError("team_id goes with queue, and queue needs it")
+        if self.action != "consult" and (self.agent_id is not None or self.phone is not None):
+            raise ValueError("agent_id and phone go with consult only")
+        return self
 
 
 class MonitorBody(StrictBody):
-    mode: Literal["listen", "whisper", "barge"]
+    mode: Literal["listen", "whisper", "barge", "takeover"]
 
 
 class CallControlOut(BaseModel):
@@ -297,6 +311,8 @@ class CallControlOut(BaseModel):
     agents: list[int]  # on the call with the caller (aside with each other while the caller is on hold)
     held: bool  # the caller hears music
     consulted: int | None  # the agent asked aside, before a transfer or conference
+    consulted_number: str | None  # or the number outside asked aside (masked)
+    outside: str | None  # a number outside on the call, after a transfer or conference (masked)
     monitors: dict[str, str]  # supervisor id → listen, whisper or barge
 
 
@@ -320,7 +336,8 @@ async def _carried_out(action: Awaitable[dict[str, Any]]) -> CallControlOut:
 
 
 @api.endpoint("POST", r"/api/calls/{call_id:\d+}/control",
-              summary="Hold, resume, consult another agent, transfer, conference or hang up a call put through",
+              summary="Hold, resume, consult another agent or a number outside, transfer, conference, send to a "
+              "team's queue or hang up a call put through",
               roles=STAFF_ROLES, body=CallControlBody, response=CallControlOut, tag="calls",
               errors=(403, 404, 409))
 async def control_call(call: Call) -> CallControlOut:
@@ -329,19 +346,40 @@ async def control_call(call: Call) -> CallControlOut:
     actor = call.user.user_id if call.user.user_id in on_call else None
     if actor is None and call.user.role not in OVERSEER_ROLES:
         raise Forbidden("只有通话中的坐席或班长可以操作这通电话", code="not_on_call")
-    if body.action == "consult" and body.agent_id is None:
-        raise Invalid("征询须指定坐席", code="agent_required", details={"fields": {"agent_id": "required"}})
-    return await _carried_out(voice.control_call(call.path["call_id"], body.action, actor, body.agent_id))
+    if body.action == "release" and call.user.role not in OVERSEER_ROLES:
+        raise Forbidden("只有班长可以强拆通话", code="role_forbidden")
+    team: str | None = None
+    if body.team_id is not None:
+        async with call.request.app[HUB].sessions() as session:
+            found = await session.get(Team, body.team_id)
+        if found is None:
+            raise Invalid("技能组不存在", code="unknown_team", details={"fields": {"team_id": "unknown"}})
+        team = found.name
+    number = required_phone(body.phone) if body.phone is not None else None
+    state = await _carried_out(voice.control_call(call.path["call_id"], body.action, actor,
+                                                  consult_agent_id=body.agent_id, consult_number=number, team=team))
+    if body.action == "release":
+        await _audited(call, "call.release")
+    return state
+
+
+async def _audited(call: Call, action: str, **details: Any) -> None:
+    """A supervisor's intervention in a call, in the audit log."""
+    async with call.request.app[HUB].sessions.begin() as session:
+        audit(call, action, "call", call.path["call_id"], **details)(session)
 
 
 @api.endpoint("POST", r"/api/calls/{call_id:\d+}/monitor",
-              summary="A supervisor listens to a call, whispers to its agent or barges in, on their own phone",
+              summary="A supervisor listens to a call, whispers to its agent, barges in or takes the call over, on "
+              "their own phone",
               roles=OVERSEER_ROLES, body=MonitorBody, response=CallControlOut, tag="calls", errors=(404, 409))
 async def monitor_call(call: Call) -> CallControlOut:
     voice, _ = _live_call(call)
     if call.user.user_id is None:
         raise Conflict("服务令牌没有话机", code="no_phone")
-    return await _carried_out(voice.monitor_call(call.path["call_id"], call.user.user_id, call.body.mode))
+    state = await _carried_out(voice.monitor_call(call.path["call_id"], call.user.user_id, call.body.mode))
+    await _audited(call, "call.monitor", mode=call.body.mode)
+    return state
 
 
 @api.endpoint("GET", "/api/calls/board", summary="The phone line now: calls waiting and talking, today's figures",

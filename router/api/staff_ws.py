@@ -22,6 +22,7 @@ from router.logs import get_logger
 
 log = get_logger(__name__)
 QUEUE_LIMIT = 2000  # a tab that falls this far behind is disconnected and resynchronises
+BATCH_LIMIT = 200  # events waiting for a tab go out together, up to this many in one frame
 SIGNED_OUT_CLOSE = 4401  # the user's sessions were ended (disabled, password reset …): sign in again
 
 
@@ -99,8 +100,13 @@ async def staff_socket(request: web.Request) -> web.StreamResponse:
             await ws.close(code=SIGNED_OUT_CLOSE, message=b"signed out")
 
     async def forward() -> None:
+        """One event as it is; several waiting (a pass assigning many, a flood of new chats) as one JSON array:
+        a frame and a write each would cost more than the events themselves, times every open tab."""
         while True:
-            await ws.send_str(await queue.get())
+            frames = [await queue.get()]
+            while not queue.empty() and len(frames) < BATCH_LIMIT:
+                frames.append(queue.get_nowait())
+            await ws.send_str(frames[0] if len(frames) == 1 else f"[{','.join(frames)}]")
 
     async def heartbeat() -> None:
         """While this inbox is open its agent stays signed in (see router.acd.presence)."""

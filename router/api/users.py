@@ -273,6 +273,7 @@ async def set_phone(call: Call) -> NewPhoneOut:
 
 
 class SoftphoneOut(BaseModel):
+    user_id: int  # whose softphone it is (left out of their own transfer targets)
     extension: str  # the SIP user name
     realm: str
     ha1: str  # MD5 of extension:realm:password, what SIP digest authentication needs (the password is not kept)
@@ -289,8 +290,8 @@ async def softphone(call: Call) -> SoftphoneOut:
         user = await session.get(StaffUser, call.user.user_id) if call.user.user_id is not None else None
     if user is None or user.sip_extension is None or user.sip_md5_cred is None or user.sip_kind != PhoneKind.BROWSER:
         raise NotFound("未设置浏览器软电话", code="no_softphone")
-    return SoftphoneOut(extension=user.sip_extension, realm=hub.settings.voice_sip_realm, ha1=user.sip_md5_cred,
-                        ws_url=hub.settings.effective_sip_ws_url, display_name=user.display_name)
+    return SoftphoneOut(user_id=user.id, extension=user.sip_extension, realm=hub.settings.voice_sip_realm,
+                        ha1=user.sip_md5_cred, ws_url=hub.settings.effective_sip_ws_url, display_name=user.display_name)
 
 
 @api.endpoint("DELETE", "/api/users/{user_id:\\d+}/phone", summary="Take a staff account's SIP phone away",

@@ -20,6 +20,8 @@ async def wechat_api() -> AsyncIterator[tuple[StandInWeChat, str]]:
         yield running
 
 
+# Package-scoped, not session-scoped: a hub left running would go on routing and sending for the other tests'
+# hubs on the same database.
 @pytest.fixture(scope="package")
 async def bot_hub(make_settings, wechat_api) -> AsyncIterator[RunningHub]:
     """A hub that starts the real bot beside itself (tracker store in the hub's database), with WeChat on."""

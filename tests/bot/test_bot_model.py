@@ -47,7 +47,9 @@ def normalised(text: str) -> str:
     return re.sub(r"[\s,。!?、,.!?~～…]+", "", text).lower()
 
 
-@pytest.fixture(scope="module")
+# Once per test process, not per module: when other modules' tests run between this module's, a module
+# fixture would evaluate the model a second time (two minutes).
+@pytest.fixture(scope="session")
 def reports(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rasa-test")
     result = subprocess.run(

@@ -197,3 +197,34 @@ async def test_an_agent_cannot_read_another_teams_conversation(acd_hub, resident
     assert [q["name"] for q in queues] == ["账务组"]
     for staff in (hotline, billing):
         await staff.close()
+
+
+async def test_a_pass_assigning_many_reaches_a_watching_tab_in_few_frames_each_event_once_in_order(acd_hub, residents):
+    """Twenty waiting chats taken at once by an agent who turns ready: the supervisor's tab, watching the team,
+    gets the events that waited for it together as JSON arrays rather than a frame and a write each."""
+    agent = await acd_hub.staff(Role.AGENT, max_chats=20)
+    supervisor = await acd_hub.staff(Role.SUPERVISOR, listen=False)
+    asked = [await (await residents()).says(f"第{n}位居民") for n in range(20)]
+    waiting = [said["conversation_id"] for said in asked]
+    for conversation_id in waiting:
+        assert (await conversation(acd_hub, conversation_id)).state == "queued"
+
+    tab = await supervisor.http.ws_connect(f"{acd_hub.url.replace('http', 'ws', 1)}/api/ws")
+    await agent.becomes("ready")
+    frames: list[Any] = []
+    events: list[dict[str, Any]] = []
+    while sum(e["type"] == "conversation" and e["conversation"]["state"] == "assigned" for e in events) < 20:
+        frame = await tab.receive_json(timeout=10)
+        frames.append(frame)
+        events.extend(frame if isinstance(frame, list) else [frame])
+    assigned = [e["conversation"]["id"] for e in events
+                if e["type"] == "conversation" and e["conversation"]["state"] == "assigned"]
+    assert sorted(assigned) == sorted(waiting)  # each once
+    # Each assignment's system note comes before the conversation's event, as they were published.
+    notes = [e["message"]["conversation_id"] for e in events if e["type"] == "message"]
+    assert notes == assigned
+    assert any(isinstance(frame, list) and len(frame) > 1 for frame in frames)
+    assert len(frames) < len(events)
+    await tab.close()
+    for staff in (agent, supervisor):
+        await staff.close()

@@ -40,6 +40,9 @@ VALID_BODIES = {
     "FinishBody": {"outcome": "cancelled"},
     "CallControlBody": {"action": "hold"},
     "MonitorBody": {"mode": "listen"},
+    "CampaignBody": {"name": "欠费提醒", "kind": "arrears", "message": "您的水费已欠费,请及时缴纳。",
+                     "contact_ids": [999999]},
+    "CampaignStateBody": {"state": "paused"},
     "PasswordChangeBody": {"current_password": "wrong-password", "new_password": "weak"},
     "ReplyBody": {"text": "您好"},
     "AssignBody": {"agent_id": 1},
@@ -58,6 +61,7 @@ VALID_BODIES = {
     "CannedReplyBody": {"shortcut": "c" + uuid.uuid4().hex[:8], "text": "您好,请稍等"},
     "FlagsBody": {"vip": False, "blacklisted": False},
     "SurveyAnswer": {"token": "x" * 32, "score": 5, "resolved": True},
+    "ResidentCallbackBody": {"token": "x" * 32, "client_id": "c" + uuid.uuid4().hex[:8], "phone": "13900139000"},
     "NoticeBody": {"kind": "repair", "title": "检修", "body": "检修", "starts_at": "2026-11-24T08:00:00+08:00",
                    "ends_at": "2026-11-24T12:00:00+08:00"},
 }

@@ -1,5 +1,5 @@
 """Call records (GET /api/calls…) and the IVR key statistics (GET /api/ivr/stats), on calls written through the
-hub's call log as the voice adapter writes them, with a stored WAV as recording."""
+hub's call log as the voice adapter writes them, with a stored WAV as recording; the call log's writes."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import select
 
-from router.models import Role
+from router.models import Call, CallEvent, CallEventKind, Role, utcnow
 from tests.conftest import RunningHub
 from tests.support.actors import Resident, Staff
 from tests.support.calls import INVALID, TIMEOUT, far_day, new_number, record_call, wav_bytes
@@ -150,3 +151,22 @@ async def test_ivr_key_statistics_per_node(running_hub, supervisor) -> None:
                                   "invalid": 0, "ended": {"voicemail": 1}}
     assert [n["node"] for n in stats["nodes"]] == ["main", "bill", "voicemail"]
     await supervisor.call("GET", "/api/ivr/stats?from=2031-01-01T00:00:00", expect=422)
+
+
+async def test_an_event_and_the_call_facts_it_sets_are_one_write(running_hub: RunningHub) -> None:
+    """Together or not at all: a hub stopping between them cannot leave a record a restarted hub misreads (one
+    that says connected without its ``connect`` event)."""
+    calls = running_hub.hub.calls
+    call_id = await calls.open(f"test-{uuid.uuid4()}", new_number(), "962740", utcnow())
+    await calls.event(call_id, CallEventKind.CONNECT, detail={"agent_id": None},
+                      fields={"connected_at": utcnow(), "outcome": "agent"})
+    with pytest.raises(ValueError, match="not a call field"):
+        await calls.event(call_id, CallEventKind.SURVEY, detail={"score": 5}, fields={"ended_at": utcnow()})
+    with pytest.raises(ValueError, match="unknown call event kind"):
+        await calls.event(call_id, "chat", fields={"outcome": "abandoned"})
+
+    async with running_hub.hub.sessions() as session:
+        call = await session.get(Call, call_id)
+        kinds = list(await session.scalars(select(CallEvent.kind).where(CallEvent.call_id == call_id)))
+    assert (call.connected_at is not None, call.outcome, call.ended_at) == (True, "agent", None)
+    assert kinds == ["connect"]  # the refused writes left neither their event nor their fields

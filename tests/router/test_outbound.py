@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
@@ -21,6 +22,8 @@ from router.outbound import OutboundWorker, backoff_seconds, new_outbound
 from tests.conftest import start_hub
 from tests.support.hubproc import ROOT
 from tests.support.outbound_proc import HANG_MARK
+
+pytestmark = pytest.mark.timing  # leases of a second and sends of 0.3 s
 
 
 async def queue_messages(hub, external_id: str, texts: list[str]) -> list[int]:
@@ -339,3 +342,26 @@ async def test_graceful_shutdown_finishes_the_send_under_way(own_settings, fresh
     finally:
         worker.kill()
         await running.runner.cleanup()
+
+
+async def test_a_worker_stuck_on_the_database_stops_within_the_grace_period(own_settings) -> None:
+    """A pass waiting for the database (SQLite's write lock held elsewhere, say) when the hub stops is cancelled
+    after the grace period: the hub's shutdown goes on instead of failing."""
+    hub = await start_hub(own_settings(shutdown_grace_seconds=0.5))
+    try:
+        worker = second_worker(hub.hub, hub.hub.adapters["webchat"])
+        stuck = asyncio.Event()
+
+        async def waits_for_ever() -> int:
+            stuck.set()
+            await asyncio.Event().wait()
+            return 0
+
+        worker.drain_once = waits_for_ever  # type: ignore[method-assign]
+        worker.start()
+        await asyncio.wait_for(stuck.wait(), 5)
+        started = time.monotonic()
+        await worker.stop()
+        assert time.monotonic() - started < 3
+    finally:
+        await hub.runner.cleanup()

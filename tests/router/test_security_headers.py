@@ -14,11 +14,11 @@ from router.models import Role
 from tests.conftest import PASSWORD, RunningHub, start_hub
 from tests.support.wechat import running_standin, wechat_settings
 
-PAGES = ["/", "/notices", "/my/orders", "/survey", "/app/login", "/app/inbox",
+PAGES = ["/", "/notices", "/my/orders", "/my/callback", "/survey", "/app/login", "/app/inbox",
          "/app/orders", "/app/field", "/app/wallboard", "/app/ivr"]
-# /wechat/orders sends the resident on (to WeChat, then to /my/orders): a redirect, not a page
+# /wechat/orders and /wechat/callback send the resident on (to WeChat, then to /my/…): redirects, not pages
 NOT_PAGES = ["/widget.js", "/api/openapi.json", "/app/static/app.css", "/readyz", "/api/conversations",
-             "/wechat/orders"]
+             "/wechat/orders", "/wechat/callback"]
 
 
 @pytest.fixture

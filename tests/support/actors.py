@@ -64,7 +64,9 @@ class SocketReader:
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         async for frame in ws:
             if frame.type == aiohttp.WSMsgType.TEXT:
-                await self.frames.put(json.loads(frame.data))
+                data = json.loads(frame.data)
+                for event in data if isinstance(data, list) else [data]:  # events sent together: an array
+                    await self.frames.put(event)
 
     async def closed(self, timeout: float = WAIT) -> None:
         """Wait until the hub has closed the socket."""

@@ -16,6 +16,7 @@ import asyncio
 import re
 import struct
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -326,6 +327,14 @@ def agent_scenario(user: str, *, answer: bool, ring_ms: int, talk_ms: int | None
     return "\n".join(parts)
 
 
+async def _stop(process: asyncio.subprocess.Process | None, work: tempfile.TemporaryDirectory[str]) -> None:
+    """Stop a sipp that runs until told, and remove its folder."""
+    if process is not None and process.returncode is None:
+        process.kill()
+        await process.wait()
+    work.cleanup()
+
+
 class DeskPhone:
     """An agent's desk phone played by sipp: registers as ``user`` and takes each call Asterisk puts to it as
     :func:`agent_scenario` says, until the test leaves the ``async with``. Without a ``password`` it is a
@@ -370,7 +379,89 @@ class DeskPhone:
         return self.messages.read_text(errors="replace") if self.messages.exists() else ""
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._process is not None and self._process.returncode is None:
-            self._process.kill()
-            await self._process.wait()
-        self._work.cleanup()
+        await _stop(self._process, self._work)
+
+
+INVITED = re.compile(r"^INVITE sip:(\d+)@", re.MULTILINE)
+
+
+def residents_scenario(busy: str, no_answer: str, opt_out: str, answer_ms: int = 300, key_ms: int = 800) -> str:
+    """What the residents behind the carrier do with each call (sipp as a server, one scenario for all): numbers
+    matching the regular expression ``busy`` are busy (486), ``no_answer`` ring until the caller gives up
+    (CANCEL), ``opt_out`` answer and press 9; every other number answers and presses 1. Each answered call waits
+    for the other side's BYE. The expressions match the dialled number (the Request-URI's user part)."""
+    def reply(status: str, cseq: str = "[last_CSeq:]", body: str = "Content-Length: 0\n", retrans: bool = False) -> str:
+        send = '<send retrans="500">' if retrans else "<send>"
+        text = _AGENT_REPLY.format(status=status, user="resident", cseq=cseq, body=body)
+        return f"{send}<![CDATA[\n{text}\n]]></send>"
+
+    def answer(digit: str) -> list[str]:
+        pcap = escape(str(PCAPS / DTMF_FILES[digit]), {'"': "&quot;"})
+        return [f'<pause milliseconds="{answer_ms}"/>', reply("200 OK", body=_SDP.format(party="resident"),
+                                                              retrans=True),
+                '<recv request="ACK"/>', f'<pause milliseconds="{key_ms}"/>',
+                f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>',
+                '<recv request="BYE"/>', reply("200 OK"), '<nop next="end"/>']
+
+    return "\n".join([
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>', '<scenario name="residents behind the carrier">',
+        '<recv request="INVITE" rrs="true"><action>'
+        f'<ereg regexp="^INVITE sip:{busy}@" search_in="msg" check_it="false" assign_to="busy"/>'
+        f'<ereg regexp="^INVITE sip:{no_answer}@" search_in="msg" check_it="false" assign_to="silent"/>'
+        f'<ereg regexp="^INVITE sip:{opt_out}@" search_in="msg" check_it="false" assign_to="refuses"/>'
+        "</action></recv>",
+        '<nop test="busy" next="busy"/>', '<nop test="silent" next="silent"/>',
+        '<nop test="refuses" next="refuses"/>',
+        reply("180 Ringing"), *answer("1"),
+        '<label id="refuses"/>', reply("180 Ringing"), *answer("9"),
+        '<label id="busy"/>', reply("486 Busy Here", cseq="CSeq: [cseq] INVITE"), '<recv request="ACK"/>',
+        '<nop next="end"/>',
+        '<label id="silent"/>', reply("180 Ringing"), '<recv request="CANCEL"/>', reply("200 OK"),
+        reply("487 Request Terminated", cseq="CSeq: [cseq] INVITE"), '<recv request="ACK"/>',
+        '<label id="end"/>', "</scenario>", ""])
+
+
+class Residents:
+    """Residents' phones behind the carrier's trunk, played by one sipp server on ``port`` (see
+    :func:`residents_scenario`), up to ``max_calls`` calls at once, until the test leaves the ``async with``."""
+
+    def __init__(self, busy: str, no_answer: str, opt_out: str, *, max_calls: int = 100) -> None:
+        self.port = free_udp_range(1)
+        self._scenario = residents_scenario(busy, no_answer, opt_out)
+        self._max_calls = max_calls
+        self._work = tempfile.TemporaryDirectory(prefix="sipp-residents-")
+        self.messages = Path(self._work.name) / "messages.log"
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> Residents:
+        work = Path(self._work.name)
+        (work / "residents.xml").write_text(self._scenario)
+        self._process = await asyncio.create_subprocess_exec(
+            "sipp", "-sf", str(work / "residents.xml"), "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1",
+            "-mp", str(free_udp_range(4)), "-l", str(self._max_calls), "-nostdin", "-trace_msg", "-message_file",
+            str(self.messages), "-trace_err", "-error_file", str(work / "errors.log"),
+            stdin=asyncio.subprocess.DEVNULL, stdout=(work / "out.log").open("wb"), stderr=asyncio.subprocess.STDOUT,
+            cwd=work)
+        await asyncio.sleep(0.3)
+        if self._process.returncode is not None:
+            raise AssertionError(f"sipp residents did not start: {self.output()}")
+        return self
+
+    def invites(self) -> Counter[str]:
+        """How often each number was called (INVITEs received, retransmissions of one call counted once)."""
+        text = self.messages.read_text(errors="replace") if self.messages.exists() else ""
+        calls: dict[str, str] = {}
+        for block in text.split("\n\n"):
+            number = INVITED.search(block)
+            call_id = re.search(r"^Call-ID:\s*(\S+)", block, re.MULTILINE | re.IGNORECASE)
+            if number and call_id:
+                calls[call_id.group(1)] = number.group(1)
+        return Counter(calls.values())
+
+    def output(self) -> str:
+        work = Path(self._work.name)
+        return "\n".join(path.read_text(errors="replace")[-2000:] for path in (work / "out.log", work / "errors.log")
+                         if path.exists())
+
+    async def __aexit__(self, *exc: object) -> None:
+        await _stop(self._process, self._work)

@@ -427,34 +427,11 @@
   // ------------------------------------------------------------- call me back
 
   function buildCallbackForm() {
-    const form = el('form', { class: 'callback', 'data-testid': 'webchat-callback', hidden: true, novalidate: true }, [
-      el('div', { class: 'callback-title', text: '请给我回电' }),
-      el('label', {}, ['手机号或固定电话（含区号）', el('input', {
-        name: 'phone', type: 'tel', inputmode: 'tel', autocomplete: 'tel', maxlength: '40', 'data-testid': 'webchat-callback-phone',
-      })]),
-      el('label', {}, ['希望回电时间', el('select', { name: 'when', 'data-testid': 'webchat-callback-when' }, [
-        el('option', { value: 'asap', text: '尽快' }),
-        el('option', { value: 'later', text: '指定时间' }),
-      ])]),
-      el('label', { hidden: true }, ['从此时间以后', el('input', {
-        name: 'at', type: 'datetime-local', 'data-testid': 'webchat-callback-at',
-      })]),
-      el('label', {}, ['备注（选填）', el('input', { name: 'note', maxlength: '200', 'data-testid': 'webchat-callback-note' })]),
-      el('div', { class: 'callback-actions' }, [
-        el('button', { type: 'button', class: 'cancel', 'data-testid': 'webchat-callback-cancel', text: '取消' }),
-        el('button', { type: 'submit', class: 'send', 'data-testid': 'webchat-callback-submit', text: '提交' }),
-      ]),
-    ]);
-    const atLabel = form.elements.at.parentElement;
-    form.elements.when.addEventListener('change', () => {
-      atLabel.hidden = form.elements.when.value !== 'later';
+    return ChatKit.callbackForm({
+      testid: 'webchat-callback', title: '请给我回电', hidden: true, onSubmit: submitCallback,
+      onInvalid: (text, field) => { showNotice(text); field.focus(); },
+      onCancel: () => toggleCallbackForm(false),
     });
-    form.querySelector('.cancel').addEventListener('click', () => toggleCallbackForm(false));
-    form.addEventListener('submit', (event) => {
-      event.preventDefault();
-      submitCallback(form);
-    });
-    return form;
   }
 
   function toggleCallbackForm(show) {
@@ -466,25 +443,8 @@
 
   let callbackClientId = null; // the same for the retries of one request, new after it is stored
 
-  async function submitCallback(form) {
-    const fields = form.elements;
-    const phone = fields.phone.value.trim();
-    if (!phone) {
-      showNotice('请填写回电号码');
-      fields.phone.focus();
-      return;
-    }
-    const body = { client_id: callbackClientId || (callbackClientId = newClientId()), phone };
-    if (fields.when.value === 'later') {
-      const at = fields.at.value ? new Date(fields.at.value) : null;
-      if (!at || Number.isNaN(at.getTime())) {
-        showNotice('请选择希望回电的时间');
-        return;
-      }
-      body.preferred_after = at.toISOString();
-    }
-    if (fields.note.value.trim()) body.note = fields.note.value.trim();
-    const submit = form.querySelector('[type=submit]');
+  async function submitCallback(request, submit) {
+    const body = { client_id: callbackClientId || (callbackClientId = newClientId()), ...request };
     submit.disabled = true;
     try {
       const answer = await postAsVisitor('/webchat/callback', (token) => ({
@@ -496,8 +456,7 @@
       if (answer.message) handleMessage(answer.message);
       appendNode(systemNode(`已登记回电：${answer.callback.phone}，${answer.callback.when}。客服将按时给您回电。`,
         { 'data-testid': 'webchat-callback-done' }), true);
-      form.reset();
-      form.elements.at.parentElement.hidden = true;
+      ui.callback.clear();
       toggleCallbackForm(false);
     } catch (err) {
       showNotice(err.message || '提交失败，请稍后重试');

@@ -32,19 +32,7 @@
   }
 
   function actionButton(label, testid, handler, danger = false) {
-    const button = el('button', {
-      class: `btn btn-small ${danger ? 'btn-danger' : 'btn-outline'}`, type: 'button', 'data-testid': testid, text: label,
-    });
-    button.addEventListener('click', async () => {
-      button.disabled = true;
-      try {
-        await handler();
-      } catch (err) {
-        toast.report(err);
-      }
-      button.disabled = false;
-    });
-    return button;
+    return StaffKit.actionButton(label, testid, handler, { toast, danger });
   }
 
   function userRow(user) {

@@ -31,21 +31,6 @@
   let toast = null;
   const dom = {};
 
-  function query(before) {
-    const fields = dom.filters.elements;
-    const params = new URLSearchParams({ limit: String(PAGE) });
-    for (const name of ['actor', 'action', 'target_id']) {
-      const value = fields[name].value.trim();
-      if (value) params.set(name, value);
-    }
-    for (const name of ['since', 'until']) {
-      const value = StaffKit.withOffset(fields[name].value);
-      if (value) params.set(name, value);
-    }
-    if (before) params.set('before_id', String(before));
-    return params.toString();
-  }
-
   function detailsText(details) {
     if (!details) return '';
     return Object.entries(details)
@@ -81,7 +66,8 @@
       return;
     }
     const firstPage = StaffKit.pagedList({
-      http, toast, path: '/api/audit', query, row: row, filters: dom.filters, rows: dom.rows, more: dom.more,
+      http, toast, path: '/api/audit', limit: PAGE, text: ['actor', 'action', 'target_id'], times: ['since', 'until'],
+      row, filters: dom.filters, rows: dom.rows, more: dom.more,
       empty: dom.empty,
     });
     document.getElementById('audit').hidden = false;

@@ -24,20 +24,7 @@ const CallbackDesk = (() => {
     }
 
     function button(label, testid, handler, danger = false) {
-      const node = el('button', {
-        class: `btn btn-small ${danger ? 'btn-danger' : 'btn-outline'}`, type: 'button', 'data-testid': testid, text: label,
-      });
-      node.addEventListener('click', async () => {
-        node.disabled = true;
-        try {
-          await handler();
-        } catch (err) {
-          toast.report(err);
-        }
-        node.disabled = false;
-        await load();
-      });
-      return node;
+      return StaffKit.actionButton(label, testid, handler, { toast, after: load, danger });
     }
 
     function showDial(taken) {

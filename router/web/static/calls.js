@@ -22,7 +22,9 @@
     answer: '接听', node: '进入节点', key: '按键', prompt: '放音', lookup: '自助查询', voicemail: '留言',
     work_order: '生成工单', to_agent: '转人工', menu: '菜单版本', hangup: '挂机', timeout: '未按键',
     invalid: '按键无效', queued: '进入排队', announce: '播报排队位置', ring: '坐席振铃', missed: '坐席未接',
-    connect: '接通坐席', agent_hangup: '坐席挂机', survey: '满意度评价', abandon: '排队时挂机',
+    connect: '接通坐席', agent_hangup: '坐席挂机', survey: '满意度评价', abandon: '排队时挂机', hold: '保持',
+    resume: '恢复通话', consult: '征询', transfer: '转接', conference: '三方通话', monitor: '班长监听', dial: '外呼振铃',
+    outside_hangup: '外线挂机', requeue: '转回队列',
   };
   const http = StaffKit.client({ loginUrl: '/app/login?next=/app/calls' });
   const charts = typeof echarts === 'undefined' ? null : echarts; // null when the library was not installed
@@ -42,21 +44,6 @@
 
   function outcomeLabel(outcome) {
     return OUTCOME_LABELS[outcome || 'none'] || outcome;
-  }
-
-  function query(before) {
-    const fields = dom.filters.elements;
-    const params = new URLSearchParams({ limit: String(PAGE) });
-    for (const name of ['number', 'order']) {
-      const value = fields[name].value.trim();
-      if (value) params.set(name, value);
-    }
-    for (const name of ['since', 'until']) {
-      const value = StaffKit.withOffset(fields[name].value);
-      if (value) params.set(name, value);
-    }
-    if (before) params.set('before_id', String(before));
-    return params.toString();
   }
 
   function callRow(call) {
@@ -156,12 +143,7 @@
   }
 
   async function loadStats(button) {
-    const fields = dom.statsFilters.elements;
-    const params = new URLSearchParams();
-    for (const name of ['from', 'to']) {
-      const value = StaffKit.withOffset(fields[name].value);
-      if (value) params.set(name, value);
-    }
+    const params = StaffKit.formQuery(dom.statsFilters, { times: ['from', 'to'] });
     button.disabled = true;
     try {
       drawStats(await http.api('GET', `/api/ivr/stats?${params}`));
@@ -198,12 +180,14 @@
       return;
     }
     const firstPage = StaffKit.pagedList({
-      http, toast, path: '/api/calls', query, row: callRow, filters: dom.filters, rows: dom.rows, more: dom.more,
+      http, toast, path: '/api/calls', limit: PAGE, text: ['number', 'order'], times: ['since', 'until'],
+      row: callRow, filters: dom.filters, rows: dom.rows, more: dom.more,
       empty: dom.empty,
     });
     document.getElementById('calls').hidden = false;
     CallbackDesk.start({ http, toast, me });
     if (StaffKit.isOverseer(me.role)) {
+      CampaignDesk.start({ http, toast });
       dom.stats.hidden = false;
       dom.statsFilters.addEventListener('submit', (event) => {
         event.preventDefault();

@@ -242,7 +242,10 @@ const ChatKit = (() => {
       socket.onmessage = (event) => {
         lastFrameAt = Date.now();
         const frame = parseFrame(event.data);
-        if (frame) onFrame(frame);
+        // Events that waited for the socket together come as one array, in their order.
+        for (const one of Array.isArray(frame) ? frame : [frame]) {
+          if (one && typeof one === 'object' && !Array.isArray(one)) onFrame(one);
+        }
       };
       socket.onclose = (event) => lose(event.code);
     }
@@ -343,8 +346,67 @@ const ChatKit = (() => {
     };
   }
 
+  // ------------------------------------------------------- call me back
+
+  // 请给我回电: the form of the widget and of the official account's page. Test ids are `testid` and
+  // `<testid>-phone`, `-when`, `-at`, `-note`, `-submit` (and `-cancel` with `onCancel`). On submit, `onSubmit(body,
+  // button)` gets the request as POST bodies take it (phone, preferred_after, note; no client_id), or
+  // `onInvalid(text, field)` says what is missing.
+  function callbackForm({ testid, title = null, hidden = false, onSubmit, onInvalid, onCancel = null }) {
+    const id = (name) => `${testid}-${name}`;
+    const form = el('form', { class: 'callback', 'data-testid': testid, hidden, novalidate: true }, [
+      title ? el('div', { class: 'callback-title', text: title }) : null,
+      el('label', {}, ['手机号或固定电话（含区号）', el('input', {
+        name: 'phone', type: 'tel', inputmode: 'tel', autocomplete: 'tel', maxlength: '40', 'data-testid': id('phone'),
+      })]),
+      el('label', {}, ['希望回电时间', el('select', { name: 'when', 'data-testid': id('when') }, [
+        el('option', { value: 'asap', text: '尽快' }),
+        el('option', { value: 'later', text: '指定时间' }),
+      ])]),
+      el('label', { hidden: true }, ['从此时间以后', el('input', {
+        name: 'at', type: 'datetime-local', 'data-testid': id('at'),
+      })]),
+      el('label', {}, ['备注（选填）', el('input', { name: 'note', maxlength: '200', 'data-testid': id('note') })]),
+      el('div', { class: 'callback-actions' }, [
+        onCancel ? el('button', { type: 'button', class: 'cancel', 'data-testid': id('cancel'), text: '取消' }) : null,
+        el('button', { type: 'submit', class: 'send', 'data-testid': id('submit'), text: '提交' }),
+      ]),
+    ]);
+    const fields = form.elements;
+    const atLabel = fields.at.parentElement;
+    fields.when.addEventListener('change', () => {
+      atLabel.hidden = fields.when.value !== 'later';
+    });
+    if (onCancel) form.querySelector('.cancel').addEventListener('click', onCancel);
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      const phone = fields.phone.value.trim();
+      if (!phone) {
+        onInvalid('请填写回电号码', fields.phone);
+        return;
+      }
+      const body = { phone };
+      if (fields.when.value === 'later') {
+        const at = fields.at.value ? new Date(fields.at.value) : null;
+        if (!at || Number.isNaN(at.getTime())) {
+          onInvalid('请选择希望回电的时间', fields.at);
+          return;
+        }
+        body.preferred_after = at.toISOString();
+      }
+      if (fields.note.value.trim()) body.note = fields.note.value.trim();
+      onSubmit(body, form.querySelector('[type=submit]'));
+    });
+    form.clear = () => {
+      form.reset();
+      atLabel.hidden = true;
+    };
+    return form;
+  }
+
   return {
     el,
+    callbackForm,
     sendOnEnter,
     scroller,
     formatTime,

@@ -53,9 +53,15 @@ const PresenceBar = (() => {
     }
 
     // Answers and live frames may arrive out of order (a read that left before the agent picked 就绪 comes back
-    // after the change): a state older than the one shown (by the hub's ``since``) is not put back.
+    // after the change): a state older than the one shown (by the hub's ``since``) is not put back. An agent who
+    // never had a state has no ``since``: that is older than any.
+    function olderThanShown(presence) {
+      if (!current || !current.since) return false;
+      return !presence.since || Date.parse(presence.since) < Date.parse(current.since);
+    }
+
     function apply(presence) {
-      if (current && current.since && presence.since && Date.parse(presence.since) < Date.parse(current.since)) return;
+      if (olderThanShown(presence)) return;
       current = { ...(current || {}), ...presence };
       render();
       if (onChange) onChange(current);

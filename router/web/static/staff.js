@@ -255,11 +255,34 @@ const StaffKit = (() => {
     return local ? new Date(local).toISOString() : '';
   }
 
+  // The query of a filter form: its filled `text` fields (trimmed) and `times` (datetime-local, sent with the
+  // browser's offset); empty fields are left out.
+  function formQuery(form, { text = [], times = [] }) {
+    const fields = form.elements;
+    const params = new URLSearchParams();
+    for (const name of text) {
+      const value = fields[name].value.trim();
+      if (value) params.set(name, value);
+    }
+    for (const name of times) {
+      const value = withOffset(fields[name].value);
+      if (value) params.set(name, value);
+    }
+    return params;
+  }
+
   // A filtered list read page by page, newest first (`before_id`), as the audit log and the call records are:
-  // submitting the filter form reloads it, the "more" button appends the next page. Returns the first load.
-  function pagedList({ http, toast, path, query, row, filters, rows, more, empty }) {
+  // submitting the filter form (its `text` and `times` fields) reloads it, the "more" button appends the next
+  // `limit` rows. Returns the first load.
+  function pagedList({ http, toast, path, limit, text, times, row, filters, rows, more, empty }) {
     let nextBefore = null;
     let latest = 0; // a search started after this one makes its answer stale (answers may come in any order)
+    function query(before) {
+      const params = formQuery(filters, { text, times });
+      params.set('limit', String(limit));
+      if (before) params.set('before_id', String(before));
+      return params.toString();
+    }
     async function load(append) {
       const ticket = ++latest;
       const page = await http.api('GET', `${path}?${query(append ? nextBefore : null)}`);
@@ -288,8 +311,27 @@ const StaffKit = (() => {
     return () => run(false, more);
   }
 
+  // A small table-row button: disabled while its handler runs (a double click acts once), errors toasted, then
+  // `after` (the list's reload), when given.
+  function actionButton(label, testid, handler, { toast, after = null, danger = false }) {
+    const node = ChatKit.el('button', {
+      class: `btn btn-small ${danger ? 'btn-danger' : 'btn-outline'}`, type: 'button', 'data-testid': testid, text: label,
+    });
+    node.addEventListener('click', async () => {
+      node.disabled = true;
+      try {
+        await handler();
+      } catch (err) {
+        toast.report(err);
+      }
+      node.disabled = false;
+      if (after) await after();
+    });
+    return node;
+  }
+
   return {
-    ApiError, client, staffSocket, toaster, header, signIn, homeFor, isOverseer, withOffset, pagedList,
+    ApiError, client, staffSocket, toaster, header, signIn, homeFor, isOverseer, formQuery, pagedList, actionButton,
     ROLE_LABELS, PRESENCE_LABELS, AWAY_REASONS,
     CHANNEL_LABELS, CONVERSATION_STATE_LABELS, DELIVERY_LABELS,
   };

@@ -396,7 +396,8 @@
   }
 
   // The phone line: calls waiting and talking, today's figures; a supervisor joins a talking call on their own
-  // phone (the softphone in this page, or a desk phone) to listen, whisper to the agent or barge in.
+  // phone (the softphone in this page, or a desk phone) to listen, whisper to the agent, barge in or take the
+  // call over (接管: the agent leaves), or ends it (强拆).
   function renderCalls(calls) {
     setTile(dom.callTiles.waiting, calls.waiting.length, String(calls.waiting.length), calls.waiting.length > 0);
     setTile(dom.callTiles.talking, calls.talking.length, String(calls.talking.length));
@@ -410,12 +411,12 @@
   }
 
   function callRow(call, talking) {
-    const join = (mode, label) => {
-      const button = el('button', { class: 'btn btn-outline', type: 'button', 'data-testid': `monitor-${mode}`, text: label });
+    const act = (testid, label, path, body, className = 'btn btn-outline') => {
+      const button = el('button', { class: className, type: 'button', 'data-testid': testid, text: label });
       button.addEventListener('click', async () => {
-        button.disabled = true; // a double click rings the supervisor's phone once
+        button.disabled = true; // a double click rings the supervisor's phone (or ends the call) once
         try {
-          await api('POST', `/api/calls/${call.call_id}/monitor`, { mode });
+          await api('POST', `/api/calls/${call.call_id}/${path}`, body);
         } catch (err) {
           toast.report(err);
         } finally {
@@ -424,12 +425,15 @@
       });
       return button;
     };
+    const join = (mode, label) => act(`monitor-${mode}`, label, 'monitor', { mode });
+    const release = () => act('call-release', '强拆', 'control', { action: 'release' }, 'btn btn-danger');
     return el('tr', { 'data-testid': 'call-row', 'data-call-id': call.call_id, 'data-state': talking ? 'talking' : 'waiting' }, [
       el('td', { text: call.caller || '未显示号码' }),
       el('td', { text: talking ? '通话中' : '排队中' }),
       el('td', { text: call.agent_name || '—' }),
       el('td', { text: new Date(call.since).toLocaleTimeString('zh-CN', { hour12: false }) }),
-      el('td', {}, talking ? [join('listen', '监听'), join('whisper', '耳语'), join('barge', '强插')] : []),
+      el('td', {}, talking ? [join('listen', '监听'), join('whisper', '耳语'), join('barge', '强插'),
+        join('takeover', '接管'), release()] : []),
     ]);
   }
 

@@ -14,7 +14,9 @@ import pytest
 from sqlalchemy import select
 
 from channels.voice.adapter import VoiceAdapter
+from channels.voice.ari import AriError
 from channels.voice.call import LiveCall
+from channels.voice.phones import CONFIG_CLASS
 from router.models import Call, CallEvent, Role
 from router.phones import normalized_phone
 from router.settings import Settings
@@ -33,14 +35,21 @@ async def greet(call: LiveCall) -> None:
     await call.ended.wait()
 
 
-@pytest.fixture(scope="package")
-def asterisk() -> Iterator[Asterisk]:
-    instance = Asterisk(f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+@contextlib.contextmanager
+def running_asterisk(rtp_ports: int = 40) -> Iterator[Asterisk]:
+    """An Asterisk of its own with ``rtp_ports`` ports for media (two per call leg)."""
+    instance = Asterisk(f"test-{os.getpid()}-{uuid.uuid4().hex[:6]}", rtp_ports=rtp_ports)
     try:
         instance.start()
         yield instance
     finally:
         instance.cleanup()
+
+
+@pytest.fixture(scope="package")
+def asterisk() -> Iterator[Asterisk]:
+    with running_asterisk() as instance:
+        yield instance
 
 
 class VoiceWorld:
@@ -143,10 +152,21 @@ async def desk(asterisk: Asterisk, own_voice_settings: Settings) -> AsyncIterato
         yield world
 
 
-async def agent_with_phone(world: VoiceWorld, admin: Staff, kind: str = "desk") -> tuple[Staff, str, str]:
-    """A new agent with an extension of their own (a desk phone, or the inbox's ``browser`` softphone); the
-    agent, the extension and its password."""
-    agent = await world.hub.staff(Role.AGENT)
+async def agent_with_phone(world: VoiceWorld, admin: Staff, kind: str = "desk",
+                           teams: list[str] | None = None) -> tuple[Staff, str, str]:
+    """A new agent (in ``teams``, else the default team) with an extension of their own (a desk phone, or the
+    inbox's ``browser`` softphone); the agent, the extension and its password."""
+    agent = await world.hub.staff(Role.AGENT, teams=teams)
     number = extension()
     given = await admin.call("PUT", f"/api/users/{agent.user['id']}/phone", {"extension": number, "kind": kind})
+    # The hub pushes the phone to Asterisk in a moment (its endpoint last): a phone registering before that is
+    # refused, and would only try again minutes later.
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        try:
+            await world.adapter.ari.request("GET", f"/asterisk/config/dynamic/{CONFIG_CLASS}/endpoint/{number}")
+            break
+        except AriError:
+            assert asyncio.get_running_loop().time() < deadline, f"phone {number} not pushed to Asterisk"
+            await asyncio.sleep(0.1)
     return agent, number, given["password"]

@@ -7,6 +7,7 @@ import secrets
 import wave
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from channels.voice.call import CallEnded, LiveCall
@@ -118,6 +119,27 @@ async def test_a_caller_hanging_up_mid_prompt_ends_the_call_cleanly(world: Voice
     assert ended == ["ended"]
     assert call.recording_file_id is not None
     assert 0.5 < wav_seconds(await world.recording(call.recording_file_id)) < 5.0
+    assert not world.adapter.calls
+
+
+async def test_a_call_whose_end_went_unheard_is_closed_once_its_script_is_over(
+        world: VoiceWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hub taking up calls after a restart may take one whose channel ends before it listens: no end event
+    comes. Once the call's script is over and Asterisk no longer has the channel, the record is closed."""
+    async def script(call: LiveCall) -> None:
+        await call.play(LONG_PROMPT, interruptible=False)
+
+    world.adapter.script = script
+    for kind in ("StasisEnd", "ChannelDestroyed"):  # the channel's end goes unheard
+        monkeypatch.setitem(world.adapter.ari._handlers, kind, [])
+    number, since = caller(), utcnow()
+    result = await world.call(number, [sipp.Pause(1500)])
+    assert result.completed, result.output
+
+    call = await world.ended_call(number, since, timeout=30)
+    assert call.hangup_cause is None  # not heard
+    [prompt] = await world.events(call.id, "prompt")
+    assert prompt.detail["outcome"] != "done"
     assert not world.adapter.calls
 
 

@@ -15,7 +15,9 @@ from sqlalchemy import select
 from channels.voice.ivr import BUILT_IN_PROMPTS
 from channels.voice.prompts import HOLD_MUSIC
 from router.acd.calls import MISSED_REASON
+from router.logs import mask_phone
 from router.models import AgentPresence, Call, CallbackRequest, Conversation, Role, utcnow
+from router.phones import normalized_phone
 from router.settings import Settings
 from tests.channels.voice.conftest import RING_SECONDS, VoiceWorld, agent_with_phone, connected_world, extension
 from tests.channels.voice.test_calls import caller, wav_seconds
@@ -116,6 +118,52 @@ async def test_a_caller_who_gives_up_waiting_is_counted_abandoned_and_put_on_the
         await staff.close()
 
 
+async def test_a_caller_in_the_menu_is_nobodys_until_they_press_0_then_rings_the_team_the_menu_names(
+        desk: VoiceWorld) -> None:
+    """No bot on this hub: the call is the IVR's until the caller asks for a person, and then it waits in the
+    queue of the team the menu's agent node names, not in the hotline's."""
+    admin = await desk.hub.staff(Role.ADMIN, listen=False)
+    hotline, hotline_ext, hotline_password = await agent_with_phone(desk, admin)
+    repairs, repairs_ext, repairs_password = await agent_with_phone(desk, admin, teams=["维修调度"])
+    menu = (await admin.call("GET", "/api/ivr/menu"))["yaml"]
+    assert "skill: 热线坐席" in menu
+    await admin.call("PUT", "/api/ivr/menu", {"yaml": menu.replace("skill: 热线坐席", "skill: 维修调度")})
+    number, since = caller(), utcnow()
+    port = desk.asterisk.sip_port
+    async with sipp.DeskPhone(port, hotline_ext, hotline_password, ring_ms=300) as hotline_phone, \
+            sipp.DeskPhone(port, repairs_ext, repairs_password, ring_ms=300, talk_ms=2000) as repairs_phone:
+        await hotline.becomes("ready")  # ready with a phone, and in the hotline team: the ACD's first choice
+        await repairs.becomes("ready")
+        calling = asyncio.create_task(desk.call(
+            number, [SETTLE, sipp.Pause(4000), *sipp.digits("0"), sipp.Pause(30000)], wait_for_hangup=True,
+            timeout=60))
+        # While the caller listens to the menu, the call is the IVR's: not queued, nobody's.
+        deadline = asyncio.get_running_loop().time() + 3
+        while asyncio.get_running_loop().time() < deadline:
+            async with desk.hub.hub.sessions() as session:
+                conversation = await session.scalar(
+                    select(Conversation).join(Call, Call.conversation_id == Conversation.id)
+                    .where(Call.caller == normalized_phone(number), Call.started_at >= since))
+            if conversation is not None:
+                assert (conversation.state, conversation.assignee_id) == ("bot", None)
+            await asyncio.sleep(0.2)
+        assert conversation is not None, "the call has no conversation"
+        result = await calling
+        assert result.completed, result.output
+        assert "BYE" in repairs_phone.log()
+        assert "INVITE" not in hotline_phone.log()
+
+    call = await desk.ended_call(number, since)
+    assert (call.outcome, call.agent_id) == ("agent", repairs.user["id"])
+    assert [(e.detail or {}).get("agent_id") for e in await desk.events(call.id, "ring")] == [repairs.user["id"]]
+    teams = {t["name"]: t["id"] for t in (await admin.call("GET", "/api/teams"))["items"]}
+    async with desk.hub.hub.sessions() as session:
+        conversation = await session.get(Conversation, call.conversation_id)
+    assert (conversation.team_id, conversation.assignee_id) == (teams["维修调度"], repairs.user["id"])
+    for staff in (admin, hotline, repairs):
+        await staff.close()
+
+
 async def live_call_of(world: VoiceWorld, agent_id: int, within: float = 30.0) -> int:
     """The id of the call put through to ``agent_id``, once it is."""
     deadline = asyncio.get_running_loop().time() + within
@@ -201,6 +249,73 @@ async def test_hold_an_attended_transfer_a_conference_and_the_last_agent_hanging
         await staff.close()
 
 
+async def test_a_caller_sent_to_another_teams_queue_then_transferred_to_a_number_outside(
+        asterisk: Asterisk, own_voice_settings: Settings) -> None:
+    outside_port, outside_number = free_udp_range(1), caller()
+    settings = own_voice_settings.model_copy(update={
+        "voice_ring_seconds": RING_SECONDS, "voice_hours": "24x7", "voice_outbound_caller_id": "962740",
+        "voice_outbound_uri": f"sip:{{number}}@127.0.0.1:{outside_port}"})
+    number, since = caller(), utcnow()
+    async with connected_world(settings, asterisk) as world:
+        admin = await world.hub.staff(Role.ADMIN, listen=False)
+        hotline, hotline_ext, hotline_password = await agent_with_phone(world, admin)
+        repairs, repairs_ext, repairs_password = await agent_with_phone(world, admin, teams=["维修调度"])
+        teams = {t["name"]: t["id"] for t in (await admin.call("GET", "/api/teams"))["items"]}
+        port = asterisk.sip_port
+        async with sipp.DeskPhone(port, hotline_ext, hotline_password, ring_ms=300) as hotline_phone, \
+                sipp.DeskPhone(port, repairs_ext, repairs_password, ring_ms=300) as repairs_phone, \
+                sipp.DeskPhone(None, outside_number, None, ring_ms=300, talk_ms=5000, port=outside_port) as outside:
+            await hotline.becomes("ready")
+            await repairs.becomes("ready")  # in the repairs team only: the hotline's queue is not theirs
+            calling = asyncio.create_task(world.call(number, [SETTLE, *sipp.digits("0"), sipp.Pause(60000)],
+                                                     wait_for_hangup=True, timeout=90))
+            call_id = await live_call_of(world, hotline.user["id"])
+            control = f"/api/calls/{call_id}/control"
+            for wrong, code in (({"action": "queue"}, "invalid"),
+                                ({"action": "queue", "team_id": 999999}, "unknown_team"),
+                                ({"action": "consult", "agent_id": repairs.user["id"], "phone": outside_number},
+                                 "invalid"),
+                                ({"action": "consult", "phone": "12345"}, "bad_phone")):
+                status, refused = await hotline.attempt("POST", control, wrong)
+                assert (status, refused["error"]["code"]) == (422, code), wrong
+
+            # A blind transfer to the repairs team's queue: the hotline agent is off the call at once, and the
+            # caller waits for the repairs agent the ACD picks.
+            sent = await hotline.call("POST", control, {"action": "queue", "team_id": teams["维修调度"]})
+            assert sent["agents"] == []
+            await live_call_of(world, repairs.user["id"])
+
+            # The repairs agent consults a number outside (the district office) and hands the caller over.
+            consulting = await repairs.call("POST", control, {"action": "consult", "phone": outside_number})
+            assert (consulting["held"], consulting["consulted"], consulting["consulted_number"]) == (
+                True, None, mask_phone(f"+86{outside_number}"))
+            handed = await repairs.call("POST", control, {"action": "transfer"})
+            assert (handed["agents"], handed["held"], handed["outside"]) == (
+                [], False, mask_phone(f"+86{outside_number}"))
+            # The office talks with the caller, then hangs up: so does the call (no survey for the office's talk).
+            result = await calling
+            assert result.completed, result.output
+            for phone in (hotline_phone, repairs_phone, outside):
+                assert "BYE" in phone.log()
+            assert "962740" in outside.log()  # the office sees the hotline's number
+
+        call = await world.ended_call(number, since)
+        assert (call.agent_id, call.outcome, call.survey_score, call.hangup_side) == (
+            repairs.user["id"], "agent", None, "hub")
+        steps = [(e.kind, (e.detail or {}).get("agent_id") or (e.detail or {}).get("number")
+                  or (e.detail or {}).get("team")) for e in await world.events(call.id)
+                 if e.kind in {"connect", "requeue", "ring", "consult", "transfer", "outside_hangup"}]
+        office = mask_phone(f"+86{outside_number}")
+        assert steps == [("ring", hotline.user["id"]), ("connect", hotline.user["id"]), ("requeue", "维修调度"),
+                         ("ring", repairs.user["id"]), ("connect", repairs.user["id"]), ("consult", office),
+                         ("transfer", office), ("outside_hangup", office)]
+        async with world.hub.hub.sessions() as session:
+            conversation = await session.get(Conversation, call.conversation_id)
+        assert (conversation.team_id, conversation.assignee_id) == (teams["维修调度"], repairs.user["id"])
+        for staff in (admin, hotline, repairs):
+            await staff.close()
+
+
 async def test_a_supervisor_listens_in_then_barges_in_on_their_own_phone(desk: VoiceWorld) -> None:
     admin = await desk.hub.staff(Role.ADMIN, listen=False)
     agent, agent_ext, agent_password = await agent_with_phone(desk, admin)
@@ -256,6 +371,55 @@ async def test_a_supervisor_listens_in_then_barges_in_on_their_own_phone(desk: V
         await staff.close()
 
 
+async def test_a_supervisor_takes_a_call_over_then_ends_it(desk: VoiceWorld) -> None:
+    admin = await desk.hub.staff(Role.ADMIN, listen=False)
+    agent, agent_ext, agent_password = await agent_with_phone(desk, admin)
+    supervisor = await desk.hub.staff(Role.SUPERVISOR, listen=False)
+    supervisor_ext = extension()
+    given = await admin.call("PUT", f"/api/users/{supervisor.user['id']}/phone", {"extension": supervisor_ext})
+    port = desk.asterisk.sip_port
+    number, since = caller(), utcnow()
+    async with sipp.DeskPhone(port, agent_ext, agent_password, ring_ms=300) as agent_phone, \
+            sipp.DeskPhone(port, supervisor_ext, given["password"], ring_ms=300) as supervisor_phone:
+        await agent.becomes("ready")
+        calling = asyncio.create_task(desk.call(number, [SETTLE, *sipp.digits("0"), sipp.Pause(40000)],
+                                                wait_for_hangup=True, timeout=60))
+        call_id = await live_call_of(desk, agent.user["id"])
+        control = f"/api/calls/{call_id}/control"
+        status, refused = await agent.attempt("POST", control, {"action": "release"})
+        assert (status, refused["error"]["code"]) == (403, "role_forbidden")  # an agent ends only their part
+
+        # 接管: the supervisor's phone rings, then the supervisor has the caller and the agent is off the call.
+        taken = await supervisor.call("POST", f"/api/calls/{call_id}/monitor", {"mode": "takeover"})
+        assert (taken["agents"], taken["monitors"]) == ([supervisor.user["id"]], {})
+        deadline = asyncio.get_running_loop().time() + 10
+        while "BYE" not in agent_phone.log():
+            assert asyncio.get_running_loop().time() < deadline, "the agent's phone was not hung up"
+            await asyncio.sleep(0.2)
+        # 强拆: the call ends for everybody.
+        await supervisor.call("POST", control, {"action": "release"})
+        result = await calling
+        assert result.completed, result.output
+        assert "BYE" in supervisor_phone.log()
+
+    call = await desk.ended_call(number, since)
+    assert (call.agent_id, call.hangup_side, call.survey_score) == (supervisor.user["id"], "hub", None)
+    kinds = {"connect", "agent_hangup", "monitor", "transfer", "release"}
+    steps = [(e.kind, (e.detail or {}).get("agent_id"), (e.detail or {}).get("mode"))
+             for e in await desk.events(call.id) if e.kind in kinds]
+    one, boss = agent.user["id"], supervisor.user["id"]
+    assert steps == [("connect", one, None), ("agent_hangup", one, None), ("monitor", boss, "takeover"),
+                     ("transfer", boss, None), ("release", None, None)]
+    async with desk.hub.hub.sessions() as session:
+        conversation = await session.get(Conversation, call.conversation_id)
+    assert conversation.assignee_id == boss
+    audited = (await admin.call("GET", f"/api/audit?action=call.&target_id={call.id}"))["items"]
+    assert sorted((a["action"], a["actor"]) for a in audited) == [
+        ("call.monitor", supervisor.user["username"]), ("call.release", supervisor.user["username"])]
+    for staff in (admin, agent, supervisor):
+        await staff.close()
+
+
 async def test_a_call_with_an_agent_goes_on_through_a_hub_restart_to_the_survey(
         asterisk: Asterisk, own_voice_settings: Settings) -> None:
     settings = own_voice_settings.model_copy(update={"voice_ring_seconds": RING_SECONDS, "voice_hours": "24x7"})
@@ -298,6 +462,7 @@ async def test_a_call_with_an_agent_goes_on_through_a_hub_restart_to_the_survey(
             assert "BYE" in phone.log()
             # The call's recording is the order's too, played on the order desk through the call records.
             detail = await again.call("GET", f"/api/workorders/{order['id']}")
+            assert detail["satisfaction"] == 4  # the score given after the restart is the order's too
             [recording] = detail["call_recordings"]
             assert (recording["call_id"], recording["url"]) == (call.id, f"/api/calls/{call.id}/recording")
             status, audio, content_type = await again.fetch(recording["url"])

@@ -229,7 +229,7 @@ async def test_bad_input_a_hang_up_mid_number_and_numbers_too_long_are_handled_c
         world.call(quitter, [SETTLE, *sipp.digits("1"), sipp.Pause(1000), *sipp.digits("3123", gap_ms=200)]),
         # Ten digits where eight are asked: refused as a whole, the rest of the entry is not taken for a choice.
         # The caller stays on long enough to hear the question again, however slow the machine.
-        world.call(rambler, [SETTLE, *sipp.digits("1"), *typed("1234567890"), sipp.Pause(8000)]))
+        world.call(rambler, [SETTLE, *sipp.digits("1"), *typed("1234567890"), sipp.Pause(15000)]))
     assert all(r.completed for r in results), [r.output for r in results]
 
     call = await world.ended_call(quitter, since)

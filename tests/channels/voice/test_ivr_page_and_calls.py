@@ -48,7 +48,8 @@ async def test_a_menu_changed_and_a_prompt_recorded_on_the_page_are_what_the_nex
         await expect(closed.locator("[data-testid=prompt-unrecord]")).to_be_visible()
 
         number, since = caller(), utcnow()
-        result = await world.call(number, [sipp.Pause(9000)])  # the welcome, the notice, into the menu
+        # The welcome (its new words rendered first), the 3 s notice, into the menu: time to spare on a slow machine.
+        result = await world.call(number, [sipp.Pause(14000)])
         assert result.completed, result.output
         call = await world.ended_call(number, since)
         prompts = [(p.detail["text"], p.detail["media"], p.detail["outcome"])

@@ -187,3 +187,13 @@ def test_a_blacklisted_caller_is_rejected_politely(menu: IvrMenu) -> None:
     walk = IvrWalk(menu, CallerContext(blacklisted=True, notices=(Notice("停水"),)))
     assert walk.start() == [Play(menu.prompts.blacklisted["zh"], "zh"), Hangup("blacklisted")]
     assert walk.path == [] and walk.end == "blacklisted" and walk.key("1") == []
+
+
+def test_a_call_taken_up_after_a_restart_keeps_the_callers_choice_of_a_person(menu: IvrMenu) -> None:
+    main_menu = prompt(menu, "main")
+    chose_a_person = IvrWalk(menu, CallerContext(agents_available=True)).resume("agent")
+    assert chose_a_person[-1] == ToAgent("热线坐席", vip=False)
+    assert said(chose_a_person) == [prompt(menu, "agent")]
+    for last in ("bill", None, "no-such-node"):  # anywhere else: back at the menu (no welcome again)
+        steps = IvrWalk(menu, CallerContext(agents_available=True)).resume(last)
+        assert said(steps) == [main_menu] and isinstance(steps[-1], CollectKey)

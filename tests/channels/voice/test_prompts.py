@@ -35,6 +35,29 @@ async def test_a_prompt_is_rendered_once_as_8khz_mono_16_bit_and_named_by_its_ha
     assert english != first[0] and len(list((tmp_path / "prompts").iterdir())) == 2
 
 
+async def test_a_prompt_with_numbers_is_played_as_its_words_and_numbers_each_rendered_once(tmp_path: Path) -> None:
+    """A busy queue announces many places and waits; only a number not heard before is rendered."""
+    prompts = Prompts(tmp_path / "prompts")
+    template = "您前面还有{ahead}位来电,预计等待{minutes}分钟,请不要挂机。"
+    media = await prompts.composed(template, {"ahead": 12, "minutes": 3})
+    pieces = ["您前面还有", "12", "位来电,预计等待", "3", "分钟,请不要挂机。"]
+    assert media.split(",") == [f"sound:shuiwu/{prompt_key('cmn', piece)}" for piece in pieces]
+    assert len(list((tmp_path / "prompts").iterdir())) == 5
+    for path in (tmp_path / "prompts").iterdir():
+        assert audio_of(path)[:3] == (1, 2, 8000)
+    again = await prompts.composed(template, {"ahead": 3, "minutes": 12})  # the same pieces in other places
+    assert again.split(",") == [media.split(",")[i] for i in (0, 3, 2, 1, 4)]
+    await prompts.composed(template, {"ahead": 11, "minutes": 3})
+    assert len(list((tmp_path / "prompts").iterdir())) == 6  # one number more
+    english = await prompts.composed("There are {ahead} callers ahead of you.", {"ahead": 12}, "en")
+    assert english.split(",")[1] == f"sound:shuiwu/{prompt_key('en', '12')}"
+    with pytest.raises(KeyError):
+        await prompts.composed(template, {"ahead": 1})
+    for refused, language in (("   ", "zh"), ("{ahead}位" * 1100, "zh"), (template, "fr")):
+        with pytest.raises(ValueError):
+            await prompts.composed(refused, {"ahead": 1, "minutes": 2}, language)
+
+
 @pytest.mark.parametrize(("text", "language"), [("", "zh"), ("   ", "zh"), ("x" * 2001, "zh"), ("你好", "fr")])
 async def test_a_prompt_without_text_or_voice_is_refused(tmp_path: Path, text: str, language: str) -> None:
     with pytest.raises(ValueError):

@@ -5,12 +5,17 @@ from the wallboard on the softphone there."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
 
 from playwright.async_api import Browser, expect
 
+from channels.voice.ari import AriClient, Event
 from router.models import Role, utcnow
 from tests.channels.voice.conftest import VoiceWorld, agent_with_phone, extension
 from tests.channels.voice.test_calls import caller
+from tests.channels.voice.test_calls_to_agents import live_call_of
 from tests.support import sipp
 from tests.support.pages import sign_in, watch_errors
 
@@ -31,6 +36,30 @@ async def agent_leg_rtp(world: VoiceWorld) -> dict[str, int]:
     [leg] = [c for c in await world.adapter.ari.channels() if c["id"].startswith("agent-")]
     stats = await world.adapter.ari.request("GET", f"/channels/{leg['id']}/rtp_statistics")
     return {"received": stats["rxcount"], "sent": stats["txcount"]}
+
+
+MICROPHONE_ON = "() => window.softphone.session.sessionDescriptionHandler.peerConnection.getSenders()" \
+    ".every((sender) => !sender.track || sender.track.enabled)"
+
+
+@contextlib.asynccontextmanager
+async def keys_heard_on(world: VoiceWorld, channel_id: str) -> AsyncIterator[list[str]]:
+    """The keys Asterisk receives on ``channel_id``, heard by an ARI application of the test's own."""
+    asterisk = world.asterisk
+    observer = AriClient(asterisk.ari_url, asterisk.ari_user, asterisk.ari_password, f"observer-{uuid.uuid4().hex[:6]}")
+    keys: list[str] = []
+
+    async def heard(event: Event) -> None:
+        if event.get("channel", {}).get("id") == channel_id:
+            keys.append(event["digit"])
+    observer.on("ChannelDtmfReceived", heard)
+    await observer.start()
+    try:
+        await asyncio.wait_for(observer.connected.wait(), 10)
+        await observer.subscribe_channel(channel_id)
+        yield keys
+    finally:
+        await observer.stop()
 
 
 async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_ways(
@@ -57,7 +86,7 @@ async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_way
         # 0 for a person; the caller speaks twice while the agent talks, then hangs up.
         calling = asyncio.create_task(desk.call(number, [
             SETTLE, *sipp.digits("0"), sipp.Pause(5000), sipp.Voice(4000), sipp.Pause(3000), sipp.Voice(4000),
-            sipp.Pause(6000)], timeout=60))
+            sipp.Pause(12000)], timeout=70))
         await expect(softphone).to_have_attribute("data-state", "ringing", timeout=20000)
         # Screen pop: the caller's conversation is open, with their phone in the contact panel and the way they
         # came through the IVR.
@@ -92,6 +121,29 @@ async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_way
         await page.locator("[data-testid=softphone-resume]").click()
         await expect(softphone).to_have_attribute("data-state", "talking")
 
+        # Mute: the microphone stops in the browser, the call goes on; and back.
+        await page.locator("[data-testid=softphone-mute]").click()
+        await expect(page.locator("[data-testid=softphone-status]")).to_have_text("通话中（已静音）")
+        assert await page.evaluate(MICROPHONE_ON) is False
+        await page.locator("[data-testid=softphone-unmute]").click()
+        await expect(page.locator("[data-testid=softphone-status]")).to_have_text("通话中")
+        assert await page.evaluate(MICROPHONE_ON) is True
+
+        # The keypad sends keys in the media stream: Asterisk hears them on the agent's channel.
+        live = next(iter(desk.adapter.calls.values()))
+        bridge = await desk.adapter.ari.request("GET", f"/bridges/{live.bridge_id}")
+        [leg] = [c for c in bridge["channels"] if c.startswith("agent-")]  # the agent's, not the supervisor's
+        async with keys_heard_on(desk, leg) as heard:
+            await page.locator("[data-testid=softphone-keypad]").click()
+            for key in "12#":
+                await page.locator(f"[data-testid=softphone-key][data-key='{key}']").click()
+            await expect(page.locator("[data-testid=softphone-sent]")).to_have_text("12#")
+            for _ in range(50):
+                if len(heard) == 3:
+                    break
+                await asyncio.sleep(0.1)
+        assert heard == ["1", "2", "#"]
+
         result = await calling
         assert result.completed, result.output
         await expect(softphone).to_have_attribute("data-state", "ready", timeout=10000)
@@ -111,3 +163,51 @@ async def test_an_agent_answers_a_caller_in_the_browser_and_audio_flows_both_way
             await staff.close()
     assert errors == []
 
+
+
+async def test_an_agent_in_the_browser_sends_a_caller_to_another_teams_queue(
+        desk: VoiceWorld, browser: Browser) -> None:
+    admin = await desk.hub.staff(Role.ADMIN, listen=False)
+    agent, _, _ = await agent_with_phone(desk, admin, kind="browser")
+    repairs, repairs_ext, repairs_password = await agent_with_phone(desk, admin, teams=["维修调度"])
+    errors: list[str] = []
+    context = await browser.new_context()
+    try:
+        page = watch_errors(await context.new_page(), "agent", errors)
+        await sign_in(page, desk.hub.url, agent.user["username"], "/app/inbox")
+        softphone = page.locator("[data-testid=softphone]")
+        await expect(softphone).to_have_attribute("data-state", "ready", timeout=15000)
+        async with sipp.DeskPhone(desk.asterisk.sip_port, repairs_ext, repairs_password, ring_ms=300) as phone:
+            await agent.becomes("ready")
+            await repairs.becomes("ready")
+            number, since = caller(), utcnow()
+            calling = asyncio.create_task(desk.call(number, [SETTLE, *sipp.digits("0"), sipp.Pause(20000)],
+                                                    timeout=60))
+            await expect(softphone).to_have_attribute("data-state", "ringing", timeout=20000)
+            await page.locator("[data-testid=softphone-answer]").click()
+            await expect(softphone).to_have_attribute("data-state", "talking", timeout=10000)
+
+            # 转接: nothing chosen yet is refused on the page; then the repairs team's queue, at once.
+            await page.locator("[data-testid=softphone-transfer]").click()
+            panel = page.locator("[data-testid=call-transfer-panel]")
+            await panel.locator("[data-testid=call-transfer-kind]").select_option("team")
+            await panel.locator("[data-testid=call-transfer-blind]").click()
+            await expect(panel.locator("[data-testid=call-transfer-error]")).to_have_text("请选择技能组")
+            teams = {t["name"]: t["id"] for t in (await admin.call("GET", "/api/teams"))["items"]}
+            await panel.locator("[data-testid=call-transfer-team]").select_option(str(teams["维修调度"]))
+            await panel.locator("[data-testid=call-transfer-blind]").dblclick()  # a double click sends it once
+            await expect(softphone).to_have_attribute("data-state", "ready", timeout=10000)
+            call_id = await live_call_of(desk, repairs.user["id"])  # the repairs agent's phone took it
+            result = await calling
+            assert result.completed, result.output
+            assert "BYE" in phone.log()
+        call = await desk.ended_call(number, since)
+        assert call.id == call_id and call.agent_id == repairs.user["id"]
+        kinds = [(e.kind, (e.detail or {}).get("agent_id") or (e.detail or {}).get("team"))
+                 for e in await desk.events(call.id) if e.kind in {"connect", "requeue"}]
+        assert kinds == [("connect", agent.user["id"]), ("requeue", "维修调度"), ("connect", repairs.user["id"])]
+    finally:
+        await context.close()
+        for staff in (admin, agent, repairs):
+            await staff.close()
+    assert errors == []

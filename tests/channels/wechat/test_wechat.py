@@ -293,6 +293,8 @@ async def test_the_menu_is_published_when_the_hub_starts(wechat: WeChatWorld) ->
     (menu,) = wechat.standin.menus
     assert [b["name"] for b in menu["button"]] == ["我要报修", "查询", "人工服务"]
     assert menu["button"][1]["sub_button"][1]["url"] == f"{wechat.hub.url}/notices"
+    assert menu["button"][2]["sub_button"][1] == {"type": "view", "name": "请给我回电",
+                                                  "url": f"{wechat.hub.url}/wechat/callback"}
 
 
 @pytest.mark.parametrize("wechat", [{"wechat_progress_template_id": "TPL-ORDER-0001"}], indirect=True)

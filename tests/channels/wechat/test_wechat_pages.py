@@ -1,10 +1,12 @@
-"""WeChat in the browser: 我的工单 (OAuth2 through the stand-in, then the resident's own orders), and what the
-inbox shows of a WeChat reply that did not go."""
+"""WeChat in the browser: 我的工单 (OAuth2 through the stand-in, then the resident's own orders), 请给我回电 (the
+same way in, then a number and a time), and what the inbox shows of a WeChat reply that did not go."""
 
 from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from playwright.async_api import expect
 
@@ -46,6 +48,61 @@ async def test_the_menus_my_orders_signs_the_resident_in_through_wechat_and_list
         await expect(page.get_by_test_id("my-orders-status")).to_contain_text("链接已失效")
     finally:
         await context.close()
+    assert errors == []
+
+
+async def test_the_menus_call_me_back_takes_a_number_a_time_and_a_change_of_mind(
+        wechat: WeChatWorld, browser) -> None:
+    openid = "o" + uuid.uuid4().hex[:27]
+    zone = ZoneInfo("Asia/Shanghai")
+    tomorrow = (datetime.now(zone) + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    errors: list[str] = []
+    context = await browser.new_context(**PHONE, timezone_id="Asia/Shanghai")
+    supervisor = await wechat.hub.staff(Role.SUPERVISOR, listen=False)
+    try:
+        page = watch_errors(await context.new_page(), "resident", errors)
+        wechat.standin.browser_openid = openid
+        await page.goto(f"{wechat.hub.url}/wechat/callback")
+        await expect(page).to_have_url(f"{wechat.hub.url}/my/callback#t=" + page.url.split("#t=", 1)[-1])
+        status = page.get_by_test_id("my-callback-status")
+
+        # Nothing typed, then a number too short: each says what is wrong, nothing is stored.
+        await page.get_by_test_id("my-callback-submit").click()
+        await expect(status).to_have_text("请填写回电号码")
+        await page.get_by_test_id("my-callback-phone").fill("12345")
+        await page.get_by_test_id("my-callback-submit").click()
+        await expect(status).to_contain_text("请填写正确的手机号")
+        # Typed as people write numbers, with a note; as soon as possible.
+        await page.get_by_test_id("my-callback-phone").fill("139 0013 9011")
+        await page.get_by_test_id("my-callback-note").fill("白天在家")
+        await page.get_by_test_id("my-callback-submit").dblclick()  # a double tap asks once
+        await expect(status).to_have_text("已登记回电：+*********9011，尽快。客服将按时给您回电。")
+        # A change of mind: another number, tomorrow from 10:00.
+        await page.get_by_test_id("my-callback-phone").fill("13900139012")
+        await page.get_by_test_id("my-callback-when").select_option("later")
+        await page.get_by_test_id("my-callback-at").fill(tomorrow.strftime("%Y-%m-%dT%H:%M"))
+        await page.get_by_test_id("my-callback-submit").click()
+        await expect(status).to_have_text(
+            f"已登记回电：+*********9012，{tomorrow.strftime('%m月%d日 %H:%M')} 以后。客服将按时给您回电。")
+
+        # One request on the agents' list, from WeChat, as last asked; both asks are events in the conversation.
+        listed = [c for c in (await supervisor.call("GET", "/api/callbacks"))["items"] if c["channel"] == "wechat"]
+        [mine] = [c for c in listed if c["phone"].endswith("9012")]
+        assert (mine["state"], mine["note"]) == ("open", "白天在家")  # the form keeps what was typed
+        assert datetime.fromisoformat(mine["preferred_after"]) == tomorrow
+        assert not [c for c in listed if c["phone"].endswith("9011")]
+        asks = [m.text for m in await wechat.messages_of(openid) if m.text and m.text.startswith("请给我回电")]
+        assert len(asks) == 2 and "9011" in asks[0] and "9012" in asks[1]
+
+        # A link that was tampered with says so.
+        await page.goto(f"{wechat.hub.url}/my/callback#t=forged.token.value")
+        await page.reload()
+        await page.get_by_test_id("my-callback-phone").fill("13900139013")
+        await page.get_by_test_id("my-callback-submit").click()
+        await expect(status).to_contain_text("链接已失效")
+    finally:
+        await context.close()
+        await supervisor.close()
     assert errors == []
 
 
