@@ -289,6 +289,56 @@ class RouterPort(Protocol):
     async def publish(self, topic: str, event: dict[str, Any]) -> None: ...
 
 
+CHOICES_INTRO = "回复数字即可选择:"
+CHOICE_TITLE_MAX_CHARS = 30
+ELLIPSIS = "…"
+
+
+def readable_text(message: OutboundMessage, fits: Callable[[str], bool]) -> str:
+    """The text a resident reads on a channel of plain text (WeChat, SMS): the words, a file as its link, buttons
+    as a numbered list of their titles.
+
+    Such a channel has no buttons: the resident replies with a number (or the title), and the hub gives the bot
+    that button's payload (router/bot.py ``answer_for_bot``), so the list keeps the buttons' order. The list is
+    kept whole and the words before it are shortened (ending in …) until the text ``fits`` the channel.
+    """
+    words = message.text or ""
+    if message.attachment is not None:
+        words = f"{words}\n{message.attachment.name or '附件'}: {message.attachment.url}".strip()
+    buttons = message.payload.get("buttons") if message.payload else None
+    choices = ""
+    if buttons and isinstance(buttons, list):
+        lines = [CHOICES_INTRO]
+        for number, button in enumerate(buttons, start=1):
+            title = str(button.get("title") or "") if isinstance(button, dict) else ""
+            if len(title) > CHOICE_TITLE_MAX_CHARS:
+                title = title[:CHOICE_TITLE_MAX_CHARS - 1] + ELLIPSIS
+            lines.append(f"{number}. {title}")
+        choices = "\n".join(lines)
+    if not choices:
+        return _longest_fitting(words, lambda kept: kept, fits)
+    if words and fits(whole := f"{words}\n{choices}"):
+        return whole
+    if words and fits(f"{ELLIPSIS}\n{choices}"):
+        return _longest_fitting(words, lambda kept: f"{kept}\n{choices}", fits)
+    return _longest_fitting(choices, lambda kept: kept, fits)
+
+
+def _longest_fitting(text: str, framed: Callable[[str], str], fits: Callable[[str], bool]) -> str:
+    """``framed(text)`` if it fits, or else ``framed`` of the longest start of ``text`` that, with an ellipsis,
+    does (a binary search: ``fits`` holds for every shorter start once it holds for one)."""
+    if fits(framed(text)):
+        return framed(text)
+    low, high = 0, len(text) - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(framed(text[:middle] + ELLIPSIS)):
+            low = middle
+        else:
+            high = middle - 1
+    return framed(text[:low] + ELLIPSIS)
+
+
 class ChannelAdapter(ABC):
     """Base of every channel; one subclass per folder under ``channels/``."""
 

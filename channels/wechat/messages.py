@@ -10,12 +10,10 @@ from typing import Any
 
 from wechatpy import events, messages
 
-from channels.base import Attachment, InboundMessage, OutboundMessage
+from channels.base import Attachment, InboundMessage, OutboundMessage, readable_text
 
 CHANNEL = "wechat"
 TEXT_MAX_BYTES = 2048  # WeChat's limit on a text message (passive reply and customer-service message), UTF-8
-CHOICE_TITLE_MAX_CHARS = 30
-CHOICES_INTRO = "回复数字即可选择:"
 MEDIA_TYPES = {"image": "image", "voice": "voice", "video": "file", "shortvideo": "file"}
 
 
@@ -77,36 +75,8 @@ def custom_message(message: OutboundMessage, *, media_id: str | None = None) -> 
 
 
 def text_of(message: OutboundMessage) -> str:
-    """The text a resident reads: the words, a file as its link, buttons as a numbered list of their titles.
-
-    WeChat has no buttons: the resident replies with a number (or the title), and the hub gives the bot that
-    button's payload (router/bot.py ``answer_for_bot``), so the list keeps the buttons' order. Within WeChat's
-    2048 bytes the list is kept whole and the words before it are shortened if need be.
-    """
-    text = message.text or ""
-    if message.attachment is not None:
-        label = message.attachment.name or "附件"
-        text = f"{text}\n{label}: {message.attachment.url}".strip()
-    buttons = message.payload.get("buttons") if message.payload else None
-    if not buttons or not isinstance(buttons, list):
-        return text
-    lines = [CHOICES_INTRO]
-    for number, button in enumerate(buttons, start=1):
-        title = str(button.get("title") or "") if isinstance(button, dict) else ""
-        if len(title) > CHOICE_TITLE_MAX_CHARS:
-            title = title[:CHOICE_TITLE_MAX_CHARS - 1] + "…"
-        lines.append(f"{number}. {title}")
-    choices = _within_limit("\n".join(lines))
-    room = TEXT_MAX_BYTES - len(choices.encode()) - 1
-    return f"{_within_limit(text, room)}\n{choices}" if text and room > 0 else choices
-
-
-def _within_limit(text: str, limit: int = TEXT_MAX_BYTES) -> str:
-    """``text``, shortened with "…" to at most ``limit`` bytes of UTF-8."""
-    if len(text.encode()) <= limit:
-        return text
-    kept = text.encode()[:max(0, limit - len("…".encode()))].decode(errors="ignore")
-    return kept + "…"
+    """The text a resident reads on WeChat, within its 2048 bytes (:func:`channels.base.readable_text`)."""
+    return readable_text(message, lambda text: len(text.encode()) <= TEXT_MAX_BYTES)
 
 
 def template_message(message: OutboundMessage, template_id: str, fields: dict[str, str],

@@ -6,8 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from router.models import ApiToken, utcnow
 from router.net import free_port
 from tests.conftest import start_hub
 from tests.support.hubproc import ROOT
+from tests.support.waiting import until
 
 
 @contextlib.asynccontextmanager
@@ -35,13 +35,6 @@ async def supervised(companion: Companion) -> AsyncIterator[None]:
         await asyncio.wait_for(supervisor, 10)
 
 
-async def until(condition: Callable[[], bool], failure: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, failure
-        await asyncio.sleep(0.05)
-
-
 async def test_a_child_that_never_gets_healthy_is_killed_and_started_again(tmp_path: Path) -> None:
     port = free_port()  # nothing listens: the health check never passes
     companion = Companion(
@@ -49,7 +42,7 @@ async def test_a_child_that_never_gets_healthy_is_killed_and_started_again(tmp_p
         cwd=tmp_path, env={}, health_url=f"http://127.0.0.1:{port}/health", log_path=tmp_path / "sleeper.log",
         health_timeout=1.0)
     async with supervised(companion):
-        await until(lambda: companion.restarts >= 2, "a hung child was not restarted")
+        await until(lambda: companion.restarts >= 2, "a hung child was not restarted", within=30)
     assert companion.process is not None and companion.process.returncode is not None
     assert (tmp_path / "sleeper.log").read_text().count("up") >= 2  # every start's output is kept
 
@@ -62,8 +55,8 @@ async def test_a_healthy_child_is_restarted_after_it_dies(tmp_path: Path) -> Non
                           health_url=f"http://127.0.0.1:{port}/", log_path=tmp_path / "server.log",
                           health_timeout=20.0)
     async with supervised(companion):
-        await until(companion.healthy.is_set, "the child never became healthy")
-        await until(lambda: companion.restarts >= 1, "the child that exited was not started again")
+        await until(companion.healthy.is_set, "the child never became healthy", within=30)
+        await until(lambda: companion.restarts >= 1, "the child that exited was not started again", within=30)
 
 
 async def test_a_revoked_action_server_token_stays_revoked_when_the_hub_starts_again(

@@ -4,7 +4,6 @@ is closed, and calls are taken again once Asterisk is back."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import aiohttp
 
@@ -15,18 +14,12 @@ from tests.channels.voice.test_calls import caller
 from tests.conftest import start_hub
 from tests.support import sipp
 from tests.support.asterisk import Asterisk
+from tests.support.waiting import until
 
 
 async def readiness(http: aiohttp.ClientSession, world: VoiceWorld) -> tuple[int, dict[str, bool]]:
     async with http.get(f"{world.hub.url}/readyz") as response:
         return response.status, (await response.json())["checks"]
-
-
-async def until(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_the_voice_channel_goes_down_with_asterisk_and_comes_back(
