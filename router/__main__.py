@@ -16,7 +16,7 @@ from router.accounts import create_api_token, create_user, restore_api_token
 from router.app import create_app
 from router.audit import record
 from router.db import create_engine, migrate, session_factory
-from router.demo import demo_wechat
+from router.demo import demo_standins
 from router.errors import HubError
 from router.hub import Hub
 from router.logs import configure_logging, get_logger
@@ -32,13 +32,13 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
     settings = settings.model_copy(update={"host": host, "port": port})
-    wechat = demo_wechat(settings)
-    if wechat is not None:
-        settings = wechat.configure(settings)
+    standins = demo_standins(settings)
+    for standin in standins:
+        settings = standin.configure(settings)
     hub = Hub(settings)
     app = create_app(settings, hub)
-    if wechat is not None:
-        wechat.serve_with(app)
+    for standin in standins:
+        standin.serve_with(app)
 
     async def provision(_app: web.Application) -> None:
         admin = await ensure_first_admin(hub)
@@ -56,8 +56,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
             f"  停水公告 (public notices):     {base}/notices",
             f"  API document:                  {base}/api/openapi.json",
         ]
-        if wechat is not None:
-            lines += wechat.console_lines(base)
+        for standin in standins:
+            lines += standin.console_lines(base)
         if admin is not None:
             lines.append(f"  first admin: {admin.username} / {admin.password}  ({admin.note})")
         lines += [f"  demo {c.role}: {c.username} / {c.password}  ({c.note})" for c in demo]

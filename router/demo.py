@@ -1,8 +1,9 @@
 """Demo mode (HUB_DEMO, which `make run` turns on): what it adds to a hub on this machine only.
 
-The demo's official account talks to the stand-in WeChat (channels/wechat/standin.py), served by the hub's own
-process on a free loopback port, so a new user can write as a resident without a real account. The production
-command line knows nothing of the stand-in: it asks this module.
+The demo's official account talks to the stand-in WeChat (channels/wechat/standin.py) and its SMS channel to the
+stand-in SMSC (channels/sms/smpp_standin.py), both served by the hub's own process on free loopback ports, so a
+new user can write and text as a resident without a real account. The production command line knows nothing of
+the stand-ins: it asks this module.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import SecretStr
 
+from channels.sms.smpp_standin import DEMO_PASSWORD, DEMO_SYSTEM_ID, StandInSmsc, control_app
 from channels.wechat.standin import DEMO_ACCOUNT, DEMO_OPENID
 from channels.wechat.standin import serve as serve_standin
 from router.errors import HubError
@@ -57,13 +59,52 @@ class DemoWeChat:
                 f"    我的工单 of that resident:    {base_url}/wechat/orders"]
 
 
-def demo_wechat(settings: Settings) -> DemoWeChat | None:
-    """The stand-in WeChat when the demo runs without an official account of its own; refuses a demo off this
-    machine."""
+@dataclass(frozen=True, slots=True)
+class DemoSms:
+    """The stand-in SMSC the demo's SMS channel binds to, and its control port (residents' texts)."""
+
+    smpp_port: int
+    control_port: int
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
+
+    def configure(self, settings: Settings) -> Settings:
+        return settings.model_copy(update={
+            "channels": f"{settings.channels},sms", "sms_smpp_host": "127.0.0.1", "sms_smpp_port": self.smpp_port,
+            "sms_smpp_system_id": DEMO_SYSTEM_ID, "sms_smpp_password": SecretStr(DEMO_PASSWORD),
+            "sms_service_number": settings.sms_service_number or "962740"})
+
+    def serve_with(self, app: web.Application) -> None:
+        async def start(_app: web.Application) -> None:
+            smsc = await StandInSmsc(DEMO_SYSTEM_ID, DEMO_PASSWORD).start("127.0.0.1", self.smpp_port)
+            runner = web.AppRunner(control_app(smsc), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.control_port).start()
+
+            async def stop(_app: web.Application) -> None:
+                await runner.cleanup()
+                await smsc.stop()
+
+            app.on_cleanup.append(stop)
+
+        app.on_startup.insert(0, start)
+
+    def console_lines(self, base_url: str) -> list[str]:
+        return [f"  短信 (stand-in SMSC):          smpp://127.0.0.1:{self.smpp_port}  — text as a resident:",
+                f"    python -m channels.sms.smpp_standin say --smsc {self.control_url} '我家停水了'"]
+
+
+def demo_standins(settings: Settings) -> list[DemoWeChat | DemoSms]:
+    """The stand-ins of the channels the demo has no account of its own for; refuses a demo off this machine."""
     if not settings.demo:
-        return None
+        return []
     if not settings.is_local:
         raise HubError(DEMO_REFUSED)
-    if settings.wechat_app_id or "wechat" in settings.channels:
-        return None
-    return DemoWeChat(free_port())
+    standins: list[DemoWeChat | DemoSms] = []
+    if not settings.wechat_app_id and "wechat" not in settings.channels:
+        standins.append(DemoWeChat(free_port()))
+    if "sms" not in settings.channels:
+        standins.append(DemoSms(free_port(), free_port()))
+    return standins

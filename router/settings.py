@@ -120,6 +120,18 @@ class Settings(BaseSettings):
     voice_outbound_ring_seconds: int = Field(30, ge=5, le=120)
     voice_campaign_poll_seconds: float = Field(2.0, gt=0, le=60)  # how often the campaign dialer looks for due calls
 
+    # SMS (channels/sms): an SMPP 3.4 transceiver bind to the carrier's SMSC or an SMS gateway
+    sms_smpp_host: str = "127.0.0.1"
+    sms_smpp_port: int = Field(2775, ge=1, le=65535)
+    sms_smpp_system_id: str = Field("", max_length=15)
+    sms_smpp_password: SecretStr = SecretStr("")  # SMPP 3.4 allows at most 8 characters
+    sms_smpp_system_type: str = Field("", max_length=12)
+    sms_smpp_window: int = Field(10, ge=1, le=1000)  # submits out at once, unanswered
+    sms_service_number: str = Field("", pattern=r"^([0-9]{3,20})?$")  # what residents text, and see texts from
+    sms_max_parts: int = Field(6, ge=1, le=255)  # a longer reply is shortened (ending in …) to this many SMS
+    sms_submit_timeout_seconds: float = Field(10.0, gt=0, le=120)  # an unanswered submit is tried again later
+    sms_reconnect_max_seconds: float = Field(30.0, gt=0)  # back-off ceiling of binding again
+
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0
     outbound_backoff_max_seconds: float = 300.0
@@ -171,6 +183,18 @@ class Settings(BaseSettings):
             self.wechat_mode = "safe" if has_key else "plain"
         elif self.wechat_mode != "plain" and not has_key:
             raise ValueError(f"HUB_WECHAT_MODE={self.wechat_mode} needs HUB_WECHAT_ENCODING_AES_KEY")
+        return self
+
+    @model_validator(mode="after")
+    def _sms_account(self) -> Settings:
+        if "sms" not in (name.strip() for name in self.channels.split(",")):
+            return self
+        if not self.sms_smpp_system_id or not self.sms_smpp_password.get_secret_value():
+            raise ValueError("the sms channel needs HUB_SMS_SMPP_SYSTEM_ID and HUB_SMS_SMPP_PASSWORD")
+        if len(self.sms_smpp_password.get_secret_value()) > 8:
+            raise ValueError("HUB_SMS_SMPP_PASSWORD: SMPP 3.4 passwords have at most 8 characters")
+        if not self.sms_service_number:
+            raise ValueError("the sms channel needs HUB_SMS_SERVICE_NUMBER (the number residents text)")
         return self
 
     @field_validator("working_hours")

@@ -57,6 +57,17 @@ def test_run_with_demo_prints_urls_and_working_credentials(tmp_path) -> None:
         queued = session.get(f"{hub.url}/api/conversations", params={"state": "queued"}, timeout=10).json()
         assert any(c["channel"] == "wechat" and c["last_message"]["text"] == "南门小区停水了"
                    for c in queued["items"]), queued
+        # And its SMS channel: a resident texts through the stand-in SMSC and reaches the agents too.
+        text = re.search(r"(python -m channels\.sms\.smpp_standin say .*) '我家停水了'", output)
+        assert text, output
+        texted = subprocess.run([sys.executable, "-m", *text.group(1).split()[2:], "--wait", "0",
+                                 "--from", "8613900139000", "北门小区水压低"],
+                                capture_output=True, text=True, timeout=60, cwd=ROOT, check=True)
+        assert '{"statuses": [0]}' in texted.stdout, texted.stdout + texted.stderr
+        queued = session.get(f"{hub.url}/api/conversations", params={"state": "queued"}, timeout=10).json()
+        assert any(c["channel"] == "sms" and c["last_message"]["text"] == "北门小区水压低"
+                   for c in queued["items"]), queued
+        assert requests.get(f"{hub.url}/readyz", timeout=5).json()["checks"]["sms"] is True
     finally:
         hub.kill()
     restarted = HubProcess({"HUB_DEMO": "1", "HUB_DATABASE_URL": ""}, tmp_path / "var").start()
