@@ -24,7 +24,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from channels.base import Attachment, ChannelAdapter, ChannelSendError, Outbound
 from router.db import log_pass_failure
 from router.logs import get_logger
 from router.models import Author, Conversation, Delivery, Direction, Message, MessageType, StaffUser, utcnow
+from router.phones import normalized_phone
 from router.residents import with_survey_link
 from router.settings import Settings
 
@@ -71,6 +72,19 @@ def new_outbound(
         next_attempt_at=now,
         created_at=now,
     )
+
+
+TEXTLESS_CHANNELS = frozenset({"voice"})  # no text reaches a resident here
+SMS = "sms"
+
+
+def notice_channel(conversation: Conversation, enabled: Collection[str]) -> str:
+    """The channel a written notice to ``conversation``'s resident goes on: its own, or, for a caller (the phone
+    carries no text), an SMS to their number while the SMS channel is on."""
+    if (conversation.channel in TEXTLESS_CHANNELS and SMS in enabled
+            and normalized_phone(conversation.external_id) == conversation.external_id):
+        return SMS
+    return conversation.channel
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:

@@ -32,7 +32,7 @@ from router.errors import Conflict, Forbidden, Invalid, NotFound
 from router.hub import TOPIC as CONVERSATION_TOPIC
 from router.logs import mask_phone, masked
 from router.models import Author, Call, ContactIdentity, Conversation, Message, Role, StaffUser, StoredFile, utcnow
-from router.outbound import new_outbound
+from router.outbound import new_outbound, notice_channel
 from router.residents import SURVEY_LINK, survey_reference, survey_token
 from router.schemas import StrictBody, message_event, visibility_key
 from router.settings import Settings
@@ -306,6 +306,7 @@ class WorkOrderService:
         self._calendars = {kind: calendar_for(kind, settings.working_hours, settings.timezone)
                            for kind in CALENDAR_KINDS}
         self._hotline_team = settings.default_team
+        self._channels = frozenset(name.strip() for name in settings.channels.split(","))
         self._survey_valid_days = settings.survey_valid_days
         self._zone = ZoneInfo(settings.timezone)
         self._geocoder = geocoder
@@ -724,6 +725,7 @@ class WorkOrderService:
             if surveyed:
                 payload["survey"] = survey_reference(survey_id)
             notice = new_outbound(conversation, author=Author.SYSTEM, text=text, payload=payload)
+            notice.channel = notice_channel(conversation, self._channels)  # a caller's goes by SMS
             session.add(notice)
             notices.append((notice, conversation))
         await session.flush()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import aiohttp
 from sqlalchemy import select
 
+from channels.base import InboundMessage
 from channels.sms.smpp import Status
 from channels.sms.smpp_standin import StandInSmsc
 from router.models import Conversation, Delivery, Direction, Message, Role
@@ -19,6 +20,7 @@ from tests.support.actors import Staff
 from tests.support.restbot import running_bot
 from tests.support.sms import Handset, sms_settings
 from tests.support.waiting import until
+from tests.workorders.conftest import LEAK
 
 
 async def conversation_of(hub: RunningHub, handset: Handset, timeout: float = 10) -> Conversation:
@@ -181,3 +183,31 @@ async def test_texts_the_hub_cannot_take_are_refused_and_nothing_is_stored(sms_h
         texts = list(await session.scalars(select(Message.text).where(Message.channel == "sms",
                                                                        Message.direction == Direction.IN)))
     assert texts == ["这条可以"] and stored.channel == "sms"
+
+
+async def test_a_callers_order_notice_goes_to_their_phone_by_sms(sms_hub: RunningHub, handset) -> None:
+    """The phone carries no text: a caller hears of the order filed from their call by SMS, on the call's
+    conversation."""
+    caller = handset()
+    call = await sms_hub.hub.ingest(InboundMessage(
+        channel="voice", external_id=caller.phone, channel_message_id=f"call-{caller.number}", type="event",
+        text="来电(拨打 962740)", payload={"call": {"id": 1, "did": "962740"}}, phone=caller.phone))
+    anonymous = await sms_hub.hub.ingest(InboundMessage(
+        channel="voice", external_id="anonymous-ch1", channel_message_id="call-anonymous", type="event", text="来电"))
+    agent = await sms_hub.staff(Role.AGENT, listen=False)
+    order = await agent.call("POST", "/api/workorders", {**LEAK, "conversation_id": call.conversation_id},
+                             expect=201)
+    notice = await caller.receives()
+    assert order["number"] in notice.text and notice.source == "962740"
+    async with sms_hub.hub.sessions() as session:
+        [sent] = await session.scalars(select(Message).where(Message.conversation_id == call.conversation_id,
+                                                             Message.direction == Direction.OUT))
+    assert sent.channel == "sms"
+    sent = await reply_of(sms_hub, sent.id, lambda m: m.delivery == Delivery.DELIVERED)
+    # A withheld number has nowhere to be texted: its notice stays on the phone channel, which cannot carry it.
+    await agent.call("POST", "/api/workorders", {**LEAK, "conversation_id": anonymous.conversation_id}, expect=201)
+    async with sms_hub.hub.sessions() as session:
+        [kept] = await session.scalars(select(Message).where(Message.conversation_id == anonymous.conversation_id,
+                                                             Message.direction == Direction.OUT))
+    assert kept.channel == "voice"
+    await agent.close()
