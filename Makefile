@@ -35,6 +35,7 @@ bench:
 	$(PY) -m bench.acd --write
 	$(PY) -m bench.wechat --write
 	$(PY) -m bench.logins --write
+	$(PY) -m bench.sms --write
 	@bash scripts/bot-env.sh
 	@bash scripts/bot-train.sh
 	$(PY) -m bench.bot --write

@@ -126,7 +126,8 @@ class Settings(BaseSettings):
     sms_smpp_system_id: str = Field("", max_length=15)
     sms_smpp_password: SecretStr = SecretStr("")  # SMPP 3.4 allows at most 8 characters
     sms_smpp_system_type: str = Field("", max_length=12)
-    sms_smpp_window: int = Field(10, ge=1, le=1000)  # submits out at once, unanswered
+    # Submits out at once, unanswered; smpp34 1.5's client fails submits past 20 with ESME_RSYSERR
+    sms_smpp_window: int = Field(10, ge=1, le=20)
     sms_service_number: str = Field("", pattern=r"^([0-9]{3,20})?$")  # what residents text, and see texts from
     sms_max_parts: int = Field(6, ge=1, le=255)  # a longer reply is shortened (ending in …) to this many SMS
     sms_submit_timeout_seconds: float = Field(10.0, gt=0, le=120)  # an unanswered submit is tried again later

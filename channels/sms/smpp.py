@@ -138,6 +138,7 @@ class SmppLink:
         # delivered once every part is, and fails with its first part that fails
         self._long: OrderedDict[str, tuple[str, set[str]]] = OrderedDict()
         self.bound = asyncio.Event()
+        self._window = asyncio.Semaphore(account.window)  # never more submits out than the session's window
 
     def healthy(self) -> bool:
         return self.bound.is_set()
@@ -211,10 +212,11 @@ class SmppLink:
         ids = []
         for part in message.parts:
             try:
-                response = await asyncio.wait_for(smsc.submit_sm(
-                    phone.lstrip("+"), part, source_addr=self.account.source, dest_addr_ton=1, dest_addr_npi=1,
-                    esm_class=message.esm_class, data_coding=message.data_coding, registered_delivery=1),
-                    self.account.submit_timeout_seconds)
+                async with self._window:
+                    response = await asyncio.wait_for(smsc.submit_sm(
+                        phone.lstrip("+"), part, source_addr=self.account.source, dest_addr_ton=1,
+                        dest_addr_npi=1, esm_class=message.esm_class, data_coding=message.data_coding,
+                        registered_delivery=1), self.account.submit_timeout_seconds)
             except TimeoutError as exc:
                 raise ChannelSendError("短信网关无应答", retryable=True) from exc
             except smpp34.SmppError as exc:
