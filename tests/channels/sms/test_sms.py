@@ -211,3 +211,15 @@ async def test_a_callers_order_notice_goes_to_their_phone_by_sms(sms_hub: Runnin
                                                              Message.direction == Direction.OUT))
     assert kept.channel == "voice"
     await agent.close()
+
+
+async def test_a_caller_who_texts_is_one_contact(sms_hub: RunningHub, handset) -> None:
+    resident = handset()
+    call = await sms_hub.hub.ingest(InboundMessage(
+        channel="voice", external_id=resident.phone, channel_message_id=f"call-{resident.number}", type="event",
+        text="来电", phone=resident.phone))
+    await resident.texts("刚才电话里说的地址是清源路18号")
+    texted = await conversation_of(sms_hub, resident)
+    async with sms_hub.hub.sessions() as session:
+        called = await session.get(Conversation, call.conversation_id)
+    assert called is not None and texted.contact_id == called.contact_id and texted.id != called.id
