@@ -107,8 +107,9 @@ async def test_sixty_callers_twenty_agents_chats_among_them_and_a_restart(
         impatient = [caller() for _ in range(IMPATIENT)]
         placed = [place(number, number in patient) for number in [*impatient, *patient]]
         quitters = asyncio.gather(*placed[:IMPATIENT])
+        # Sixty menus walked at once take a slow two-core machine most of a minute.
         await until_calls(floor, since, lambda calls: len(calls) == PATIENT + IMPATIENT and all(
-            c.queued_at is not None for c in calls), "every caller in the queue")
+            c.queued_at is not None for c in calls), "every caller in the queue", timeout=120)
         await quitters
         for agent in floor.agents.values():
             await agent.becomes("ready")
