@@ -21,7 +21,8 @@ from typing import Any
 from bench.hubproc import ROOT
 from bench.report import machine_facts, write_section
 from bench.stats import Distribution
-from channels.sms.smpp import Receipt, SmppAccount, SmppLink, Texted
+from channels.sms.provider import Receipt, Texted
+from channels.sms.smpp import SmppAccount, SmppLink
 from channels.sms.smpp_standin import DEMO_PASSWORD, DEMO_SYSTEM_ID
 from router.net import free_port
 

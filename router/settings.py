@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _filled(value: object) -> bool:
+    return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
 
@@ -120,7 +124,8 @@ class Settings(BaseSettings):
     voice_outbound_ring_seconds: int = Field(30, ge=5, le=120)
     voice_campaign_poll_seconds: float = Field(2.0, gt=0, le=60)  # how often the campaign dialer looks for due calls
 
-    # SMS (channels/sms): an SMPP 3.4 transceiver bind to the carrier's SMSC or an SMS gateway
+    # SMS (channels/sms): an SMPP 3.4 transceiver bind to the carrier's SMSC or an SMS gateway, or Tencent Cloud SMS
+    sms_provider: Literal["smpp", "tencent"] = "smpp"
     sms_smpp_host: str = "127.0.0.1"
     sms_smpp_port: int = Field(2775, ge=1, le=65535)
     sms_smpp_system_id: str = Field("", max_length=15)
@@ -132,6 +137,14 @@ class Settings(BaseSettings):
     sms_max_parts: int = Field(6, ge=1, le=255)  # a longer reply is shortened (ending in …) to this many SMS
     sms_submit_timeout_seconds: float = Field(10.0, gt=0, le=120)  # an unanswered submit is tried again later
     sms_reconnect_max_seconds: float = Field(30.0, gt=0)  # back-off ceiling of binding again
+    sms_tencent_secret_id: str = ""
+    sms_tencent_secret_key: SecretStr = SecretStr("")
+    sms_tencent_sdk_app_id: str = Field("", pattern=r"^([0-9]{6,20})?$")
+    sms_tencent_sign_name: str = Field("", max_length=30)  # the approved signature, e.g. 清源水务
+    sms_tencent_template_id: str = Field("", pattern=r"^([0-9]{1,20})?$")  # approved, with one variable {1}
+    sms_tencent_endpoint: str = Field("https://sms.tencentcloudapi.com", pattern=r"^https?://[^\s/]+$")
+    sms_tencent_region: str = "ap-guangzhou"
+    sms_callback_token: SecretStr = SecretStr("")  # the secret in the path of a cloud provider's web hooks
 
     outbound_max_attempts: int = 8
     outbound_backoff_base_seconds: float = 1.0
@@ -189,6 +202,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _sms_account(self) -> Settings:
         if "sms" not in (name.strip() for name in self.channels.split(",")):
+            return self
+        if self.sms_provider == "tencent":
+            missing = [f"HUB_{name.upper()}" for name in (
+                "sms_tencent_secret_id", "sms_tencent_secret_key", "sms_tencent_sdk_app_id", "sms_tencent_sign_name",
+                "sms_tencent_template_id", "sms_callback_token") if not _filled(getattr(self, name))]
+            if missing:
+                raise ValueError(f"the sms channel on Tencent Cloud needs {', '.join(missing)}")
+            if len(self.sms_callback_token.get_secret_value()) < 16:
+                raise ValueError("HUB_SMS_CALLBACK_TOKEN: at least 16 characters (it guards the web hooks)")
             return self
         if not self.sms_smpp_system_id or not self.sms_smpp_password.get_secret_value():
             raise ValueError("the sms channel needs HUB_SMS_SMPP_SYSTEM_ID and HUB_SMS_SMPP_PASSWORD")

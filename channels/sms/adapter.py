@@ -1,6 +1,7 @@
 """SMS: residents text the service number; the hub answers, hands over to agents and sends notices by SMS.
 
-The carrier's side is SMPP 3.4 (channels/sms/smpp.py). A resident is known by their number (E.164), which is
+The carrier's side is SMPP 3.4 (channels/sms/smpp.py) or Tencent Cloud SMS (channels/sms/tencent.py),
+``HUB_SMS_PROVIDER``. A resident is known by their number (E.164), which is
 also the contact's phone: a caller and a texter with the same number are one contact. Replies are plain text:
 offered choices become a numbered list (the resident answers with the number), and a reply longer than
 ``HUB_SMS_MAX_PARTS`` SMS has its words shortened, the list kept whole. Receipts mark messages delivered, or
@@ -10,7 +11,7 @@ failed with the SMSC's reason.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -24,10 +25,15 @@ from channels.base import (
     readable_text,
 )
 from channels.sms import segments
-from channels.sms.smpp import Receipt, SmppAccount, SmppLink, Texted
+from channels.sms.provider import Receipt, ReceiptHandler, SmsProvider, Texted, TextHandler
+from channels.sms.smpp import SmppAccount, SmppLink
+from channels.sms.tencent import TencentAccount, TencentSms
 from router.logs import get_logger
 from router.phones import normalized_phone
 from router.spool import SpoolFull
+
+if TYPE_CHECKING:
+    from router.settings import Settings
 
 log = get_logger(__name__)
 
@@ -38,17 +44,11 @@ class SmsAdapter(ChannelAdapter):
 
     def __init__(self, router: RouterPort) -> None:
         super().__init__(router)
-        settings = router.settings
-        self.max_parts = settings.sms_max_parts
-        self.link = SmppLink(SmppAccount(
-            host=settings.sms_smpp_host, port=settings.sms_smpp_port, system_id=settings.sms_smpp_system_id,
-            password=settings.sms_smpp_password.get_secret_value(), system_type=settings.sms_smpp_system_type,
-            source=settings.sms_service_number, window=settings.sms_smpp_window, max_parts=settings.sms_max_parts,
-            submit_timeout_seconds=settings.sms_submit_timeout_seconds,
-            reconnect_max_seconds=settings.sms_reconnect_max_seconds), self._take_text, self._take_receipt)
+        self.max_parts = router.settings.sms_max_parts
+        self.provider = provider_for(router.settings, self._take_text, self._take_receipt)
 
     def routes(self) -> list[web.RouteDef]:
-        return []  # the SMSC is reached over SMPP; it calls no web hook
+        return self.provider.routes()
 
     def parse(self, raw: Any, external_id: str) -> InboundMessage:
         if not isinstance(raw, Texted):
@@ -80,14 +80,30 @@ class SmsAdapter(ChannelAdapter):
         return readable_text(message, lambda text: segments.count(text) <= self.max_parts)
 
     async def send(self, message: OutboundMessage) -> DeliveryResult:
-        ids = await self.link.submit(message.recipient, self.text_of(message), reference=message.message_id)
+        ids = await self.provider.submit(message.recipient, self.text_of(message), reference=message.message_id)
         return DeliveryResult(provider_message_id=ids[0])
 
     def healthy(self) -> bool | None:
-        return self.link.healthy()
+        return self.provider.healthy()
 
     async def start(self) -> None:
-        self.link.start()
+        self.provider.start()
 
     async def stop(self) -> None:
-        await self.link.stop()
+        await self.provider.stop()
+
+
+def provider_for(settings: Settings, on_text: TextHandler, on_receipt: ReceiptHandler) -> SmsProvider:
+    if settings.sms_provider == "tencent":
+        return TencentSms(TencentAccount(
+            secret_id=settings.sms_tencent_secret_id, secret_key=settings.sms_tencent_secret_key.get_secret_value(),
+            sdk_app_id=settings.sms_tencent_sdk_app_id, sign_name=settings.sms_tencent_sign_name,
+            template_id=settings.sms_tencent_template_id, endpoint=settings.sms_tencent_endpoint,
+            region=settings.sms_tencent_region, callback_token=settings.sms_callback_token.get_secret_value(),
+            timeout_seconds=settings.sms_submit_timeout_seconds), on_text, on_receipt)
+    return SmppLink(SmppAccount(
+        host=settings.sms_smpp_host, port=settings.sms_smpp_port, system_id=settings.sms_smpp_system_id,
+        password=settings.sms_smpp_password.get_secret_value(), system_type=settings.sms_smpp_system_type,
+        source=settings.sms_service_number, window=settings.sms_smpp_window, max_parts=settings.sms_max_parts,
+        submit_timeout_seconds=settings.sms_submit_timeout_seconds,
+        reconnect_max_seconds=settings.sms_reconnect_max_seconds), on_text, on_receipt)

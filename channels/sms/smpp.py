@@ -19,14 +19,15 @@ import enum
 import random
 import re
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import smpp34
+from aiohttp import web
 
 from channels.base import ChannelSendError
 from channels.sms import segments
+from channels.sms.provider import Receipt, ReceiptHandler, Texted, TextHandler
 from router.logs import get_logger
 
 log = get_logger(__name__)
@@ -86,24 +87,6 @@ def refusal(status: int) -> ChannelSendError:
 
 
 @dataclass(frozen=True, slots=True)
-class Texted:
-    """A resident's text as the SMSC delivered it, all parts put together."""
-
-    sender: str
-    recipient: str
-    text: str
-    received_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """The SMSC's word on a message it took: delivered (``status`` ``success``) or why not."""
-
-    message_id: str
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
 class SmppAccount:
     host: str
     port: int
@@ -126,8 +109,7 @@ class _Incomplete:
 class SmppLink:
     """One bound session, kept up; ``on_text`` and ``on_receipt`` get what the SMSC delivers."""
 
-    def __init__(self, account: SmppAccount, on_text: Callable[[Texted], Awaitable[None]],
-                 on_receipt: Callable[[Receipt], Awaitable[None]]) -> None:
+    def __init__(self, account: SmppAccount, on_text: TextHandler, on_receipt: ReceiptHandler) -> None:
         self.account = account
         self._on_text, self._on_receipt = on_text, on_receipt
         self._smsc: smpp34.Smsc | None = None
@@ -142,6 +124,9 @@ class SmppLink:
 
     def healthy(self) -> bool:
         return self.bound.is_set()
+
+    def routes(self) -> list[web.RouteDef]:
+        return []  # the SMSC is reached over SMPP; it calls no web hook
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._keep_bound(), name="smpp-link")

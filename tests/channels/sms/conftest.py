@@ -32,7 +32,7 @@ def handset(smsc: StandInSmsc) -> Callable[..., Handset]:
 
 
 async def bound(running: RunningHub) -> RunningHub:
-    await asyncio.wait_for(running.hub.adapters["sms"].link.bound.wait(), 10)  # type: ignore[attr-defined]
+    await asyncio.wait_for(running.hub.adapters["sms"].provider.bound.wait(), 10)  # type: ignore[attr-defined]
     return running
 
 
