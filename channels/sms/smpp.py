@@ -40,6 +40,7 @@ FINAL_FAILURES = {"EXPIRED", "DELETED", "UNDELIV", "REJECTD", "UNKNOWN"}
 RECEIPT_FIELDS = re.compile(r"(?:^|\s)(id|stat|err):(\S*)", re.IGNORECASE)
 PARTS_KEPT_SECONDS = 300.0  # parts of a resident's long text wait this long for the rest
 RECEIPT_PARTS_KEPT = 20_000  # multi-part messages whose receipts are followed, newest first
+INBOUND_CAPACITY = 50_000  # deliveries the session holds until pulled: a burst of receipts must not stall it
 
 
 class Status(enum.IntEnum):
@@ -120,6 +121,7 @@ class SmppLink:
         # delivered once every part is, and fails with its first part that fails
         self._long: OrderedDict[str, tuple[str, set[str]]] = OrderedDict()
         self.bound = asyncio.Event()
+        self._deliveries: asyncio.Queue[smpp34.DeliverSmEvent] = asyncio.Queue()
         self._window = asyncio.Semaphore(account.window)  # never more submits out than the session's window
 
     def healthy(self) -> bool:
@@ -151,7 +153,7 @@ class SmppLink:
             self._client = smpp34.Client(host=account.host, port=account.port, system_id=account.system_id,
                                          password=account.password, bind_type="TRX",
                                          system_type=account.system_type, window_size=account.window,
-                                         connect_timeout_ms=5000)
+                                         connect_timeout_ms=5000, inbound_capacity=INBOUND_CAPACITY)
             try:
                 self._smsc = await self._client.connect()
             except Exception as exc:  # refused, timed out, bind refused: all retried
@@ -174,10 +176,23 @@ class SmppLink:
             log.warning("sms: the SMSC session dropped; binding again", host=account.host)
 
     async def _take_deliveries(self, smsc: smpp34.Smsc) -> None:
+        """Pull what the SMSC delivers as fast as it comes, and handle it in order beside: a session whose
+        deliveries are not taken stops reading, and the answers to the hub's submits wait behind them."""
+        self._deliveries = asyncio.Queue()
+        handling = asyncio.get_running_loop().create_task(self._handle_deliveries(self._deliveries))
+        try:
+            while True:
+                event = await smsc.next()
+                if isinstance(event, smpp34.Disconnected):
+                    break
+                self._deliveries.put_nowait(event)
+            await self._deliveries.join()  # what came before the drop is still handled
+        finally:
+            handling.cancel()
+
+    async def _handle_deliveries(self, deliveries: asyncio.Queue[smpp34.DeliverSmEvent]) -> None:
         while True:
-            event = await smsc.next()
-            if isinstance(event, smpp34.Disconnected):
-                return
+            event = await deliveries.get()
             try:
                 if event.esm_class & 0x3C == RECEIPT:
                     await self._receipt(event)
@@ -185,6 +200,8 @@ class SmppLink:
                     await self._text(event)
             except Exception:  # one bad delivery must not end the session
                 log.exception("sms: a delivery from the SMSC could not be taken", source=event.source_addr)
+            finally:
+                deliveries.task_done()
 
     # ------------------------------------------------------------------------------------------------- sending
 
