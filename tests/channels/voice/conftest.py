@@ -46,6 +46,9 @@ def running_asterisk(rtp_ports: int = 40) -> Iterator[Asterisk]:
         instance.cleanup()
 
 
+SETTLE = sipp.Pause(1500)  # a caller waits this long from the answer until the IVR has them at the main menu
+
+
 @pytest.fixture(scope="package")
 def asterisk() -> Iterator[Asterisk]:
     with running_asterisk() as instance:

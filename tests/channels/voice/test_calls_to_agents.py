@@ -19,14 +19,12 @@ from router.logs import mask_phone
 from router.models import AgentPresence, Call, CallbackRequest, Conversation, Role, utcnow
 from router.phones import normalized_phone
 from router.settings import Settings
-from tests.channels.voice.conftest import RING_SECONDS, VoiceWorld, agent_with_phone, connected_world, extension
+from tests.channels.voice.conftest import RING_SECONDS, SETTLE, VoiceWorld, agent_with_phone, connected_world, extension
 from tests.channels.voice.test_calls import caller, wav_seconds
 from tests.conftest import PASSWORD
 from tests.support import sipp
 from tests.support.actors import Staff
 from tests.support.asterisk import Asterisk, free_udp_range
-
-SETTLE = sipp.Pause(1500)  # from answer until the IVR has the caller at the main menu
 
 
 async def test_a_caller_waits_with_music_rings_an_agent_who_misses_then_talks_to_the_next_and_scores(

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from channels.voice.ivr import DEFAULT_MENU, parse_menu
 from channels.voice.selfservice import PHRASES
 from router.models import Call, Contact, ContactIdentity, Message, Role, utcnow
-from tests.channels.voice.conftest import VoiceWorld
+from tests.channels.voice.conftest import SETTLE, VoiceWorld
 from tests.channels.voice.test_calls import caller, wav_seconds
 from tests.router.test_bot_lookups import DEMO, demo_account
 from tests.support import sipp
@@ -30,7 +30,6 @@ WELCOME, INVALID, NO_INPUT = PROMPTS.welcome["zh"], PROMPTS.invalid["zh"], PROMP
 MAIN = NODES["main"].closed_prompt["zh"]  # what the main menu says while nobody can take a call
 BILL, WORK_ORDER = NODES["bill"].prompt["zh"], NODES["work_order"].prompt["zh"]
 VOICEMAIL = NODES["voicemail_general"].prompt["zh"]
-SETTLE = sipp.Pause(1500)  # from answer until the IVR has the caller at the main menu
 
 
 async def heard(world: VoiceWorld, call: Call) -> list[tuple[str, str]]:

@@ -13,13 +13,12 @@ from playwright.async_api import Browser, expect
 
 from channels.voice.ari import AriClient, Event
 from router.models import Role, utcnow
-from tests.channels.voice.conftest import VoiceWorld, agent_with_phone, extension
+from tests.channels.voice.conftest import SETTLE, VoiceWorld, agent_with_phone, extension
 from tests.channels.voice.test_calls import caller
 from tests.channels.voice.test_calls_to_agents import live_call_of
 from tests.support import sipp
 from tests.support.pages import sign_in, watch_errors
 
-SETTLE = sipp.Pause(1500)  # from answer until the IVR has the caller at the main menu
 PEER_STATS = """async () => {
   const pc = window.softphone.session.sessionDescriptionHandler.peerConnection;
   const counts = { received: 0, sent: 0 };

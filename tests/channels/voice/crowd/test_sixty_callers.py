@@ -18,9 +18,8 @@ from sqlalchemy import select
 
 from router.models import Call, CallEvent, Conversation, Role, utcnow
 from router.settings import Settings
-from tests.channels.voice.conftest import VoiceWorld, agent_with_phone
+from tests.channels.voice.conftest import SETTLE, VoiceWorld, agent_with_phone
 from tests.channels.voice.test_calls import caller
-from tests.channels.voice.test_calls_to_agents import SETTLE
 from tests.conftest import RunningHub, start_hub
 from tests.support import sipp
 from tests.support.actors import Resident, Staff
