@@ -45,6 +45,7 @@
     openId: null,
     open: null, // Conversation currently shown on the right
     messages: new Map(), // id -> Message of the open conversation
+    earlyDeliveries: new Map(), // message id -> a delivery frame that came before its message
     lastRendered: null, // last Message appended to the open list
     drafts: new Map(), // conversation id -> unsent reply text
     listSeq: 0,
@@ -612,8 +613,23 @@
     if (stick) dom.scroll.scrollToBottom();
   }
 
-  function addMessage(message) {
-    const known = state.messages.get(message.id);
+  // How far a message got; a copy of a message that says less (the answer to its own POST, read after the
+  // socket told of its delivery) never takes a message back.
+  const DELIVERY_RANK = { queued: 0, sending: 1, sent: 2, failed: 3, delivered: 4 };
+  const EARLY_DELIVERIES_KEPT = 200;
+
+  function furthest(message, other) {
+    if (!other || !other.delivery || !message.delivery) return message;
+    const rank = (delivery) => (delivery in DELIVERY_RANK ? DELIVERY_RANK[delivery] : -1);
+    if (rank(other.delivery) <= rank(message.delivery)) return message;
+    return { ...message, delivery: other.delivery, last_error: other.last_error };
+  }
+
+  function addMessage(arrived) {
+    const known = state.messages.get(arrived.id);
+    const early = state.earlyDeliveries.get(arrived.id);
+    state.earlyDeliveries.delete(arrived.id);
+    const message = furthest(furthest(arrived, known), early);
     state.messages.set(message.id, message);
     if (state.liveDuringOpen) state.liveDuringOpen.add(message.id);
     if (known) {
@@ -661,7 +677,16 @@
 
   function onDelivery(frame) {
     const known = state.messages.get(frame.message_id);
-    if (!known || !sameId(state.openId, known.conversation_id)) return;
+    if (!known) {
+      // The delivery of a message this page has not heard of yet (its own reply, whose POST is still being
+      // answered): kept for when it comes.
+      state.earlyDeliveries.set(frame.message_id, frame);
+      if (state.earlyDeliveries.size > EARLY_DELIVERIES_KEPT) {
+        state.earlyDeliveries.delete(state.earlyDeliveries.keys().next().value);
+      }
+      return;
+    }
+    if (!sameId(state.openId, known.conversation_id)) return;
     addMessage({ ...known, delivery: frame.delivery, last_error: frame.last_error });
   }
 
