@@ -13,12 +13,11 @@ import tempfile
 from pathlib import Path
 
 from bench.hubproc import ROOT, HubProcess, open_database
-from bench.report import BackendResult, machine_facts, render_section, write_section
+from bench.report import DOCUMENT, BackendResult, machine_facts, publish, render_section
 from bench.scenarios import Options, progress, run_all
 from bench.stats import background_load
 from bench.verify import verify
 
-DOC = ROOT / "docs" / "benchmarks.md"
 BACKENDS = ("postgresql", "sqlite")
 
 
@@ -56,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=500.0,
                         help="resident messages/s of the fixed-rate latency scenario (default 500)")
     parser.add_argument("--reply-rate", type=float, default=50.0, help="agent replies/s (default 50)")
-    parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
+    parser.add_argument("--write", action="store_true", help=f"update {DOCUMENT.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     options = Options(residents=args.residents, duration=args.duration, warmup=args.warmup, rate=args.rate,
                       reply_rate=args.reply_rate, reply_conversations=min(50, args.residents))
@@ -64,10 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     results = [run_backend(backend, options) for backend in backends]
     command = " ".join(["python -m bench", shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
     section = render_section(machine_facts(), options, results, command)
-    print(section)
+    publish(section, args.write)
     if args.write:
-        write_section(DOC, section)
-        progress(f"wrote {DOC.relative_to(ROOT)}")
+        progress(f"wrote {DOCUMENT.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

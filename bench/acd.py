@@ -37,8 +37,8 @@ import aiohttp
 from sqlalchemy import text
 
 from bench.clients import Recorder, Resident, Staff
-from bench.hubproc import ROOT, Database, HubProcess, open_database
-from bench.report import machine_facts, write_section
+from bench.hubproc import Database, HubProcess, open_database
+from bench.report import machine_facts, publish
 from bench.stats import Distribution, cpu_between, cpu_snapshot
 from bench.voice import voice_hub
 from router.acd.decide import AgentSlot, Floor, Item, Policy, choose, plan
@@ -49,7 +49,6 @@ from router.settings import Settings
 from tests.support import sipp
 from tests.support.asterisk import Asterisk, root_ready
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- acd:begin -->", "<!-- acd:end -->")
 AGENTS, ITEMS = 1_000, 10_000
 DECISION_TARGET_MS = 5.0
@@ -390,9 +389,7 @@ def main(argv: list[str] | None = None) -> None:
             pushes.append(asyncio.run(measure_push(hub, asterisk, database)))
     section = render(decisions, passed, pushes,
                      "python -m bench.acd" + (" --write" if args.write else ""))
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
 
 
 if __name__ == "__main__":

@@ -32,12 +32,11 @@ import yaml
 
 from bench.clients import Recorder, TimedSocket
 from bench.hubproc import ROOT, HubProcess, free_port, open_database
-from bench.report import machine_facts, write_section
+from bench.report import DOCUMENT, machine_facts, publish
 from bench.stats import Distribution
 from router.billing import DemoBilling
 from router.botinput import normalise_for_bot
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- bot:begin -->", "<!-- bot:end -->")
 BOT = ROOT / "bot"
 RASA = BOT / ".venv" / "bin" / "rasa"
@@ -329,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent parse clients (default 8)")
     parser.add_argument("--residents", type=int, default=4, help="residents chatting at once (default 4)")
     parser.add_argument("--conversations", type=int, default=40, help="chats per resident (default 40)")
-    parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
+    parser.add_argument("--write", action="store_true", help=f"update {DOCUMENT.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="shuiwu-bench-train-") as tmp:
         if args.skip_training:
@@ -341,9 +340,7 @@ def main(argv: list[str] | None = None) -> None:
         result["intents"] = evaluate_intents(model, Path(tmp) / "nlu-test")
     command = " ".join(["python -m bench.bot", shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
     section = render(training, result, command)
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.hubproc import ROOT, Database, HubProcess
-from bench.report import Machine, machine_facts, write_section
+from bench.hubproc import Database, HubProcess
+from bench.report import Machine, machine_facts, publish
 from bench.stats import Distribution, cpu_between, cpu_snapshot
 from bench.voice import voice_hub
 from router.settings import Settings
@@ -36,7 +36,6 @@ from tests.support import sipp
 from tests.support.actors import Staff
 from tests.support.asterisk import Asterisk, root_ready
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- calls:begin -->", "<!-- calls:end -->")
 TARGET_AT_ONCE = 60
 HOTLINE_TEAM = Settings.model_fields["default_team"].default  # the default IVR menu's agent node
@@ -163,9 +162,7 @@ async def main_async(args: argparse.Namespace) -> int:
                   f"{result.at_once}, {result.per_second:.1f}/s, p95 {result.queue_to_agent.p95:.0f} ms", flush=True)
         await admin.close()
     section = render(machine_facts(), waves, args.talk, "python -m bench.calls --write")
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
     return 0
 
 

@@ -63,7 +63,7 @@ import asyncpg
 
 from bench.bot import FAQ_TURN, RASA, wait_healthy
 from bench.hubproc import ROOT, free_port
-from bench.report import machine_facts, write_section
+from bench.report import DOCUMENT, machine_facts, publish
 from bench.services import PrivateRedis
 from bench.stats import background_load
 from bench.wechat import AES_KEY, APP_ID, APP_SECRET, TOKEN
@@ -72,7 +72,6 @@ from router.botturns import HANDOFF_NOTICE
 from tests.support.hubproc import HubProcess
 from tests.support.pgcluster import PrivateCluster
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- chaos:begin -->", "<!-- chaos:end -->")
 MODEL = ROOT / "bot" / "models" / "current.tar.gz"
 QUESTIONS = (FAQ_TURN, "请问有哪些渠道能缴水费", "开户的时候要带哪些证件", "过户手续网上能办么")
@@ -705,7 +704,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=150.0, help="seconds of load (default 150)")
     parser.add_argument("--seed", type=int, default=16, help="seed of the fault schedule and the texts (default 16)")
     parser.add_argument("--residents", type=int, default=5, help="residents at a time per channel (default 5)")
-    parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
+    parser.add_argument("--write", action="store_true", help=f"update {DOCUMENT.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     if args.seconds < 60:
         parser.error("--seconds: at least 60 (five faults, each in its own share of the run)")
@@ -714,9 +713,7 @@ def main(argv: list[str] | None = None) -> None:
     result = asyncio.run(run(args.seed, args.seconds, args.residents))
     command = " ".join(["python -m bench.chaos", shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
     section = render(result, command)
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,11 @@ from typing import Any
 import aiohttp
 
 from bench.clients import Recorder, Resident, Staff
-from bench.hubproc import ADMIN_USERNAME, ROOT, HubProcess, open_database
-from bench.report import machine_facts, write_section
+from bench.hubproc import ADMIN_USERNAME, HubProcess, open_database
+from bench.report import machine_facts, publish
 from bench.stats import Distribution, background_load
 from router.settings import Settings
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- logins:begin -->", "<!-- logins:end -->")
 DEFAULT_TEAM = Settings.model_fields["default_team"].default
 PASSWORD = "reservoir-gauge-heron-17"  # noqa: S105  (the benchmark's own throwaway accounts)
@@ -220,9 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.attack_rate:g} wrong sign-ins a second beside live inbox sockets …", file=sys.stderr)
     result = run(args.attack_rate)
     section = render(result, quiet, background, "python -m bench.logins" + (" --write" if args.write else ""))
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
 
 
 if __name__ == "__main__":

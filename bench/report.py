@@ -16,6 +16,7 @@ from bench.stats import CpuUse, Distribution
 from bench.verify import Verification
 
 BEGIN, END = "<!-- webchat:begin -->", "<!-- webchat:end -->"
+DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 TARGET_RATE = 2000.0  # messages/s on PostgreSQL, 2 cores
 TARGET_P99_MS = 100.0  # at 500 messages/s
 TARGET_AT_RATE = 500.0
@@ -230,6 +231,13 @@ def render_section(machine: Machine, options: Options, results: list[BackendResu
         lines += ["Hub log excerpts:", "", "```", *problems, "```", ""]
     lines.append(END)
     return "\n".join(lines)
+
+
+def publish(section: str, write: bool, markers: tuple[str, str] = (BEGIN, END)) -> None:
+    """Print a benchmark's section; with ``write``, it takes the place of the one in docs/benchmarks.md."""
+    print(section)
+    if write:
+        write_section(DOCUMENT, section, markers)
 
 
 def write_section(path: Path, section: str, markers: tuple[str, str] = (BEGIN, END)) -> None:

@@ -19,14 +19,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from bench.hubproc import ROOT
-from bench.report import machine_facts, write_section
+from bench.report import machine_facts, publish
 from bench.stats import Distribution
 from channels.sms.provider import Receipt, Texted
 from channels.sms.smpp import SmppAccount, SmppLink
 from channels.sms.smpp_standin import DEMO_PASSWORD, DEMO_SYSTEM_ID
 from router.net import free_port
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- sms:begin -->", "<!-- sms:end -->")
 TARGET_RATE = 500.0
 
@@ -112,9 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     with standin_smsc() as port:
         result = asyncio.run(measure(port, args.count, args.window))
     section = render(result, "python -m bench.sms" + (" --write" if args.write else ""))
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from bench.hubproc import ROOT, Database, HubProcess, open_database
-from bench.report import Machine, machine_facts, write_section
+from bench.hubproc import Database, HubProcess, open_database
+from bench.report import Machine, machine_facts, publish
 from bench.stats import Distribution, cpu_between, cpu_snapshot
 from tests.support import sipp
 from tests.support.asterisk import Asterisk, root_ready
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- voice:begin -->", "<!-- voice:end -->")
 KEYS = "3" + "1" + "30001234#" + "1"
 TARGET_CALLS, TARGET_PROMPT_MS = 60, 500.0
@@ -192,9 +191,7 @@ async def main_async(args: argparse.Namespace) -> int:
             if not wave.clean and not args.all:
                 break
     section = render(machine_facts(), waves, "python -m bench.voice --write")
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
     return 0
 
 

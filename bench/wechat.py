@@ -25,12 +25,11 @@ from typing import Any
 
 import aiohttp
 
-from bench.hubproc import ROOT, HubProcess, open_database
-from bench.report import machine_facts, write_section
+from bench.hubproc import HubProcess, open_database
+from bench.report import machine_facts, publish
 from bench.stats import Distribution
 from channels.wechat.standin import Simulator, serve
 
-DOC = ROOT / "docs" / "benchmarks.md"
 REDIS_URL = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 NONCE_STORES = {"Redis": {"HUB_REDIS_URL": REDIS_URL}, "the database": {}}
 MARKERS = ("<!-- wechat:begin -->", "<!-- wechat:end -->")
@@ -163,9 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         print(render_opening(results))
         return
     section = render(results, "python -m bench.wechat" + (" --write" if args.write else ""))
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
 
 
 if __name__ == "__main__":

@@ -22,10 +22,9 @@ from pathlib import Path
 import aiohttp
 
 from bench.hubproc import ROOT, HubProcess, open_database
-from bench.report import machine_facts, write_section
+from bench.report import DOCUMENT, machine_facts, publish
 from bench.stats import Distribution
 
-DOC = ROOT / "docs" / "benchmarks.md"
 MARKERS = ("<!-- workorders:begin -->", "<!-- workorders:end -->")
 ORDER = {"category": "leak_repair", "title": "路面冒水", "description": "清源路口路面冒水",
          "custom_fields": {"leak_location": "路面"}, "address": "花桥镇绿地大道"}
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--orders", type=int, default=1_000_000, help="orders generated for the list test")
     parser.add_argument("--requests", type=int, default=300, help="list requests (default 300)")
-    parser.add_argument("--write", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
+    parser.add_argument("--write", action="store_true", help=f"update {DOCUMENT.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="shuiwu-bench-wo-") as tmp, \
             open_database("postgresql", Path(tmp)) as database, HubProcess(database, Path(tmp)) as hub:
@@ -190,9 +189,7 @@ def main(argv: list[str] | None = None) -> None:
               "seconds": args.seconds, "transition_seconds": transition_seconds}
     command = " ".join(["python -m bench.workorders", shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
     section = render(result, machine_facts(), command)
-    print(section)
-    if args.write:
-        write_section(DOC, section, MARKERS)
+    publish(section, args.write, MARKERS)
 
 
 if __name__ == "__main__":
