@@ -18,6 +18,7 @@ import struct
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -383,6 +384,7 @@ class DeskPhone:
 
 
 INVITED = re.compile(r"^INVITE sip:(\d+)@", re.MULTILINE)
+TRACED = re.compile(r"^-{20,} ", re.MULTILINE)  # sipp's -trace_msg: a line of dashes and the time before each message
 
 
 def residents_scenario(busy: str, no_answer: str, opt_out: str, answer_ms: int = 300, key_ms: int = 800) -> str:
@@ -457,6 +459,27 @@ class Residents:
             if number and call_id:
                 calls[call_id.group(1)] = number.group(1)
         return Counter(calls.values())
+
+    def calls(self) -> list[tuple[datetime, datetime | None]]:
+        """Each call as the residents' phones saw it: from its INVITE until the BYE or CANCEL that ended it, or
+        the busy answer (None: not ended)."""
+        text = self.messages.read_text(errors="replace") if self.messages.exists() else ""
+        spans: dict[str, list[datetime | None]] = {}
+        for block in TRACED.split(text)[1:]:
+            stamp, _, message = block.partition("\n")
+            call_id = re.search(r"^Call-ID:\s*(\S+)", message, re.MULTILINE | re.IGNORECASE)
+            first = next((line for line in message.splitlines()[1:] if line.strip()), "")
+            if call_id is None:
+                continue
+            at = datetime.strptime(stamp.strip(), "%Y-%m-%d %H:%M:%S.%f")
+            span = spans.setdefault(call_id.group(1), [None, None])
+            received = "message received" in message.split("\n", 1)[0]
+            if received and first.startswith("INVITE ") and span[0] is None:
+                span[0] = at
+            elif span[1] is None and ((received and first.startswith(("BYE ", "CANCEL ")))
+                                      or (not received and first.startswith("SIP/2.0 486"))):
+                span[1] = at
+        return [(start, end) for start, end in spans.values() if start is not None]
 
     def output(self) -> str:
         work = Path(self._work.name)

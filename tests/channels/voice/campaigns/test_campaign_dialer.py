@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from router.campaigns import change_state, create_campaign
 from router.db import create_engine, session_factory
-from router.models import Call, Campaign, CampaignState, CampaignTarget, Contact, ContactIdentity, DoNotCall, Region
+from router.models import Campaign, CampaignState, CampaignTarget, Contact, ContactIdentity, DoNotCall, Region
 from router.settings import Settings
 from tests.conftest import PASSWORD
 from tests.support.asterisk import Asterisk
@@ -86,11 +86,6 @@ class Database:
     async def barred(self) -> set[str]:
         async with self.sessions() as session:
             return {p.removeprefix("+86") for p in await session.scalars(select(DoNotCall.phone))}
-
-    async def calls(self) -> list[tuple[datetime, datetime | None]]:
-        async with self.sessions() as session:
-            return list((await session.execute(
-                select(Call.started_at, Call.ended_at).where(Call.did == "campaign"))).all())
 
 
 @pytest.fixture
@@ -164,6 +159,7 @@ async def test_a_campaign_calls_every_resident_once_through_a_hub_kill(
             first.kill()
             second.kill()
         invites = residents.invites()
+        phones_rang = residents.calls()
         targets = await database.targets(campaign_id)
 
     assert len(targets) == count
@@ -184,5 +180,7 @@ async def test_a_campaign_calls_every_resident_once_through_a_hub_kill(
                     "confirm": ("confirmed", 1)}[kind]
         assert (target.state, target.attempts) == expected, (number, target.state, target.attempts)
     assert {n for n, t in targets.items() if t.state == "opted_out"} <= await database.barred()
-    peak, up = most_at_once(await database.calls())
+    # Calls out at once, as the residents' phones saw them (a call's record may be closed a little after its
+    # channel was freed on a loaded machine, so the records are not the measure).
+    peak, up = most_at_once(phones_rang)
     assert peak <= CHANNELS, sorted(up)
