@@ -121,7 +121,6 @@ class SmppLink:
         # delivered once every part is, and fails with its first part that fails
         self._long: OrderedDict[str, tuple[str, set[str]]] = OrderedDict()
         self.bound = asyncio.Event()
-        self._deliveries: asyncio.Queue[smpp34.DeliverSmEvent] = asyncio.Queue()
         self._window = asyncio.Semaphore(account.window)  # never more submits out than the session's window
 
     def healthy(self) -> bool:
@@ -178,15 +177,15 @@ class SmppLink:
     async def _take_deliveries(self, smsc: smpp34.Smsc) -> None:
         """Pull what the SMSC delivers as fast as it comes, and handle it in order beside: a session whose
         deliveries are not taken stops reading, and the answers to the hub's submits wait behind them."""
-        self._deliveries = asyncio.Queue()
-        handling = asyncio.get_running_loop().create_task(self._handle_deliveries(self._deliveries))
+        deliveries: asyncio.Queue[smpp34.DeliverSmEvent] = asyncio.Queue()  # one per session
+        handling = asyncio.get_running_loop().create_task(self._handle_deliveries(deliveries))
         try:
             while True:
                 event = await smsc.next()
                 if isinstance(event, smpp34.Disconnected):
                     break
-                self._deliveries.put_nowait(event)
-            await self._deliveries.join()  # what came before the drop is still handled
+                deliveries.put_nowait(event)
+            await deliveries.join()  # what came before the drop is still handled
         finally:
             handling.cancel()
 
